@@ -1,0 +1,120 @@
+import { resolve } from 'node:path';
+import { z } from 'zod';
+
+/**
+ * Settings of the local stack, read once from the environment. Every port is
+ * configurable so the stack can sit beside other services on a machine.
+ */
+export interface StackConfig {
+  /** Project root (the folder holding package.json). */
+  readonly root: string;
+  /** Where resolved jars live. @default `<root>/.cache/jars` (SOUS_JAR_CACHE) */
+  readonly jarCache: string;
+  /** Where data, logs and pid files of running parts live. @default `<root>/.cache/stack` (SOUS_STACK_DIR) */
+  readonly stackDir: string;
+  /** Port of the dedicated PostgreSQL cluster. @default 15432 (SOUS_PG_PORT) */
+  readonly pgPort: number;
+  /** Folder of PostgreSQL server binaries. @default output of `pg_config --bindir` (SOUS_PG_BINDIR) */
+  readonly pgBindir: string | undefined;
+  /** Database and owning role used by sous. @default `sous` (SOUS_PG_DATABASE, SOUS_PG_USER) */
+  readonly pgDatabase: string;
+  readonly pgUser: string;
+  /** Kafka client listener port. @default 19092 (SOUS_KAFKA_PORT) */
+  readonly kafkaPort: number;
+  /** KRaft controller listener port. @default 19093 (SOUS_KAFKA_CONTROLLER_PORT) */
+  readonly kafkaControllerPort: number;
+  /** Kafka Connect REST port. @default 18083 (SOUS_CONNECT_PORT) */
+  readonly connectPort: number;
+  /** Turn on exactly-once source delivery in Kafka Connect. @default true (SOUS_CONNECT_EXACTLY_ONCE) */
+  readonly connectExactlyOnce: boolean;
+  /** Heap of each JVM. @default `512m` (SOUS_JVM_HEAP) */
+  readonly jvmHeap: string;
+}
+
+const port = (name: string, fallback: number) =>
+  z.coerce
+    .number({ error: `${name} must be a port number` })
+    .int(`${name} must be an integer`)
+    .min(1024, `${name} must be between 1024 and 65535`)
+    .max(65535, `${name} must be between 1024 and 65535`)
+    .default(fallback);
+
+const envSchema = z.object({
+  SOUS_JAR_CACHE: z.string().min(1).optional(),
+  SOUS_STACK_DIR: z.string().min(1).optional(),
+  SOUS_PG_PORT: port('SOUS_PG_PORT', 15432),
+  SOUS_PG_BINDIR: z.string().min(1).optional(),
+  SOUS_PG_DATABASE: z
+    .string()
+    .regex(/^[a-z_][a-z0-9_]*$/, 'SOUS_PG_DATABASE must be a lower-case SQL identifier')
+    .default('sous'),
+  SOUS_PG_USER: z
+    .string()
+    .regex(/^[a-z_][a-z0-9_]*$/, 'SOUS_PG_USER must be a lower-case SQL identifier')
+    .default('sous'),
+  SOUS_KAFKA_PORT: port('SOUS_KAFKA_PORT', 19092),
+  SOUS_KAFKA_CONTROLLER_PORT: port('SOUS_KAFKA_CONTROLLER_PORT', 19093),
+  SOUS_CONNECT_PORT: port('SOUS_CONNECT_PORT', 18083),
+  SOUS_CONNECT_EXACTLY_ONCE: z
+    .enum(['true', 'false'], { error: 'SOUS_CONNECT_EXACTLY_ONCE must be true or false' })
+    .default('true'),
+  SOUS_JVM_HEAP: z
+    .string()
+    .regex(/^\d+[mg]$/, 'SOUS_JVM_HEAP must look like 512m or 1g')
+    .default('512m'),
+});
+
+/** Thrown when the environment holds an invalid stack setting. */
+export class StackConfigError extends Error {
+  readonly code = 'SOUS_STACK_CONFIG_INVALID';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StackConfigError';
+  }
+}
+
+const projectRoot = resolve(import.meta.dirname, '..', '..');
+
+export function loadStackConfig(env: NodeJS.ProcessEnv = process.env): StackConfig {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    throw new StackConfigError(`invalid stack setting: ${problems.join('; ')}`, {
+      cause: parsed.error,
+    });
+  }
+  const e = parsed.data;
+  const ports = [e.SOUS_PG_PORT, e.SOUS_KAFKA_PORT, e.SOUS_KAFKA_CONTROLLER_PORT, e.SOUS_CONNECT_PORT];
+  if (new Set(ports).size !== ports.length) {
+    throw new StackConfigError(
+      `invalid stack setting: SOUS_PG_PORT, SOUS_KAFKA_PORT, SOUS_KAFKA_CONTROLLER_PORT and SOUS_CONNECT_PORT must differ (got ${ports.join(', ')})`,
+    );
+  }
+  return {
+    root: projectRoot,
+    jarCache: resolve(e.SOUS_JAR_CACHE ?? resolve(projectRoot, '.cache', 'jars')),
+    stackDir: resolve(e.SOUS_STACK_DIR ?? resolve(projectRoot, '.cache', 'stack')),
+    pgPort: e.SOUS_PG_PORT,
+    pgBindir: e.SOUS_PG_BINDIR,
+    pgDatabase: e.SOUS_PG_DATABASE,
+    pgUser: e.SOUS_PG_USER,
+    kafkaPort: e.SOUS_KAFKA_PORT,
+    kafkaControllerPort: e.SOUS_KAFKA_CONTROLLER_PORT,
+    connectPort: e.SOUS_CONNECT_PORT,
+    connectExactlyOnce: e.SOUS_CONNECT_EXACTLY_ONCE === 'true',
+    jvmHeap: e.SOUS_JVM_HEAP,
+  };
+}
+
+/** Connection string of the sous database on the local stack. */
+export function databaseUrl(config: StackConfig): string {
+  return `postgres://${config.pgUser}@127.0.0.1:${config.pgPort}/${config.pgDatabase}`;
+}
+
+export function kafkaBrokers(config: StackConfig): string[] {
+  return [`127.0.0.1:${config.kafkaPort}`];
+}
+
+export function connectUrl(config: StackConfig): string {
+  return `http://127.0.0.1:${config.connectPort}`;
+}

@@ -1,0 +1,170 @@
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Artifacts } from './artifacts.js';
+import { connectUrl, type StackConfig } from './config.js';
+import { javaCommand, requireJava, writeLog4j } from './kafka.js';
+import { assertPortFree, runningPid, startDaemon, stopDaemon, StackError, tail, waitFor } from './process.js';
+
+/** Name under which the outbox connector is registered in Kafka Connect. */
+export const OUTBOX_CONNECTOR = 'sous-outbox';
+
+function connectPaths(config: StackConfig) {
+  return {
+    props: join(config.stackDir, 'conf', 'connect-distributed.properties'),
+    logFile: join(config.stackDir, 'logs', 'connect.log'),
+    pidFile: join(config.stackDir, 'run', 'connect.pid'),
+    connectorFile: join(config.root, 'connectors', 'outbox-connector.json'),
+  };
+}
+
+export function connectPid(config: StackConfig): number | undefined {
+  return runningPid(connectPaths(config).pidFile);
+}
+
+async function rest(config: StackConfig, path: string, init?: RequestInit): Promise<Response> {
+  return fetch(`${connectUrl(config)}${path}`, { ...init, signal: AbortSignal.timeout(10_000) });
+}
+
+/** Runs a Kafka Connect worker in distributed mode with the Debezium plugin on its plugin path. */
+export async function startConnect(config: StackConfig, artifacts: Artifacts, log: (line: string) => void): Promise<void> {
+  const p = connectPaths(config);
+  if (connectPid(config) === undefined) {
+    requireJava();
+    await assertPortFree(config.connectPort, 'SOUS_CONNECT_PORT', 'Kafka Connect');
+    mkdirSync(join(config.stackDir, 'conf'), { recursive: true });
+    const log4j = writeLog4j(config);
+    writeFileSync(
+      p.props,
+      [
+        `bootstrap.servers=127.0.0.1:${config.kafkaPort}`,
+        'group.id=sous-connect',
+        'config.storage.topic=sous-connect-configs',
+        'config.storage.replication.factor=1',
+        'offset.storage.topic=sous-connect-offsets',
+        'offset.storage.replication.factor=1',
+        'offset.storage.partitions=5',
+        'status.storage.topic=sous-connect-status',
+        'status.storage.replication.factor=1',
+        'status.storage.partitions=1',
+        'key.converter=org.apache.kafka.connect.storage.StringConverter',
+        'value.converter=org.apache.kafka.connect.storage.StringConverter',
+        `listeners=http://127.0.0.1:${config.connectPort}`,
+        'rest.advertised.host.name=127.0.0.1',
+        `rest.advertised.port=${config.connectPort}`,
+        // The parent of the debezium-connector-postgres folder, as Connect expects.
+        `plugin.path=${artifacts.plugins}`,
+        // Offsets (the replication slot position) are committed every second: after a
+        // crash at most that much is re-read, and re-sent rows keep their id header.
+        'offset.flush.interval.ms=1000',
+        'producer.linger.ms=0',
+        // A restarted worker takes its tasks back at once rather than after 5 minutes.
+        'scheduled.rebalance.max.delay.ms=0',
+        `exactly.once.source.support=${config.connectExactlyOnce ? 'enabled' : 'disabled'}`,
+        'topic.creation.enable=true',
+        // Every plugin on the path ships ServiceLoader manifests: skip the slow scan.
+        'plugin.discovery=service_load',
+        // Connection settings reach the connector file as ${env:...} so the same file
+        // serves docker-compose and this stack.
+        'config.providers=env',
+        'config.providers.env.class=org.apache.kafka.common.config.provider.EnvVarConfigProvider',
+        '',
+      ].join('\n'),
+    );
+    startDaemon({
+      command: javaCommand(),
+      args: [
+        `-Xms${config.jvmHeap}`,
+        `-Xmx${config.jvmHeap}`,
+        '-XX:+UseG1GC',
+        '-Djava.awt.headless=true',
+        `-Dlog4j2.configurationFile=file:${log4j}`,
+        '-cp',
+        join(artifacts.libs, '*'),
+        'org.apache.kafka.connect.cli.ConnectDistributed',
+        p.props,
+      ],
+      logFile: p.logFile,
+      pidFile: p.pidFile,
+      env: {
+        ...process.env,
+        SOUS_PG_HOST: '127.0.0.1',
+        SOUS_PG_PORT: String(config.pgPort),
+        SOUS_PG_USER: config.pgUser,
+        SOUS_PG_PASSWORD: process.env.SOUS_PG_PASSWORD ?? '',
+        SOUS_PG_DATABASE: config.pgDatabase,
+      },
+    });
+  }
+  await waitFor(async () => connectPid(config) !== undefined && (await rest(config, '/connectors')).ok, {
+    timeoutMs: 120_000,
+    intervalMs: 500,
+    failure: () =>
+      new StackError('SOUS_STACK_CONNECT_START_FAILED', `Kafka Connect did not answer on ${connectUrl(config)}: ${tail(p.logFile, 2).replaceAll('\n', ' | ')} (log ${p.logFile})`),
+  });
+  await registerOutboxConnector(config);
+  log(`connect    ${connectUrl(config)} connector ${OUTBOX_CONNECTOR} RUNNING (log ${p.logFile})`);
+}
+
+/** PUTs connectors/outbox-connector.json (idempotent) and waits until its task runs. */
+export async function registerOutboxConnector(config: StackConfig): Promise<void> {
+  const p = connectPaths(config);
+  const body = readFileSync(p.connectorFile, 'utf8');
+  JSON.parse(body); // A broken file fails here with its own parse error.
+  await waitFor(
+    async () => {
+      const response = await rest(config, `/connectors/${OUTBOX_CONNECTOR}/config`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body,
+      });
+      // 409: the worker is rebalancing; try again.
+      if (response.status === 409 || response.status >= 500) return false;
+      if (!response.ok) {
+        throw new StackError('SOUS_STACK_CONNECTOR_REJECTED', `Kafka Connect rejected ${p.connectorFile}: ${response.status} ${await response.text()}`);
+      }
+      return true;
+    },
+    { timeoutMs: 60_000, intervalMs: 500, failure: () => new StackError('SOUS_STACK_CONNECTOR_REJECTED', `could not register ${OUTBOX_CONNECTOR}`) },
+  );
+  await waitForConnectorRunning(config);
+}
+
+export async function waitForConnectorRunning(config: StackConfig, timeoutMs = 120_000): Promise<void> {
+  const p = connectPaths(config);
+  let last = 'no status yet';
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      const response = await rest(config, `/connectors/${OUTBOX_CONNECTOR}/status`);
+      if (response.ok) {
+        const status = (await response.json()) as {
+          connector: { state: string; trace?: string };
+          tasks: { id: number; state: string; trace?: string }[];
+        };
+        const failed = [status.connector, ...status.tasks].find((s) => s.state === 'FAILED');
+        if (failed !== undefined) {
+          throw new StackError(
+            'SOUS_STACK_CONNECTOR_FAILED',
+            `connector ${OUTBOX_CONNECTOR} FAILED: ${(failed.trace ?? '').split('\n')[0] ?? ''} (log ${p.logFile})`,
+          );
+        }
+        if (status.connector.state === 'RUNNING' && status.tasks.length > 0 && status.tasks.every((t) => t.state === 'RUNNING')) {
+          return;
+        }
+        last = `connector ${status.connector.state}, tasks ${status.tasks.map((t) => t.state).join(',') || 'none'}`;
+      } else {
+        last = `status ${response.status}`;
+      }
+    } catch (error) {
+      if (error instanceof StackError) throw error;
+      last = (error as Error).message;
+    }
+    await sleep(250);
+  }
+  throw new StackError('SOUS_STACK_CONNECTOR_NOT_RUNNING', `connector ${OUTBOX_CONNECTOR} not running after ${timeoutMs} ms (${last}); see ${p.logFile}`);
+}
+
+export async function stopConnect(config: StackConfig, signal: NodeJS.Signals = 'SIGTERM'): Promise<boolean> {
+  return stopDaemon(connectPaths(config).pidFile, { signal, graceMs: 30_000 });
+}

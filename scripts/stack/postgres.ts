@@ -1,0 +1,171 @@
+import { spawnSync } from 'node:child_process';
+import { chownSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
+import type { StackConfig } from './config.js';
+import { assertPortFree, isAlive, StackError, tail } from './process.js';
+
+/*
+ * sous runs its own PostgreSQL cluster (initdb into the stack folder) rather than
+ * reconfiguring the machine's service: Debezium needs wal_level=logical, which takes a
+ * server restart, and the crash tests kill and restart PostgreSQL; neither should touch a
+ * service other programs on the machine rely on. The machine's PostgreSQL binaries are used.
+ */
+
+interface PgPaths {
+  readonly bindir: string;
+  readonly dataDir: string;
+  readonly socketDir: string;
+  readonly logFile: string;
+}
+
+function paths(config: StackConfig): PgPaths {
+  let bindir = config.pgBindir;
+  if (bindir === undefined) {
+    const result = spawnSync('pg_config', ['--bindir'], { encoding: 'utf8' });
+    if (result.error !== undefined || result.status !== 0) {
+      throw new StackError(
+        'SOUS_STACK_COMMAND_MISSING',
+        'pg_config not found: install the PostgreSQL 15 server (apt-get install postgresql-15) or set SOUS_PG_BINDIR to the folder holding initdb and pg_ctl',
+      );
+    }
+    bindir = result.stdout.trim();
+  }
+  if (!existsSync(join(bindir, 'initdb')) || !existsSync(join(bindir, 'pg_ctl'))) {
+    throw new StackError(
+      'SOUS_STACK_COMMAND_MISSING',
+      `initdb or pg_ctl not found in ${bindir}: install the PostgreSQL server package or set SOUS_PG_BINDIR`,
+    );
+  }
+  const base = join(config.stackDir, 'pg');
+  return {
+    bindir,
+    dataDir: join(base, 'data'),
+    socketDir: join(base, 'run'),
+    logFile: join(config.stackDir, 'logs', 'postgres.log'),
+  };
+}
+
+/** PostgreSQL refuses to run as root: when we are root, its tools run as `postgres`. */
+function asServerUser(): { uid: number; gid: number } | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  const id = (flag: string) => spawnSync('id', [flag, 'postgres'], { encoding: 'utf8' });
+  const uid = id('-u');
+  const gid = id('-g');
+  if (uid.status !== 0 || gid.status !== 0) {
+    throw new StackError(
+      'SOUS_STACK_NO_PG_USER',
+      'running as root but there is no `postgres` user to own the PostgreSQL cluster: create it (useradd --system postgres) or run as a normal user',
+    );
+  }
+  return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
+}
+
+function runPgTool(config: StackConfig, tool: string, args: string[]): { status: number; output: string } {
+  const p = paths(config);
+  const owner = asServerUser();
+  const command = owner === undefined ? join(p.bindir, tool) : 'runuser';
+  const fullArgs = owner === undefined ? args : ['-u', 'postgres', '--', join(p.bindir, tool), ...args];
+  const result = spawnSync(command, fullArgs, { encoding: 'utf8', cwd: config.stackDir });
+  return { status: result.status ?? 1, output: `${result.stdout ?? ''}${result.stderr ?? ''}`.trim() };
+}
+
+function ensureOwned(path: string, kind: 'dir' | 'file', owner: { uid: number; gid: number } | undefined) {
+  if (kind === 'dir') mkdirSync(path, { recursive: true, mode: 0o700 });
+  else if (!existsSync(path)) closeSync(openSync(path, 'a'));
+  if (owner !== undefined) chownSync(path, owner.uid, owner.gid);
+}
+
+/** The postmaster's pid while the cluster runs. */
+export function postgresPid(config: StackConfig): number | undefined {
+  const pidFile = join(paths(config).dataDir, 'postmaster.pid');
+  if (!existsSync(pidFile)) return undefined;
+  const pid = Number.parseInt(readFileSync(pidFile, 'utf8').split('\n')[0] ?? '', 10);
+  return Number.isInteger(pid) && isAlive(pid) ? pid : undefined;
+}
+
+async function query(config: StackConfig, database: string, text: string): Promise<pg.QueryResult> {
+  const client = new pg.Client({ host: '127.0.0.1', port: config.pgPort, user: 'postgres', database });
+  await client.connect();
+  try {
+    return await client.query(text);
+  } finally {
+    await client.end();
+  }
+}
+
+export async function startPostgres(config: StackConfig, log: (line: string) => void): Promise<void> {
+  const p = paths(config);
+  const owner = asServerUser();
+  mkdirSync(join(config.stackDir, 'logs'), { recursive: true });
+  mkdirSync(join(config.stackDir, 'pg'), { recursive: true });
+  ensureOwned(p.dataDir, 'dir', owner);
+  ensureOwned(p.socketDir, 'dir', owner);
+  ensureOwned(p.logFile, 'file', owner);
+
+  if (!existsSync(join(p.dataDir, 'PG_VERSION'))) {
+    log(`initialising a PostgreSQL cluster in ${p.dataDir}`);
+    const init = runPgTool(config, 'initdb', ['-D', p.dataDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8']);
+    if (init.status !== 0) {
+      throw new StackError('SOUS_STACK_PG_INIT_FAILED', `initdb failed: ${init.output.split('\n').slice(-2).join(' | ')}`);
+    }
+    writeFileSync(join(p.dataDir, 'postgresql.conf'), "\ninclude_if_exists = 'sous.conf'\n", { flag: 'a' });
+  }
+  // Rewritten on every start so a changed SOUS_PG_PORT takes effect.
+  const settings = [
+    `port = ${config.pgPort}`,
+    "listen_addresses = '127.0.0.1'",
+    `unix_socket_directories = '${p.socketDir}'`,
+    'wal_level = logical',
+    'max_replication_slots = 10',
+    'max_wal_senders = 10',
+    'max_connections = 300',
+    'shared_buffers = 256MB',
+    "log_min_messages = 'warning'",
+  ];
+  const confFile = join(p.dataDir, 'sous.conf');
+  writeFileSync(confFile, `${settings.join('\n')}\n`);
+  if (owner !== undefined) chownSync(confFile, owner.uid, owner.gid);
+
+  if (postgresPid(config) === undefined) {
+    await assertPortFree(config.pgPort, 'SOUS_PG_PORT', 'PostgreSQL');
+    const start = runPgTool(config, 'pg_ctl', ['-D', p.dataDir, '-l', p.logFile, '-w', '-t', '120', 'start']);
+    if (start.status !== 0) {
+      throw new StackError(
+        'SOUS_STACK_PG_START_FAILED',
+        `PostgreSQL did not start: ${tail(p.logFile, 2).replaceAll('\n', ' | ')} (log: ${p.logFile})`,
+      );
+    }
+  }
+  let wal: pg.QueryResult;
+  try {
+    wal = await query(config, 'postgres', 'SHOW wal_level');
+  } catch (error) {
+    throw new StackError(
+      'SOUS_STACK_PG_UNREACHABLE',
+      `PostgreSQL on 127.0.0.1:${config.pgPort} is unreachable (${(error as Error).message}): see ${p.logFile}`,
+      { cause: error },
+    );
+  }
+  if (wal.rows[0]?.wal_level !== 'logical') {
+    throw new StackError('SOUS_STACK_PG_WAL_LEVEL', `PostgreSQL runs with wal_level=${String(wal.rows[0]?.wal_level)}; Debezium needs logical`);
+  }
+  const user = pg.escapeIdentifier(config.pgUser);
+  const role = await query(config, 'postgres', `SELECT 1 FROM pg_roles WHERE rolname = ${pg.escapeLiteral(config.pgUser)}`);
+  if (role.rowCount === 0) await query(config, 'postgres', `CREATE ROLE ${user} LOGIN REPLICATION`);
+  const db = await query(config, 'postgres', `SELECT 1 FROM pg_database WHERE datname = ${pg.escapeLiteral(config.pgDatabase)}`);
+  if (db.rowCount === 0) {
+    await query(config, 'postgres', `CREATE DATABASE ${pg.escapeIdentifier(config.pgDatabase)} OWNER ${user}`);
+  }
+  log(`postgres   127.0.0.1:${config.pgPort} database ${config.pgDatabase} (log ${p.logFile})`);
+}
+
+export function stopPostgres(config: StackConfig, { immediate = false }: { immediate?: boolean } = {}): boolean {
+  if (postgresPid(config) === undefined) return false;
+  const p = paths(config);
+  const stop = runPgTool(config, 'pg_ctl', ['-D', p.dataDir, '-m', immediate ? 'immediate' : 'fast', '-w', '-t', '60', 'stop']);
+  if (stop.status !== 0) {
+    throw new StackError('SOUS_STACK_PG_STOP_FAILED', `pg_ctl stop failed: ${stop.output}`);
+  }
+  return true;
+}

@@ -1,0 +1,45 @@
+import { createDatabase } from '../../src/db/database.js';
+import { migrate } from '../../src/db/migrate.js';
+import { resolveArtifacts } from './artifacts.js';
+import { databaseUrl, type StackConfig } from './config.js';
+import { connectPid, startConnect, stopConnect } from './connect.js';
+import { kafkaPid, startKafka, stopKafka } from './kafka.js';
+import { postgresPid, startPostgres, stopPostgres } from './postgres.js';
+
+export type Log = (line: string) => void;
+
+/** Applies sous migrations to the stack's database. */
+export async function migrateStack(config: StackConfig): Promise<string[]> {
+  const db = createDatabase({ connectionString: databaseUrl(config), poolSize: 1, applicationName: 'sous-migrate' });
+  try {
+    return await migrate(db);
+  } finally {
+    await db.destroy();
+  }
+}
+
+/**
+ * Brings every part up in dependency order, skipping parts already running, and waits
+ * until each is healthy: PostgreSQL (+ migrations), Kafka, Kafka Connect (+ connector).
+ */
+export async function stackUp(config: StackConfig, log: Log): Promise<void> {
+  const artifacts = resolveArtifacts(config, log);
+  await startPostgres(config, log);
+  const applied = await migrateStack(config);
+  if (applied.length > 0) log(`migrations applied: ${applied.join(', ')}`);
+  await startKafka(config, artifacts, log);
+  await startConnect(config, artifacts, log);
+}
+
+/** Stops every part in reverse order; safe when some or all are already stopped. */
+export async function stackDown(config: StackConfig, log: Log): Promise<void> {
+  if (await stopConnect(config)) log('connect    stopped');
+  if (await stopKafka(config)) log('kafka      stopped');
+  if (stopPostgres(config)) log('postgres   stopped');
+}
+
+export function stackStatus(config: StackConfig): Record<string, number | undefined> {
+  return { postgres: postgresPid(config), kafka: kafkaPid(config), connect: connectPid(config) };
+}
+
+export { resolveArtifacts, startPostgres, stopPostgres, startKafka, stopKafka, startConnect, stopConnect };

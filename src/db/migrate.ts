@@ -1,0 +1,60 @@
+import { readdir, readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { type Kysely, sql } from 'kysely';
+import { type Migration, type MigrationProvider, Migrator } from 'kysely/migration';
+import { MigrationFailedError } from '../errors.js';
+
+/** The folder of numbered `.sql` migrations shipped with sous. */
+export const MIGRATIONS_FOLDER = resolve(import.meta.dirname, '..', '..', 'migrations');
+
+const FILE_NAME = /^(\d{4})_[a-z0-9_]+\.sql$/;
+
+/**
+ * Reads `NNNN_name.sql` files as Kysely migrations. Files are append-only: a landed
+ * file is never edited, a change is a new file.
+ */
+export class SqlFileMigrationProvider implements MigrationProvider {
+  readonly #folder: string;
+  constructor(folder: string = MIGRATIONS_FOLDER) {
+    this.#folder = folder;
+  }
+
+  async getMigrations(): Promise<Record<string, Migration>> {
+    const migrations: Record<string, Migration> = {};
+    const files = (await readdir(this.#folder)).filter((f) => f.endsWith('.sql')).sort();
+    for (const file of files) {
+      if (!FILE_NAME.test(file)) {
+        throw new MigrationFailedError(`migration file ${file} does not match NNNN_name.sql`);
+      }
+      const text = await readFile(join(this.#folder, file), 'utf8');
+      // A whole file is one simple-protocol query, so it may hold many statements.
+      migrations[file.replace(/\.sql$/, '')] = { up: async (db) => void (await sql.raw(text).execute(db)) };
+    }
+    return migrations;
+  }
+}
+
+/**
+ * Applies pending migrations in order. Kysely's Migrator takes an advisory lock so two
+ * processes starting at once apply each migration exactly once, and refuses to run when
+ * an applied migration is missing from the folder or out of order.
+ */
+export async function migrate<DB>(db: Kysely<DB>, folder: string = MIGRATIONS_FOLDER): Promise<string[]> {
+  await sql`CREATE SCHEMA IF NOT EXISTS sous`.execute(db);
+  const migrator = new Migrator({
+    db,
+    provider: new SqlFileMigrationProvider(folder),
+    migrationTableSchema: 'sous',
+    migrationTableName: 'migration',
+    migrationLockTableName: 'migration_lock',
+  });
+  const { error, results = [] } = await migrator.migrateToLatest();
+  const failed = results.find((r) => r.status === 'Error');
+  if (error !== undefined || failed !== undefined) {
+    throw new MigrationFailedError(
+      `migration ${failed?.migrationName ?? '(setup)'} failed: ${error instanceof Error ? error.message : String(error)}`,
+      { cause: error },
+    );
+  }
+  return results.filter((r) => r.status === 'Success').map((r) => r.migrationName);
+}

@@ -1,0 +1,67 @@
+import type { Consumer, KafkaMessage } from 'kafkajs';
+import { MalformedRecordError } from '../errors.js';
+import type { Kafka } from './kafka-client.js';
+import { decodeOutboxRecord, type OutboxRecord } from './outbox-record.js';
+
+export interface OutboxConsumerOptions {
+  readonly kafka: Kafka;
+  /** Consumer group: members share the topics' partitions. */
+  readonly groupId: string;
+  readonly topics: readonly string[];
+  /** Start a new group at the earliest offset rather than the latest. @default false */
+  readonly fromBeginning?: boolean;
+  /** Called once per decoded record, in order per partition. A throw retries the record. */
+  readonly handle: (record: OutboxRecord) => Promise<void>;
+  /**
+   * Called for each record that does not decode; its offset is committed after this
+   * returns, so this is where a record goes to a dead-letter topic or a log. Required:
+   * a bad record is never dropped silently.
+   */
+  readonly onMalformed: (error: MalformedRecordError, message: KafkaMessage) => Promise<void>;
+  /** Partitions processed at once. @default 1 */
+  readonly partitionsConsumedConcurrently?: number;
+}
+
+export interface OutboxConsumer {
+  /** Resolves once the group has been joined and partitions assigned. */
+  readonly ready: Promise<void>;
+  /** Leaves the group after the records in hand are handled. */
+  stop(): Promise<void>;
+}
+
+/** Consumes outbox records with a kafkajs consumer group (read_committed). */
+export async function runOutboxConsumer(options: OutboxConsumerOptions): Promise<OutboxConsumer> {
+  const consumer: Consumer = options.kafka.consumer({
+    groupId: options.groupId,
+    // Only records of committed Connect transactions (exactly-once source delivery).
+    readUncommitted: false,
+    maxWaitTimeInMs: 100,
+  });
+  let markReady: () => void = () => undefined;
+  const ready = new Promise<void>((resolvePromise) => {
+    markReady = resolvePromise;
+  });
+  consumer.on(consumer.events.GROUP_JOIN, () => markReady());
+  await consumer.connect();
+  await consumer.subscribe({ topics: [...options.topics], fromBeginning: options.fromBeginning ?? false });
+  await consumer.run({
+    partitionsConsumedConcurrently: options.partitionsConsumedConcurrently ?? 1,
+    eachMessage: async ({ topic, partition, message }) => {
+      let record: OutboxRecord;
+      try {
+        record = decodeOutboxRecord(topic, partition, message);
+      } catch (error) {
+        if (!(error instanceof MalformedRecordError)) throw error;
+        await options.onMalformed(error, message);
+        return;
+      }
+      await options.handle(record);
+    },
+  });
+  return {
+    ready,
+    stop: async () => {
+      await consumer.disconnect();
+    },
+  };
+}
