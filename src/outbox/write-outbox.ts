@@ -5,7 +5,7 @@ import { type OutboxMessage, outboxMessageSchema } from './outbox-message.js';
 
 export interface WriteOutboxOptions {
   /**
-   * Largest serialised payload accepted, in bytes. A row Kafka refuses would stop the
+   * Largest serialised payload accepted, in bytes. A record Kafka refuses would stop the
    * connector for every row behind it, so oversized payloads are refused here instead
    * (large data goes by reference). @default 524288 (512 KiB)
    */
@@ -14,25 +14,27 @@ export interface WriteOutboxOptions {
 
 export const DEFAULT_MAX_PAYLOAD_BYTES = 512 * 1024;
 
+/** One validated outbox row, columns as text ready for the INSERT. */
+export interface OutboxRow {
+  readonly id: string;
+  readonly aggregateType: string;
+  readonly key: string;
+  readonly eventType: string;
+  readonly topic: string;
+  readonly payload: string;
+  readonly headers: string;
+  readonly traceparent: string | null;
+  readonly correlationId: string | null;
+  readonly idempotencyKey: string | null;
+}
+
 /**
- * Writes messages to the outbox inside the caller's transaction, so they reach Kafka if
- * and only if that transaction commits. Rows are inserted and deleted again in the same
- * transaction: Debezium streams the insert from the WAL and the table stays empty.
- * Validates every message before writing any; returns the row ids (the `id` Kafka header).
+ * Validates messages and turns them into rows, assigning ids where missing. Throws
+ * OutboxMessageInvalidError listing every problem of the first bad message, by path.
  */
-export async function writeOutbox<DB>(
-  trx: Transaction<DB>,
-  messages: readonly OutboxMessage[],
-  options: WriteOutboxOptions = {},
-): Promise<string[]> {
-  if (!trx.isTransaction) {
-    throw new OutboxNotInTransactionError(
-      'writeOutbox needs a transaction (db.transaction().execute(trx => writeOutbox(trx, ...))): outside one the messages would not commit with the state change',
-    );
-  }
-  if (messages.length === 0) return [];
+export function toOutboxRows(messages: readonly OutboxMessage[], options: WriteOutboxOptions = {}): OutboxRow[] {
   const maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
-  const rows = messages.map((message, index) => {
+  return messages.map((message, index) => {
     const parsed = outboxMessageSchema.safeParse(message);
     if (!parsed.success) {
       const problems = parsed.error.issues.map((i) => `${['messages', index, ...i.path].join('.')}: ${i.message}`);
@@ -59,16 +61,36 @@ export async function writeOutbox<DB>(
       idempotencyKey: m.idempotencyKey ?? null,
     };
   });
+}
+
+/**
+ * Writes messages to the outbox inside the caller's transaction, so they reach Kafka if
+ * and only if that transaction commits. Rows are inserted and deleted again in the same
+ * transaction: Debezium streams the insert from the WAL and the table stays empty.
+ * Validates every message before writing any; returns the row ids (the `id` Kafka header).
+ */
+export async function writeOutbox<DB>(
+  trx: Transaction<DB>,
+  messages: readonly OutboxMessage[],
+  options: WriteOutboxOptions = {},
+): Promise<string[]> {
+  if (!trx.isTransaction) {
+    throw new OutboxNotInTransactionError(
+      'writeOutbox needs a transaction (db.transaction().execute(trx => writeOutbox(trx, ...))): outside one the messages would not commit with the state change',
+    );
+  }
+  const rows = toOutboxRows(messages, options);
+  if (rows.length === 0) return [];
   const ids = rows.map((r) => r.id);
+  const column = <K extends keyof OutboxRow>(name: K) => rows.map((r) => r[name]);
   // One statement for any number of rows: arrays unnested server-side.
   await sql`
     INSERT INTO sous.outbox
       (id, aggregate_type, aggregate_id, event_type, topic, payload, headers, traceparent, correlation_id, idempotency_key)
     SELECT * FROM unnest(
-      ${ids}::uuid[], ${rows.map((r) => r.aggregateType)}::text[], ${rows.map((r) => r.key)}::text[],
-      ${rows.map((r) => r.eventType)}::text[], ${rows.map((r) => r.topic)}::text[], ${rows.map((r) => r.payload)}::jsonb[],
-      ${rows.map((r) => r.headers)}::jsonb[], ${rows.map((r) => r.traceparent)}::text[],
-      ${rows.map((r) => r.correlationId)}::text[], ${rows.map((r) => r.idempotencyKey)}::text[]
+      ${ids}::uuid[], ${column('aggregateType')}::text[], ${column('key')}::text[], ${column('eventType')}::text[],
+      ${column('topic')}::text[], ${column('payload')}::jsonb[], ${column('headers')}::jsonb[],
+      ${column('traceparent')}::text[], ${column('correlationId')}::text[], ${column('idempotencyKey')}::text[]
     )`.execute(trx);
   await sql`DELETE FROM sous.outbox WHERE id = ANY(${ids}::uuid[])`.execute(trx);
   return ids;
