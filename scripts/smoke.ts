@@ -47,7 +47,9 @@ try {
   console.log(`[smoke] committed outbox row ${id} for topic ${topic}`);
   const record = await Promise.race([
     received,
-    sleep(30_000).then(() => Promise.reject(new Error('no record arrived within 30 s: is the connector running? (npm run stack:status)'))),
+    sleep(30_000).then(() =>
+      Promise.reject(new Error('no record arrived within 30 s: is the connector running? (npm run stack:status)')),
+    ),
   ]);
   console.log(`[smoke] consumed after ${Math.round(performance.now() - started)} ms:`);
   console.log(JSON.stringify(record, null, 2));

@@ -55,10 +55,7 @@ export function resolveArtifacts(config: StackConfig, log: (line: string) => voi
     );
     if (result.status !== 0) {
       const output = `${result.stdout}\n${result.stderr}`.trim().split('\n').slice(-3).join(' | ');
-      throw new StackError(
-        'SOUS_STACK_RESOLVE_FAILED',
-        `mvn ${goal} failed (is Maven Central reachable?): ${output}`,
-      );
+      throw new StackError('SOUS_STACK_RESOLVE_FAILED', `mvn ${goal} failed (is Maven Central reachable?): ${output}`);
     }
   };
   mvn('dependency:copy-dependencies', libs);

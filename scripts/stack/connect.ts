@@ -27,7 +27,11 @@ async function rest(config: StackConfig, path: string, init?: RequestInit): Prom
 }
 
 /** Runs a Kafka Connect worker in distributed mode with the Debezium plugin on its plugin path. */
-export async function startConnect(config: StackConfig, artifacts: Artifacts, log: (line: string) => void): Promise<void> {
+export async function startConnect(
+  config: StackConfig,
+  artifacts: Artifacts,
+  log: (line: string) => void,
+): Promise<void> {
   const p = connectPaths(config);
   if (connectPid(config) === undefined) {
     requireJava();
@@ -100,7 +104,10 @@ export async function startConnect(config: StackConfig, artifacts: Artifacts, lo
     timeoutMs: 120_000,
     intervalMs: 500,
     failure: () =>
-      new StackError('SOUS_STACK_CONNECT_START_FAILED', `Kafka Connect did not answer on ${connectUrl(config)}: ${tail(p.logFile, 2).replaceAll('\n', ' | ')} (log ${p.logFile})`),
+      new StackError(
+        'SOUS_STACK_CONNECT_START_FAILED',
+        `Kafka Connect did not answer on ${connectUrl(config)}: ${tail(p.logFile, 2).replaceAll('\n', ' | ')} (log ${p.logFile})`,
+      ),
   });
   await registerOutboxConnector(config);
   log(`connect    ${connectUrl(config)} connector ${OUTBOX_CONNECTOR} RUNNING (log ${p.logFile})`);
@@ -121,11 +128,18 @@ export async function registerOutboxConnector(config: StackConfig): Promise<void
       // 409: the worker is rebalancing; try again.
       if (response.status === 409 || response.status >= 500) return false;
       if (!response.ok) {
-        throw new StackError('SOUS_STACK_CONNECTOR_REJECTED', `Kafka Connect rejected ${p.connectorFile}: ${response.status} ${await response.text()}`);
+        throw new StackError(
+          'SOUS_STACK_CONNECTOR_REJECTED',
+          `Kafka Connect rejected ${p.connectorFile}: ${response.status} ${await response.text()}`,
+        );
       }
       return true;
     },
-    { timeoutMs: 60_000, intervalMs: 500, failure: () => new StackError('SOUS_STACK_CONNECTOR_REJECTED', `could not register ${OUTBOX_CONNECTOR}`) },
+    {
+      timeoutMs: 60_000,
+      intervalMs: 500,
+      failure: () => new StackError('SOUS_STACK_CONNECTOR_REJECTED', `could not register ${OUTBOX_CONNECTOR}`),
+    },
   );
   await waitForConnectorRunning(config);
 }
@@ -149,7 +163,11 @@ export async function waitForConnectorRunning(config: StackConfig, timeoutMs = 1
             `connector ${OUTBOX_CONNECTOR} FAILED: ${(failed.trace ?? '').split('\n')[0] ?? ''} (log ${p.logFile})`,
           );
         }
-        if (status.connector.state === 'RUNNING' && status.tasks.length > 0 && status.tasks.every((t) => t.state === 'RUNNING')) {
+        if (
+          status.connector.state === 'RUNNING' &&
+          status.tasks.length > 0 &&
+          status.tasks.every((t) => t.state === 'RUNNING')
+        ) {
           return;
         }
         last = `connector ${status.connector.state}, tasks ${status.tasks.map((t) => t.state).join(',') || 'none'}`;
@@ -162,7 +180,10 @@ export async function waitForConnectorRunning(config: StackConfig, timeoutMs = 1
     }
     await sleep(250);
   }
-  throw new StackError('SOUS_STACK_CONNECTOR_NOT_RUNNING', `connector ${OUTBOX_CONNECTOR} not running after ${timeoutMs} ms (${last}); see ${p.logFile}`);
+  throw new StackError(
+    'SOUS_STACK_CONNECTOR_NOT_RUNNING',
+    `connector ${OUTBOX_CONNECTOR} not running after ${timeoutMs} ms (${last}); see ${p.logFile}`,
+  );
 }
 
 export async function stopConnect(config: StackConfig, signal: NodeJS.Signals = 'SIGTERM'): Promise<boolean> {

@@ -62,7 +62,13 @@ function kafkaPaths(config: StackConfig) {
 }
 
 function jvmArgs(config: StackConfig, log4j: string): string[] {
-  return [`-Xms${config.jvmHeap}`, `-Xmx${config.jvmHeap}`, '-XX:+UseG1GC', '-Djava.awt.headless=true', `-Dlog4j2.configurationFile=file:${log4j}`];
+  return [
+    `-Xms${config.jvmHeap}`,
+    `-Xmx${config.jvmHeap}`,
+    '-XX:+UseG1GC',
+    '-Djava.awt.headless=true',
+    `-Dlog4j2.configurationFile=file:${log4j}`,
+  ];
 }
 
 function brokerReachable(port: number): Promise<boolean> {
@@ -81,7 +87,11 @@ export function kafkaPid(config: StackConfig): number | undefined {
 }
 
 /** Formats KRaft storage once and runs a single-node broker+controller on 127.0.0.1. */
-export async function startKafka(config: StackConfig, artifacts: Artifacts, log: (line: string) => void): Promise<void> {
+export async function startKafka(
+  config: StackConfig,
+  artifacts: Artifacts,
+  log: (line: string) => void,
+): Promise<void> {
   const p = kafkaPaths(config);
   if (kafkaPid(config) !== undefined) {
     log(`kafka      127.0.0.1:${config.kafkaPort} (already running, log ${p.logFile})`);
@@ -125,11 +135,24 @@ export async function startKafka(config: StackConfig, artifacts: Artifacts, log:
     const clusterId = randomBytes(16).toString('base64url');
     const format = spawnSync(
       javaCommand(),
-      [...jvmArgs(config, log4j), '-cp', classpath, 'kafka.tools.StorageTool', 'format', `--cluster-id=${clusterId}`, '-c', p.props, '--ignore-formatted'],
+      [
+        ...jvmArgs(config, log4j),
+        '-cp',
+        classpath,
+        'kafka.tools.StorageTool',
+        'format',
+        `--cluster-id=${clusterId}`,
+        '-c',
+        p.props,
+        '--ignore-formatted',
+      ],
       { encoding: 'utf8' },
     );
     if (format.status !== 0) {
-      throw new StackError('SOUS_STACK_KAFKA_FORMAT_FAILED', `formatting KRaft storage failed: ${`${format.stdout}${format.stderr}`.trim().split('\n').slice(-2).join(' | ')}`);
+      throw new StackError(
+        'SOUS_STACK_KAFKA_FORMAT_FAILED',
+        `formatting KRaft storage failed: ${`${format.stdout}${format.stderr}`.trim().split('\n').slice(-2).join(' | ')}`,
+      );
     }
   }
   startDaemon({
@@ -141,7 +164,10 @@ export async function startKafka(config: StackConfig, artifacts: Artifacts, log:
   await waitFor(async () => kafkaPid(config) !== undefined && (await brokerReachable(config.kafkaPort)), {
     timeoutMs: 90_000,
     failure: () =>
-      new StackError('SOUS_STACK_KAFKA_START_FAILED', `the Kafka broker did not come up on 127.0.0.1:${config.kafkaPort}: ${tail(p.logFile, 2).replaceAll('\n', ' | ')} (log ${p.logFile})`),
+      new StackError(
+        'SOUS_STACK_KAFKA_START_FAILED',
+        `the Kafka broker did not come up on 127.0.0.1:${config.kafkaPort}: ${tail(p.logFile, 2).replaceAll('\n', ' | ')} (log ${p.logFile})`,
+      ),
   });
   log(`kafka      127.0.0.1:${config.kafkaPort} (controller ${config.kafkaControllerPort}, log ${p.logFile})`);
 }

@@ -67,7 +67,7 @@ function runPgTool(config: StackConfig, tool: string, args: string[]): { status:
   const command = owner === undefined ? join(p.bindir, tool) : 'runuser';
   const fullArgs = owner === undefined ? args : ['-u', 'postgres', '--', join(p.bindir, tool), ...args];
   const result = spawnSync(command, fullArgs, { encoding: 'utf8', cwd: config.stackDir });
-  return { status: result.status ?? 1, output: `${result.stdout ?? ''}${result.stderr ?? ''}`.trim() };
+  return { status: result.status ?? 1, output: `${result.stdout}${result.stderr}`.trim() };
 }
 
 function ensureOwned(path: string, kind: 'dir' | 'file', owner: { uid: number; gid: number } | undefined) {
@@ -84,11 +84,15 @@ export function postgresPid(config: StackConfig): number | undefined {
   return Number.isInteger(pid) && isAlive(pid) ? pid : undefined;
 }
 
-async function query(config: StackConfig, database: string, text: string): Promise<pg.QueryResult> {
+async function query<R extends pg.QueryResultRow = Record<string, unknown>>(
+  config: StackConfig,
+  database: string,
+  text: string,
+): Promise<pg.QueryResult<R>> {
   const client = new pg.Client({ host: '127.0.0.1', port: config.pgPort, user: 'postgres', database });
   await client.connect();
   try {
-    return await client.query(text);
+    return await client.query<R>(text);
   } finally {
     await client.end();
   }
@@ -107,7 +111,10 @@ export async function startPostgres(config: StackConfig, log: (line: string) => 
     log(`initialising a PostgreSQL cluster in ${p.dataDir}`);
     const init = runPgTool(config, 'initdb', ['-D', p.dataDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8']);
     if (init.status !== 0) {
-      throw new StackError('SOUS_STACK_PG_INIT_FAILED', `initdb failed: ${init.output.split('\n').slice(-2).join(' | ')}`);
+      throw new StackError(
+        'SOUS_STACK_PG_INIT_FAILED',
+        `initdb failed: ${init.output.split('\n').slice(-2).join(' | ')}`,
+      );
     }
     writeFileSync(join(p.dataDir, 'postgresql.conf'), "\ninclude_if_exists = 'sous.conf'\n", { flag: 'a' });
   }
@@ -137,9 +144,9 @@ export async function startPostgres(config: StackConfig, log: (line: string) => 
       );
     }
   }
-  let wal: pg.QueryResult;
+  let wal: pg.QueryResult<{ wal_level: string }>;
   try {
-    wal = await query(config, 'postgres', 'SHOW wal_level');
+    wal = await query<{ wal_level: string }>(config, 'postgres', 'SHOW wal_level');
   } catch (error) {
     throw new StackError(
       'SOUS_STACK_PG_UNREACHABLE',
@@ -148,12 +155,23 @@ export async function startPostgres(config: StackConfig, log: (line: string) => 
     );
   }
   if (wal.rows[0]?.wal_level !== 'logical') {
-    throw new StackError('SOUS_STACK_PG_WAL_LEVEL', `PostgreSQL runs with wal_level=${String(wal.rows[0]?.wal_level)}; Debezium needs logical`);
+    throw new StackError(
+      'SOUS_STACK_PG_WAL_LEVEL',
+      `PostgreSQL runs with wal_level=${String(wal.rows[0]?.wal_level)}; Debezium needs logical`,
+    );
   }
   const user = pg.escapeIdentifier(config.pgUser);
-  const role = await query(config, 'postgres', `SELECT 1 FROM pg_roles WHERE rolname = ${pg.escapeLiteral(config.pgUser)}`);
+  const role = await query(
+    config,
+    'postgres',
+    `SELECT 1 FROM pg_roles WHERE rolname = ${pg.escapeLiteral(config.pgUser)}`,
+  );
   if (role.rowCount === 0) await query(config, 'postgres', `CREATE ROLE ${user} LOGIN REPLICATION`);
-  const db = await query(config, 'postgres', `SELECT 1 FROM pg_database WHERE datname = ${pg.escapeLiteral(config.pgDatabase)}`);
+  const db = await query(
+    config,
+    'postgres',
+    `SELECT 1 FROM pg_database WHERE datname = ${pg.escapeLiteral(config.pgDatabase)}`,
+  );
   if (db.rowCount === 0) {
     await query(config, 'postgres', `CREATE DATABASE ${pg.escapeIdentifier(config.pgDatabase)} OWNER ${user}`);
   }
@@ -163,7 +181,16 @@ export async function startPostgres(config: StackConfig, log: (line: string) => 
 export function stopPostgres(config: StackConfig, { immediate = false }: { immediate?: boolean } = {}): boolean {
   if (postgresPid(config) === undefined) return false;
   const p = paths(config);
-  const stop = runPgTool(config, 'pg_ctl', ['-D', p.dataDir, '-m', immediate ? 'immediate' : 'fast', '-w', '-t', '60', 'stop']);
+  const stop = runPgTool(config, 'pg_ctl', [
+    '-D',
+    p.dataDir,
+    '-m',
+    immediate ? 'immediate' : 'fast',
+    '-w',
+    '-t',
+    '60',
+    'stop',
+  ]);
   if (stop.status !== 0) {
     throw new StackError('SOUS_STACK_PG_STOP_FAILED', `pg_ctl stop failed: ${stop.output}`);
   }

@@ -3,7 +3,8 @@ import { migrate } from '../../src/db/migrate.js';
 import { resolveArtifacts } from './artifacts.js';
 import { databaseUrl, type StackConfig } from './config.js';
 import { connectPid, startConnect, stopConnect } from './connect.js';
-import { kafkaPid, startKafka, stopKafka } from './kafka.js';
+import { kafkaPid, requireJava, startKafka, stopKafka } from './kafka.js';
+import { assertPortFree } from './process.js';
 import { postgresPid, startPostgres, stopPostgres } from './postgres.js';
 
 export type Log = (line: string) => void;
@@ -23,7 +24,15 @@ export async function migrateStack(config: StackConfig): Promise<string[]> {
  * until each is healthy: PostgreSQL (+ migrations), Kafka, Kafka Connect (+ connector).
  */
 export async function stackUp(config: StackConfig, log: Log): Promise<void> {
+  // Preflight: everything a person must fix is reported before anything starts.
+  requireJava();
   const artifacts = resolveArtifacts(config, log);
+  if (postgresPid(config) === undefined) await assertPortFree(config.pgPort, 'SOUS_PG_PORT', 'PostgreSQL');
+  if (kafkaPid(config) === undefined) {
+    await assertPortFree(config.kafkaPort, 'SOUS_KAFKA_PORT', 'the Kafka broker');
+    await assertPortFree(config.kafkaControllerPort, 'SOUS_KAFKA_CONTROLLER_PORT', 'the KRaft controller');
+  }
+  if (connectPid(config) === undefined) await assertPortFree(config.connectPort, 'SOUS_CONNECT_PORT', 'Kafka Connect');
   await startPostgres(config, log);
   const applied = await migrateStack(config);
   if (applied.length > 0) log(`migrations applied: ${applied.join(', ')}`);

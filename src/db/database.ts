@@ -1,5 +1,6 @@
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
+import { logger } from '../logger.js';
 import type { Database } from './schema.js';
 
 export interface DatabaseOptions {
@@ -17,6 +18,12 @@ export function createDatabase(options: DatabaseOptions): Kysely<Database> {
     connectionString: options.connectionString,
     max: options.poolSize ?? 10,
     application_name: options.applicationName ?? 'sous',
+  });
+  // An idle pooled connection that dies (server restart, terminated backend) is
+  // dropped from the pool and replaced on next use; without a listener it would crash
+  // the process.
+  pool.on('error', (error: Error & { code?: string }) => {
+    logger.warn({ component: 'pg-pool', code: error.code, reason: error.message }, 'idle PostgreSQL connection lost');
   });
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
 }

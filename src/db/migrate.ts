@@ -28,7 +28,11 @@ export class SqlFileMigrationProvider implements MigrationProvider {
       }
       const text = await readFile(join(this.#folder, file), 'utf8');
       // A whole file is one simple-protocol query, so it may hold many statements.
-      migrations[file.replace(/\.sql$/, '')] = { up: async (db) => void (await sql.raw(text).execute(db)) };
+      migrations[file.replace(/\.sql$/, '')] = {
+        up: async (db) => {
+          await sql.raw(text).execute(db);
+        },
+      };
     }
     return migrations;
   }

@@ -47,7 +47,8 @@ export function decodeOutboxRecord(topic: string, partition: number, message: Ka
   };
   const headers = message.headers ?? {};
   const header = (name: string, required: boolean): string | undefined => {
-    const value: IHeaders[string] = headers[name];
+    // kafkajs types omit it, but a header written with a null value decodes as null.
+    const value = headers[name] as IHeaders[string] | null;
     if (Array.isArray(value)) return fail(`header ${name} appears ${value.length} times`);
     if (value === undefined || value === null) {
       return required ? fail(`header ${name} is missing`) : undefined;

@@ -11,7 +11,11 @@ export interface EnsureTopicsOptions {
  * Creates the topics that do not exist yet and waits for their leaders. Safe to call
  * again and from several processes at once: existing topics are left as they are.
  */
-export async function ensureTopics(kafka: Kafka, topics: readonly string[], options: EnsureTopicsOptions = {}): Promise<void> {
+export async function ensureTopics(
+  kafka: Kafka,
+  topics: readonly string[],
+  options: EnsureTopicsOptions = {},
+): Promise<void> {
   const admin = kafka.admin();
   await admin.connect();
   try {

@@ -17,7 +17,10 @@ export const outboxMessageSchema = z.strictObject({
   aggregateType: nonEmpty('aggregateType'),
   eventType: nonEmpty('eventType'),
   payload: z.json('payload must be JSON-serialisable'),
-  traceparent: z.string().regex(TRACEPARENT, 'traceparent must be a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)').optional(),
+  traceparent: z
+    .string()
+    .regex(TRACEPARENT, 'traceparent must be a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)')
+    .optional(),
   correlationId: nonEmpty('correlationId').optional(),
   idempotencyKey: nonEmpty('idempotencyKey').optional(),
   headers: z.record(z.string(), z.string('header values must be strings')).optional(),

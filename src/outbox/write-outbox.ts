@@ -74,6 +74,8 @@ export async function writeOutbox<DB>(
   messages: readonly OutboxMessage[],
   options: WriteOutboxOptions = {},
 ): Promise<string[]> {
+  // The type already demands a transaction; this guards callers from plain JavaScript.
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
   if (!trx.isTransaction) {
     throw new OutboxNotInTransactionError(
       'writeOutbox needs a transaction (db.transaction().execute(trx => writeOutbox(trx, ...))): outside one the messages would not commit with the state change',

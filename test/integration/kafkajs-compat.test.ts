@@ -11,7 +11,11 @@ const kafka = testKafka();
 
 async function consumeValues(topic: string, count: number, readUncommitted = false): Promise<string[]> {
   const values: string[] = [];
-  const consumer: Consumer = kafka.consumer({ groupId: uniqueName('compat-group'), readUncommitted, maxWaitTimeInMs: 100 });
+  const consumer: Consumer = kafka.consumer({
+    groupId: uniqueName('compat-group'),
+    readUncommitted,
+    maxWaitTimeInMs: 100,
+  });
   await consumer.connect();
   await consumer.subscribe({ topics: [topic], fromBeginning: true });
   await consumer.run({
@@ -54,7 +58,11 @@ describe('kafkajs against the Kafka 4.1 broker', () => {
   it('commits and aborts transactions; read_committed consumers see only committed records', async () => {
     const topic = uniqueName('compat.tx');
     await ensureTopics(kafka, [topic], { partitions: 1 });
-    const txProducer = kafka.producer({ transactionalId: uniqueName('compat-tx'), idempotent: true, maxInFlightRequests: 1 });
+    const txProducer = kafka.producer({
+      transactionalId: uniqueName('compat-tx'),
+      idempotent: true,
+      maxInFlightRequests: 1,
+    });
     await txProducer.connect();
     try {
       const aborted = await txProducer.transaction();

@@ -18,7 +18,13 @@ describe('outbox path', () => {
   it('delivers a committed row to its topic with key, headers and payload intact', async () => {
     const topic = uniqueName('test.outbox.committed');
     await ensureTopics(kafka, [topic]);
-    const payload = { order: 'A-1', amount: 12.5, lines: [{ sku: 'x', qty: 2 }], note: 'ünïcødé ✓', nested: { nil: null } };
+    const payload = {
+      order: 'A-1',
+      amount: 12.5,
+      lines: [{ sku: 'x', qty: 2 }],
+      note: 'ünïcødé ✓',
+      nested: { nil: null },
+    };
     const [id] = await db.transaction().execute((trx) =>
       writeOutbox(trx, [
         {
@@ -56,7 +62,13 @@ describe('outbox path', () => {
   it('never delivers a rolled-back row', async () => {
     const topic = uniqueName('test.outbox.rollback');
     await ensureTopics(kafka, [topic]);
-    const message = (eventType: string): OutboxMessage => ({ topic, key: 'same-key', aggregateType: 'test', eventType, payload: { eventType } });
+    const message = (eventType: string): OutboxMessage => ({
+      topic,
+      key: 'same-key',
+      aggregateType: 'test',
+      eventType,
+      payload: { eventType },
+    });
     let rolledBackId: string | undefined;
     await assert.rejects(
       db.transaction().execute(async (trx) => {
@@ -125,9 +137,11 @@ describe('outbox path', () => {
     await admin.connect();
     try {
       assert.ok(!(await admin.listTopics()).includes(topic));
-      const [id] = await db.transaction().execute((trx) =>
-        writeOutbox(trx, [{ topic, key: 'k', aggregateType: 'test', eventType: 'created', payload: { ok: true } }]),
-      );
+      const [id] = await db
+        .transaction()
+        .execute((trx) =>
+          writeOutbox(trx, [{ topic, key: 'k', aggregateType: 'test', eventType: 'created', payload: { ok: true } }]),
+        );
       const deadline = Date.now() + 30_000;
       while (!(await admin.listTopics()).includes(topic)) {
         assert.ok(Date.now() < deadline, `Kafka Connect did not create ${topic}`);
