@@ -29,6 +29,8 @@ export default tseslint.config(
       '@typescript-eslint/no-confusing-void-expression': 'off',
       // Callbacks are typed as returning promises; a synchronous body is fine.
       '@typescript-eslint/require-await': 'off',
+      // `const { dropped: _x, ...rest } = o` is how a key is left out of a copy.
+      '@typescript-eslint/no-unused-vars': ['error', { varsIgnorePattern: '^_', argsIgnorePattern: '^_' }],
     },
   },
   {

@@ -1,5 +1,5 @@
 import { createDatabase } from '../../src/db/database.js';
-import { migrate } from '../../src/db/migrate.js';
+import { migrateAll } from '../../src/db/migrate.js';
 import { resolveArtifacts } from './artifacts.js';
 import { databaseUrl, type StackConfig } from './config.js';
 import { connectPid, startConnect, stopConnect } from './connect.js';
@@ -9,11 +9,11 @@ import { postgresPid, startPostgres, stopPostgres } from './postgres.js';
 
 export type Log = (line: string) => void;
 
-/** Applies sous migrations to the stack's database. */
+/** Applies sous's (and graphile-worker's) migrations to the stack's database. */
 export async function migrateStack(config: StackConfig): Promise<string[]> {
   const db = createDatabase({ connectionString: databaseUrl(config), poolSize: 1, applicationName: 'sous-migrate' });
   try {
-    return await migrate(db);
+    return await migrateAll(db, databaseUrl(config));
   } finally {
     await db.destroy();
   }

@@ -2,7 +2,9 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { type Kysely, sql } from 'kysely';
 import { type Migration, type MigrationProvider, Migrator } from 'kysely/migration';
+import { runMigrations as runGraphileMigrations } from 'graphile-worker';
 import { MigrationFailedError } from '../errors.js';
+import { graphileLogger } from '../graphile-logger.js';
 
 /** The folder of numbered `.sql` migrations shipped with sous. */
 export const MIGRATIONS_FOLDER = resolve(import.meta.dirname, '..', '..', 'migrations');
@@ -61,4 +63,14 @@ export async function migrate<DB>(db: Kysely<DB>, folder: string = MIGRATIONS_FO
     );
   }
   return results.filter((r) => r.status === 'Success').map((r) => r.migrationName);
+}
+
+/**
+ * Everything the control plane's database needs: sous's migrations, then
+ * graphile-worker's own (its jobs are added inside sous transactions).
+ */
+export async function migrateAll<DB>(db: Kysely<DB>, connectionString: string): Promise<string[]> {
+  const applied = await migrate(db);
+  await runGraphileMigrations({ connectionString, logger: graphileLogger });
+  return applied;
 }

@@ -30,4 +30,7 @@ export const outboxMessageSchema = z.strictObject({
  * One message for Kafka, written to the outbox inside the caller's transaction.
  * Debezium delivers it to `topic` with `key` as the Kafka key.
  */
-export type OutboxMessage = z.input<typeof outboxMessageSchema>;
+export type OutboxMessage = Omit<z.input<typeof outboxMessageSchema>, 'payload'> & {
+  /** Any JSON-serialisable value; checked when written. */
+  readonly payload: unknown;
+};

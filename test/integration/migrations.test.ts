@@ -36,13 +36,13 @@ after(async () => {
 describe('migrations', () => {
   it('applies each migration once when two processes migrate at the same time', async () => {
     const [a, b] = await Promise.all([migrate(open()), migrate(open())]);
-    assert.deepEqual([...a, ...b].sort(), ['0001_outbox']);
+    assert.deepEqual([...a, ...b].sort(), ['0001_outbox', '0002_engine']);
     assert.deepEqual(await migrate(open()), [], 'a third run has nothing to do');
     const db = open();
     const applied = await sql<{ name: string }>`SELECT name FROM sous.migration ORDER BY name`.execute(db);
     assert.deepEqual(
       applied.rows.map((r) => r.name),
-      ['0001_outbox'],
+      ['0001_outbox', '0002_engine'],
     );
     const publication = await sql<{ pubinsert: boolean; pubdelete: boolean }>`
       SELECT pubinsert, pubdelete FROM pg_publication WHERE pubname = 'sous_outbox'`.execute(db);

@@ -1,0 +1,34 @@
+// A control-plane process: consumes replies, runs timers, until SIGTERM/SIGINT.
+// Configured by SOUS_DATABASE_URL, SOUS_KAFKA_BROKERS (and SOUS_REPLY_TOPIC, SOUS_CONTROL_PLANE_GROUP).
+import { loadEnvironmentConfig } from '../src/config.js';
+import { createControlPlane } from '../src/control-plane/control-plane.js';
+import { SousError } from '../src/errors.js';
+import { logger } from '../src/logger.js';
+
+try {
+  const config = loadEnvironmentConfig();
+  const controlPlane = createControlPlane({
+    databaseUrl: config.databaseUrl,
+    brokers: config.brokers,
+    replyTopic: config.replyTopic,
+    groupId: config.groupId,
+  });
+  await controlPlane.start();
+  process.stdout.write('control plane ready\n');
+  const stop = () => {
+    controlPlane.stop().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        logger.error({ err: error }, 'control plane did not stop cleanly');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+} catch (error) {
+  process.stderr.write(
+    `control plane: ${error instanceof SousError ? `${error.code}: ${error.message}` : String(error)}\n`,
+  );
+  process.exit(1);
+}

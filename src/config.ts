@@ -1,0 +1,40 @@
+import { z } from 'zod';
+import { ConfigInvalidError } from './errors.js';
+
+/** Settings of a sous process read from the environment, validated once at start. */
+export interface EnvironmentConfig {
+  /** SOUS_DATABASE_URL: PostgreSQL of the control plane. */
+  readonly databaseUrl: string;
+  /** SOUS_KAFKA_BROKERS: comma-separated host:port list. */
+  readonly brokers: readonly string[];
+  /** SOUS_REPLY_TOPIC. @default 'sous.replies' */
+  readonly replyTopic: string;
+  /** SOUS_CONTROL_PLANE_GROUP. @default 'sous-control-plane' */
+  readonly groupId: string;
+}
+
+const schema = z.object({
+  SOUS_DATABASE_URL: z
+    .string({ error: 'SOUS_DATABASE_URL is required (postgres://user@host:port/db)' })
+    .regex(/^postgres(ql)?:\/\//, 'SOUS_DATABASE_URL must start with postgres://'),
+  SOUS_KAFKA_BROKERS: z
+    .string({ error: 'SOUS_KAFKA_BROKERS is required (host:port[,host:port])' })
+    .transform((s) => s.split(',').map((b) => b.trim()))
+    .pipe(z.array(z.string().regex(/^[^:\s]+:\d+$/, 'SOUS_KAFKA_BROKERS entries must be host:port')).min(1)),
+  SOUS_REPLY_TOPIC: z.string().min(1).default('sous.replies'),
+  SOUS_CONTROL_PLANE_GROUP: z.string().min(1).default('sous-control-plane'),
+});
+
+export function loadEnvironmentConfig(env: NodeJS.ProcessEnv = process.env): EnvironmentConfig {
+  const parsed = schema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    throw new ConfigInvalidError(`invalid configuration: ${problems.join('; ')}`, { cause: parsed.error });
+  }
+  return {
+    databaseUrl: parsed.data.SOUS_DATABASE_URL,
+    brokers: parsed.data.SOUS_KAFKA_BROKERS,
+    replyTopic: parsed.data.SOUS_REPLY_TOPIC,
+    groupId: parsed.data.SOUS_CONTROL_PLANE_GROUP,
+  };
+}

@@ -1,0 +1,66 @@
+import { sql, type Kysely } from 'kysely';
+import { z } from 'zod';
+import type { Database } from '../db/schema.js';
+import type { Trigger } from '../engine/triggers.js';
+import { childFinishedMessageSchema } from '../protocol/control-messages.js';
+import { stepReplySchema } from '../protocol/messages.js';
+import { ExecutionNotFoundError, ReplyInvalidError } from './errors.js';
+import { runDecision, type DecisionEnvironment } from './run-decision.js';
+
+/** Everything the control plane accepts on its reply topic. */
+export const replyTopicMessageSchema = z.union([stepReplySchema, childFinishedMessageSchema]);
+export type ReplyTopicMessage = z.infer<typeof replyTopicMessageSchema>;
+
+export function parseReply(value: unknown): ReplyTopicMessage {
+  const parsed = replyTopicMessageSchema.safeParse(value);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
+    throw new ReplyInvalidError(`invalid reply: ${problems.join('; ')}`, { cause: parsed.error });
+  }
+  return parsed.data;
+}
+
+export function triggerOf(message: ReplyTopicMessage): Trigger {
+  switch (message.kind) {
+    case 'step.started':
+      return { kind: 'step.started', stepExecutionId: message.stepExecutionId, workerId: message.workerId };
+    case 'step.heartbeat':
+      return { kind: 'step.heartbeat', stepExecutionId: message.stepExecutionId, progress: message.progress };
+    case 'step.completed':
+      return { kind: 'step.completed', stepExecutionId: message.stepExecutionId, output: message.output ?? null };
+    case 'step.failed':
+      return { kind: 'step.failed', stepExecutionId: message.stepExecutionId, error: message.error };
+    case 'child.finished':
+      return {
+        kind: 'child.finished',
+        childExecutionId: message.childExecutionId,
+        status: message.status,
+        ...(message.output === undefined ? {} : { output: message.output }),
+        ...(message.error === undefined ? {} : { error: message.error }),
+      };
+  }
+}
+
+export type ReplyOutcome = 'applied' | 'duplicate';
+
+/**
+ * Applies one reply in one transaction: records its message id (a redelivered reply
+ * finds it and changes nothing), then runs the decision it triggers.
+ */
+export async function applyReply(
+  db: Kysely<Database>,
+  env: DecisionEnvironment,
+  message: ReplyTopicMessage,
+): Promise<ReplyOutcome> {
+  return db.transaction().execute(async (trx) => {
+    const fresh = await sql`
+      INSERT INTO sous.processed_message (message_id, execution_id) VALUES (${message.messageId}, ${message.executionId})
+      ON CONFLICT (message_id) DO NOTHING RETURNING 1`.execute(trx);
+    if (fresh.rows.length === 0) return 'duplicate';
+    const exists = await sql`SELECT 1 FROM sous.execution WHERE id = ${message.executionId}`.execute(trx);
+    if (exists.rows.length === 0)
+      throw new ExecutionNotFoundError(`reply ${message.messageId} names unknown execution ${message.executionId}`);
+    await runDecision(trx, env, message.executionId, triggerOf(message));
+    return 'applied';
+  });
+}

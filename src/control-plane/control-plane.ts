@@ -1,0 +1,202 @@
+import { run as runGraphile, type Runner } from 'graphile-worker';
+import type { Kysely } from 'kysely';
+import { z } from 'zod';
+import { createDatabase } from '../db/database.js';
+import { migrateAll } from '../db/migrate.js';
+import type { Database } from '../db/schema.js';
+import { ConfigInvalidError } from '../errors.js';
+import { graphileLogger } from '../graphile-logger.js';
+import { runJsonConsumer, type RecordOrigin, type RunningConsumer } from '../kafka/json-consumer.js';
+import { createKafka, type Kafka } from '../kafka/kafka-client.js';
+import { ensureTopics } from '../kafka/topics.js';
+import { logger as rootLogger, type Logger } from '../logger.js';
+import { deadLetterTopic, REPLY_TOPIC } from '../protocol/messages.js';
+import type { RecipePlan } from '../recipe/plan.js';
+import { applyReply, parseReply } from './apply-reply.js';
+import { ExecutionNotFoundError, ReplyInvalidError } from './errors.js';
+import {
+  cancelExecution,
+  pauseExecution,
+  resumeExecution,
+  signalExecution,
+  startExecution,
+  type StartOptions,
+  type Started,
+} from './executions.js';
+import { PlanCache } from './plan-cache.js';
+import { registerRecipe, type RegisteredRecipe } from './recipes.js';
+import { defaultDecisionEnvironment, type DecisionEnvironment } from './run-decision.js';
+import { timerTask } from './timers.js';
+
+const optionsSchema = z.strictObject({
+  databaseUrl: z.string().min(1, 'databaseUrl must be a PostgreSQL connection string'),
+  brokers: z
+    .array(z.string().regex(/^[^:]+:\d+$/, 'brokers must be host:port'))
+    .min(1, 'brokers must name at least one broker'),
+  replyTopic: z.string().min(1).default(REPLY_TOPIC),
+  groupId: z.string().min(1).default('sous-control-plane'),
+  replyPartitions: z.number().int().positive().default(6),
+  partitionsConsumedConcurrently: z.number().int().positive().default(4),
+  timerConcurrency: z.number().int().positive().default(4),
+  poolSize: z.number().int().positive().default(10),
+  maxInlinePayloadBytes: z
+    .number()
+    .int()
+    .positive()
+    .default(64 * 1024),
+  migrate: z.boolean().default(true),
+  consume: z.boolean().default(true),
+});
+
+/** Options of a control-plane process. */
+export interface ControlPlaneOptions {
+  /** PostgreSQL holding sous's tables (and graphile-worker's). */
+  readonly databaseUrl: string;
+  /** Kafka brokers, host:port. */
+  readonly brokers: readonly string[];
+  /** Topic workers reply on. @default 'sous.replies' */
+  readonly replyTopic?: string;
+  /** Consumer group of the control-plane processes: each reply partition goes to one. @default 'sous-control-plane' */
+  readonly groupId?: string;
+  /** Partitions of the reply topic when this process creates it. @default 6 */
+  readonly replyPartitions?: number;
+  /** Reply partitions (so executions) decided at once by this process. @default 4 */
+  readonly partitionsConsumedConcurrently?: number;
+  /** Timer jobs run at once by this process. @default 4 */
+  readonly timerConcurrency?: number;
+  /** PostgreSQL connections of this process. @default 10 */
+  readonly poolSize?: number;
+  /** Step inputs larger than this go by reference. @default 65536 */
+  readonly maxInlinePayloadBytes?: number;
+  /** Apply migrations on start. @default true */
+  readonly migrate?: boolean;
+  /** Consume replies and run timers (false: an API-only process). @default true */
+  readonly consume?: boolean;
+  readonly logger?: Logger;
+}
+
+export interface ControlPlane {
+  readonly db: Kysely<Database>;
+  readonly environment: DecisionEnvironment;
+  /** Migrates, creates the reply topics, then consumes replies and runs timers. */
+  start(): Promise<void>;
+  /** Stops consuming and running timers, then closes connections. */
+  stop(): Promise<void>;
+  registerRecipe(plan: RecipePlan, source?: string): Promise<RegisteredRecipe>;
+  startExecution(options: StartOptions): Promise<Started>;
+  cancelExecution(executionId: string, reason?: string): Promise<string>;
+  pauseExecution(executionId: string): Promise<string>;
+  resumeExecution(executionId: string): Promise<string>;
+  signalExecution(executionId: string, name: string, payload?: unknown): Promise<string>;
+}
+
+export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
+  const { logger: givenLogger, ...rest } = options;
+  const parsed = optionsSchema.safeParse(rest);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(options)'}: ${i.message}`);
+    throw new ConfigInvalidError(`invalid control-plane options: ${problems.join('; ')}`, { cause: parsed.error });
+  }
+  const config = parsed.data;
+  const log = (givenLogger ?? rootLogger).child({ component: 'control-plane' });
+  const db = createDatabase({
+    connectionString: config.databaseUrl,
+    poolSize: config.poolSize,
+    applicationName: 'sous-control-plane',
+  });
+  const environment = defaultDecisionEnvironment(new PlanCache(), {
+    replyTopic: config.replyTopic,
+    maxInlinePayloadBytes: config.maxInlinePayloadBytes,
+  });
+  const kafka: Kafka = createKafka({ brokers: config.brokers, clientId: 'sous-control-plane' });
+  let consumer: RunningConsumer | undefined;
+  let runner: Runner | undefined;
+  let producer: ReturnType<Kafka['producer']> | undefined;
+
+  /** A reply the control plane cannot apply goes to the reply topic's DLT, never nowhere. */
+  const deadLetter = async (error: Error & { code?: string }, origin: RecordOrigin) => {
+    log.error(
+      { err: error.message, topic: origin.topic, partition: origin.partition, offset: origin.offset },
+      'reply dead-lettered',
+    );
+    producer ??= kafka.producer({ idempotent: true });
+    await producer.connect();
+    await producer.send({
+      topic: deadLetterTopic(origin.topic),
+      messages: [
+        {
+          key: origin.message.key,
+          value: origin.message.value,
+          headers: {
+            ...origin.message.headers,
+            'sous-dlt-original-topic': origin.topic,
+            'sous-dlt-original-partition': String(origin.partition),
+            'sous-dlt-original-offset': origin.offset,
+            'sous-dlt-error-class': error.name,
+            'sous-dlt-error-code': error.code ?? 'unknown',
+            'sous-dlt-error-message': error.message,
+            'sous-dlt-error-stack': error.stack ?? '',
+            'sous-dlt-consumer-group': config.groupId,
+            'sous-dlt-attempts': '1',
+            'sous-dlt-failed-at': new Date().toISOString(),
+          },
+        },
+      ],
+    });
+  };
+
+  return {
+    db,
+    environment,
+    async start() {
+      if (config.migrate) await migrateAll(db, config.databaseUrl);
+      if (!config.consume) return;
+      await ensureTopics(kafka, [config.replyTopic], { partitions: config.replyPartitions });
+      await ensureTopics(kafka, [deadLetterTopic(config.replyTopic)], { partitions: 1 });
+      runner = await runGraphile({
+        connectionString: config.databaseUrl,
+        concurrency: config.timerConcurrency,
+        noHandleSignals: true,
+        pollInterval: 1000,
+        logger: graphileLogger,
+        taskList: { [environment.timerTask]: timerTask(db, environment) },
+      });
+      consumer = await runJsonConsumer({
+        kafka,
+        groupId: config.groupId,
+        topics: [config.replyTopic],
+        fromBeginning: true,
+        partitionsConsumedConcurrently: config.partitionsConsumedConcurrently,
+        onUndecodable: deadLetter,
+        handle: async (value, origin) => {
+          let message;
+          try {
+            message = parseReply(value);
+          } catch (error) {
+            if (error instanceof ReplyInvalidError) return deadLetter(error, origin);
+            throw error;
+          }
+          try {
+            await applyReply(db, environment, message);
+          } catch (error) {
+            if (error instanceof ExecutionNotFoundError) return deadLetter(error, origin);
+            throw error; // Transient (connection, deadlock): kafkajs retries the record.
+          }
+        },
+      });
+      log.info({ replyTopic: config.replyTopic, groupId: config.groupId }, 'control plane consuming replies');
+    },
+    async stop() {
+      await consumer?.stop();
+      await runner?.stop();
+      await producer?.disconnect();
+      await db.destroy();
+    },
+    registerRecipe: (plan, source) => registerRecipe(db, plan, source),
+    startExecution: (start) => startExecution(db, environment, start),
+    cancelExecution: (id, reason) => cancelExecution(db, environment, id, reason),
+    pauseExecution: (id) => pauseExecution(db, environment, id),
+    resumeExecution: (id) => resumeExecution(db, environment, id),
+    signalExecution: (id, name, payload) => signalExecution(db, environment, id, name, payload),
+  };
+}

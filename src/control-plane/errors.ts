@@ -1,0 +1,25 @@
+import { SousError } from '../errors.js';
+
+/** No execution has this id. */
+export class ExecutionNotFoundError extends SousError {
+  readonly code = 'SOUS_EXECUTION_NOT_FOUND';
+  readonly retryable = false;
+}
+
+/** The execution already completed, failed or was cancelled: the action cannot apply. */
+export class ExecutionFinishedError extends SousError {
+  readonly code = 'SOUS_EXECUTION_FINISHED';
+  readonly retryable = false;
+}
+
+/** No recipe (or no such version of it) is registered. */
+export class RecipeNotFoundError extends SousError {
+  readonly code = 'SOUS_RECIPE_NOT_FOUND';
+  readonly retryable = false;
+}
+
+/** A reply or control message on the reply topic that does not validate. */
+export class ReplyInvalidError extends SousError {
+  readonly code = 'SOUS_REPLY_INVALID';
+  readonly retryable = false;
+}

@@ -1,0 +1,111 @@
+import { randomUUID } from 'node:crypto';
+import { sql, type Kysely } from 'kysely';
+import type { Database } from '../db/schema.js';
+import { TERMINAL_STATUSES, type ExecutionStatus } from '../engine/state.js';
+import type { Trigger } from '../engine/triggers.js';
+import { ExecutionFinishedError, ExecutionNotFoundError } from './errors.js';
+import { latestVersion } from './recipes.js';
+import { runDecision, type DecisionEnvironment } from './run-decision.js';
+
+export interface StartOptions {
+  readonly recipe: string;
+  /** @default the latest registered version */
+  readonly version?: number;
+  readonly input?: unknown;
+  /** Starting twice with the same key returns the first execution. */
+  readonly idempotencyKey?: string;
+  /** W3C trace context of the caller; a new trace when absent. */
+  readonly traceparent?: string;
+}
+
+export interface Started {
+  readonly executionId: string;
+  /** False when the idempotency key named an existing execution. */
+  readonly created: boolean;
+  readonly status: ExecutionStatus;
+}
+
+/** Starts an execution; its first commands commit to the outbox with it. */
+export async function startExecution(
+  db: Kysely<Database>,
+  env: DecisionEnvironment,
+  options: StartOptions,
+): Promise<Started> {
+  const version = options.version ?? (await latestVersion(db, options.recipe));
+  await env.plans.get(db, options.recipe, version); // RecipeNotFoundError before any write.
+  return db.transaction().execute(async (trx) => {
+    if (options.idempotencyKey !== undefined) {
+      // Two starts with one key at once: the second waits here, then finds the first.
+      await sql`SELECT pg_advisory_xact_lock(hashtextextended(${`sous.start:${options.idempotencyKey}`}, 0))`.execute(
+        trx,
+      );
+      const { rows } = await sql<{ id: string; status: ExecutionStatus }>`
+        SELECT id, status FROM sous.execution WHERE idempotency_key = ${options.idempotencyKey}`.execute(trx);
+      const existing = rows[0];
+      if (existing !== undefined) return { executionId: existing.id, created: false, status: existing.status };
+    }
+    const executionId = randomUUID();
+    const decision = await runDecision(
+      trx,
+      env,
+      executionId,
+      {
+        kind: 'start',
+        executionId,
+        recipe: options.recipe,
+        version,
+        input: options.input ?? {},
+        ...(options.idempotencyKey === undefined ? {} : { idempotencyKey: options.idempotencyKey }),
+      },
+      options.traceparent === undefined ? {} : { traceparent: options.traceparent },
+    );
+    return { executionId, created: true, status: decision.state?.status ?? 'running' };
+  });
+}
+
+/** Applies an operator's or application's request to a running execution. */
+async function request(
+  db: Kysely<Database>,
+  env: DecisionEnvironment,
+  executionId: string,
+  trigger: Trigger,
+  action: string,
+): Promise<ExecutionStatus> {
+  return db.transaction().execute(async (trx) => {
+    const { rows } = await sql<{
+      status: ExecutionStatus;
+    }>`SELECT status FROM sous.execution WHERE id = ${executionId} FOR UPDATE`.execute(trx);
+    const status = rows[0]?.status;
+    if (status === undefined) throw new ExecutionNotFoundError(`no execution ${executionId}`);
+    if (TERMINAL_STATUSES.includes(status)) {
+      throw new ExecutionFinishedError(`cannot ${action} execution ${executionId}: it is already ${status}`);
+    }
+    const decision = await runDecision(trx, env, executionId, trigger);
+    return decision.state?.status ?? status;
+  });
+}
+
+/** Stops an execution: nothing more is dispatched and late replies are ignored. */
+export function cancelExecution(db: Kysely<Database>, env: DecisionEnvironment, executionId: string, reason?: string) {
+  return request(db, env, executionId, { kind: 'cancel', ...(reason === undefined ? {} : { reason }) }, 'cancel');
+}
+
+/** Dispatches nothing new until resumed; steps in flight finish. */
+export function pauseExecution(db: Kysely<Database>, env: DecisionEnvironment, executionId: string) {
+  return request(db, env, executionId, { kind: 'pause' }, 'pause');
+}
+
+export function resumeExecution(db: Kysely<Database>, env: DecisionEnvironment, executionId: string) {
+  return request(db, env, executionId, { kind: 'resume' }, 'resume');
+}
+
+/** Delivers a named signal; a waitForSignal step takes it now or when it begins. */
+export function signalExecution(
+  db: Kysely<Database>,
+  env: DecisionEnvironment,
+  executionId: string,
+  name: string,
+  payload: unknown,
+) {
+  return request(db, env, executionId, { kind: 'signal', name, payload: payload ?? null }, 'signal');
+}

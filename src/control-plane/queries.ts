@@ -1,0 +1,107 @@
+import { sql, type Kysely } from 'kysely';
+import type { Database } from '../db/schema.js';
+import type { EngineEvent } from '../engine/events.js';
+import type { ExecutionStatus } from '../engine/state.js';
+import { ExecutionNotFoundError } from './errors.js';
+
+export interface StepView {
+  readonly stepKey: string;
+  readonly stepId: string;
+  readonly itemIndex: number | null;
+  readonly compensation: boolean;
+  readonly kind: string;
+  readonly status: string;
+  readonly attempts: number;
+  readonly output: unknown;
+  readonly error: unknown;
+  readonly createdAt: Date;
+  readonly finishedAt: Date | null;
+}
+
+export interface ExecutionView {
+  readonly id: string;
+  readonly recipe: string;
+  readonly version: number;
+  readonly status: ExecutionStatus;
+  readonly input: unknown;
+  readonly output: unknown;
+  readonly error: unknown;
+  readonly idempotencyKey: string | null;
+  readonly parentExecutionId: string | null;
+  readonly createdAt: Date;
+  readonly updatedAt: Date;
+  readonly finishedAt: Date | null;
+  readonly steps: readonly StepView[];
+}
+
+/** One execution with its steps, as the state tables hold them. */
+export async function getExecution(db: Kysely<Database>, executionId: string): Promise<ExecutionView> {
+  const { rows } = await sql<{
+    id: string;
+    recipe_name: string;
+    recipe_version: number;
+    status: ExecutionStatus;
+    input: unknown;
+    output: unknown;
+    error: unknown;
+    idempotency_key: string | null;
+    parent_execution_id: string | null;
+    created_at: Date;
+    updated_at: Date;
+    finished_at: Date | null;
+  }>`
+    SELECT id, recipe_name, recipe_version, status, input, output, error, idempotency_key, parent_execution_id,
+      created_at, updated_at, finished_at
+    FROM sous.execution WHERE id = ${executionId}`.execute(db);
+  const row = rows[0];
+  if (row === undefined) throw new ExecutionNotFoundError(`no execution ${executionId}`);
+  const steps = await sql<{
+    step_key: string;
+    step_id: string;
+    item_index: number | null;
+    compensation: boolean;
+    kind: string;
+    status: string;
+    attempts: number;
+    output: unknown;
+    error: unknown;
+    created_at: Date;
+    finished_at: Date | null;
+  }>`
+    SELECT step_key, step_id, item_index, compensation, kind, status, attempts, output, error, created_at, finished_at
+    FROM sous.step WHERE execution_id = ${executionId} ORDER BY created_at, step_key`.execute(db);
+  return {
+    id: row.id,
+    recipe: row.recipe_name,
+    version: row.recipe_version,
+    status: row.status,
+    input: row.input,
+    output: row.output,
+    error: row.error,
+    idempotencyKey: row.idempotency_key,
+    parentExecutionId: row.parent_execution_id,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    finishedAt: row.finished_at,
+    steps: steps.rows.map((s) => ({
+      stepKey: s.step_key,
+      stepId: s.step_id,
+      itemIndex: s.item_index,
+      compensation: s.compensation,
+      kind: s.kind,
+      status: s.status,
+      attempts: s.attempts,
+      output: s.output,
+      error: s.error,
+      createdAt: s.created_at,
+      finishedAt: s.finished_at,
+    })),
+  };
+}
+
+/** An execution's event log, oldest first. */
+export async function getEvents(db: Kysely<Database>, executionId: string): Promise<EngineEvent[]> {
+  const { rows } = await sql<{ data: EngineEvent }>`
+    SELECT data FROM sous.execution_event WHERE execution_id = ${executionId} ORDER BY seq`.execute(db);
+  return rows.map((r) => r.data);
+}

@@ -1,0 +1,702 @@
+import type { StepError } from '../protocol/messages.js';
+import { evaluate, evaluateCondition, evaluateInput } from '../recipe/expressions.js';
+import type { ExpressionScope, ForEachStep, RecipePlan, Step, TaskStep } from '../recipe/plan.js';
+import { retryDelayMs } from './backoff.js';
+import type { EngineEvent, TimerPurpose } from './events.js';
+import { evolve } from './evolve.js';
+import { compensationKey, indexPlan, itemKey, parseStepKey, taskStep } from './plan-index.js';
+import { type ExecutionState, TERMINAL_STATUSES } from './state.js';
+import type { Trigger } from './triggers.js';
+
+/** What a decision may use besides state and trigger; fixed values make it replayable. */
+export interface DecideContext {
+  readonly plan: RecipePlan;
+  readonly now: Date;
+  /** A new unique id (UUID) for step attempts, timers and child executions. */
+  readonly newId: () => string;
+  /** A number in [0, 1) for retry jitter. */
+  readonly random: () => number;
+}
+
+export interface Decision {
+  /** Events to append, in order; empty when the trigger changes nothing (a duplicate, a stale reply). */
+  readonly events: readonly EngineEvent[];
+  /** The state after those events (also what `replay` of the whole log gives). */
+  readonly state: ExecutionState | undefined;
+}
+
+type Progress = 'done' | 'blocked' | 'failed';
+
+/** Error codes the engine itself gives step failures. */
+export const ENGINE_ERROR_CODES = {
+  expression: 'expression_failed',
+  scheduleToStart: 'timeout.schedule_to_start',
+  startToClose: 'timeout.start_to_close',
+  heartbeat: 'timeout.heartbeat',
+  signalTimeout: 'signal_timeout',
+  childCancelled: 'child_cancelled',
+  childFailed: 'child_failed',
+} as const;
+
+function errorOf(error: unknown, code: string = ENGINE_ERROR_CODES.expression): StepError {
+  return { code, message: error instanceof Error ? error.message : String(error), retryable: false };
+}
+
+/**
+ * What happens next in an execution: a pure function of (state, trigger) and the
+ * context's clock, id source and randomness. It reads no database and sends nothing;
+ * the control plane appends the events it returns, writes their commands to the
+ * outbox and their timers to graphile-worker, in one transaction.
+ */
+export async function decide(
+  state: ExecutionState | undefined,
+  trigger: Trigger,
+  ctx: DecideContext,
+): Promise<Decision> {
+  return new Decider(state, ctx).run(trigger);
+}
+
+class Decider {
+  readonly #ctx: DecideContext;
+  readonly #at: string;
+  readonly #events: EngineEvent[] = [];
+  #state: ExecutionState | undefined;
+
+  constructor(state: ExecutionState | undefined, ctx: DecideContext) {
+    this.#state = state;
+    this.#ctx = ctx;
+    this.#at = ctx.now.toISOString();
+  }
+
+  get #s(): ExecutionState {
+    if (this.#state === undefined) throw new Error('no execution state');
+    return this.#state;
+  }
+
+  #emit(event: EngineEvent): void {
+    this.#events.push(event);
+    this.#state = evolve(this.#state, event, this.#ctx.plan);
+  }
+
+  async run(trigger: Trigger): Promise<Decision> {
+    if (trigger.kind === 'start') {
+      if (this.#state !== undefined) return this.#result(); // Started already: same execution.
+      this.#emit({
+        type: 'ExecutionStarted',
+        at: this.#at,
+        executionId: trigger.executionId,
+        recipe: trigger.recipe,
+        version: trigger.version,
+        input: trigger.input,
+        ...(trigger.idempotencyKey === undefined ? {} : { idempotencyKey: trigger.idempotencyKey }),
+        ...(trigger.parent === undefined ? {} : { parent: trigger.parent }),
+      });
+    } else {
+      if (this.#state === undefined || TERMINAL_STATUSES.includes(this.#state.status)) return this.#result();
+      await this.#apply(trigger);
+    }
+    await this.#progress();
+    return this.#result();
+  }
+
+  #result(): Decision {
+    return { events: this.#events, state: this.#state };
+  }
+
+  // ---- triggers -------------------------------------------------------------------
+
+  async #apply(trigger: Exclude<Trigger, { kind: 'start' }>): Promise<void> {
+    switch (trigger.kind) {
+      case 'step.started': {
+        const key = this.#current(trigger.stepExecutionId, ['scheduled']);
+        if (key === undefined) return;
+        this.#clearTimers((p) => p.kind === 'schedule-to-start' && p.stepExecutionId === trigger.stepExecutionId);
+        this.#emit({
+          type: 'StepStarted',
+          at: this.#at,
+          stepKey: key,
+          stepExecutionId: trigger.stepExecutionId,
+          workerId: trigger.workerId,
+        });
+        const timeouts = this.#timeoutsOf(key);
+        if (timeouts.startToCloseMs !== undefined) {
+          this.#timer(timeouts.startToCloseMs, {
+            kind: 'start-to-close',
+            stepKey: key,
+            stepExecutionId: trigger.stepExecutionId,
+          });
+        }
+        if (timeouts.heartbeatMs !== undefined) {
+          this.#timer(timeouts.heartbeatMs, {
+            kind: 'heartbeat',
+            stepKey: key,
+            stepExecutionId: trigger.stepExecutionId,
+          });
+        }
+        return;
+      }
+      case 'step.heartbeat': {
+        const key = this.#current(trigger.stepExecutionId, ['scheduled', 'running']);
+        if (key === undefined) return;
+        this.#emit({
+          type: 'StepHeartbeat',
+          at: this.#at,
+          stepKey: key,
+          stepExecutionId: trigger.stepExecutionId,
+          ...(trigger.progress === undefined ? {} : { progress: trigger.progress }),
+        });
+        return;
+      }
+      case 'step.completed': {
+        const key = this.#current(trigger.stepExecutionId, ['scheduled', 'running']);
+        if (key === undefined) return;
+        this.#clearTimers((p) => 'stepExecutionId' in p && p.stepExecutionId === trigger.stepExecutionId);
+        this.#emit({
+          type: 'StepCompleted',
+          at: this.#at,
+          stepKey: key,
+          stepExecutionId: trigger.stepExecutionId,
+          output: trigger.output ?? null,
+        });
+        return;
+      }
+      case 'step.failed': {
+        const key = this.#current(trigger.stepExecutionId, ['scheduled', 'running']);
+        if (key === undefined) return;
+        this.#fail(key, trigger.error, trigger.stepExecutionId);
+        return;
+      }
+      case 'timer':
+        await this.#timerFired(trigger.timerId);
+        return;
+      case 'signal': {
+        this.#emit({ type: 'SignalReceived', at: this.#at, name: trigger.name, payload: trigger.payload });
+        const waiting = Object.entries(this.#s.steps).find(([, st]) => {
+          if (st.status !== 'open') return false;
+          const step = indexPlan(this.#ctx.plan).get(st.stepId)?.step;
+          return step?.type === 'waitForSignal' && step.signal === trigger.name;
+        });
+        if (waiting !== undefined) this.#consumeSignal(waiting[0], trigger.name);
+        return;
+      }
+      case 'child.finished': {
+        const entry = Object.entries(this.#s.steps).find(
+          ([, st]) => st.childExecutionId === trigger.childExecutionId && st.status === 'open',
+        );
+        if (entry === undefined) return;
+        const [key] = entry;
+        if (trigger.status === 'completed') {
+          this.#emit({ type: 'StepCompleted', at: this.#at, stepKey: key, output: trigger.output ?? null });
+        } else {
+          const error =
+            trigger.status === 'cancelled'
+              ? {
+                  code: ENGINE_ERROR_CODES.childCancelled,
+                  message: `sub-recipe execution ${trigger.childExecutionId} was cancelled`,
+                  retryable: false,
+                }
+              : {
+                  code: ENGINE_ERROR_CODES.childFailed,
+                  message: `sub-recipe execution ${trigger.childExecutionId} failed: ${trigger.error?.message ?? 'unknown error'}`,
+                  retryable: false,
+                  ...(trigger.error === undefined ? {} : { details: trigger.error }),
+                };
+          this.#emit({ type: 'StepFailed', at: this.#at, stepKey: key, error });
+        }
+        return;
+      }
+      case 'cancel':
+        this.#emit({
+          type: 'ExecutionCancelled',
+          at: this.#at,
+          ...(trigger.reason === undefined ? {} : { reason: trigger.reason }),
+        });
+        return;
+      case 'pause':
+        if (this.#s.status === 'running') this.#emit({ type: 'ExecutionPaused', at: this.#at });
+        return;
+      case 'resume':
+        if (this.#s.status === 'paused') this.#emit({ type: 'ExecutionResumed', at: this.#at });
+        return;
+    }
+  }
+
+  /** The step key of an attempt still in flight in one of `statuses`; undefined for stale replies. */
+  #current(stepExecutionId: string, statuses: readonly string[]): string | undefined {
+    const key = this.#s.attempts[stepExecutionId];
+    if (key === undefined) return undefined;
+    const step = this.#s.steps[key];
+    return step !== undefined && step.stepExecutionId === stepExecutionId && statuses.includes(step.status)
+      ? key
+      : undefined;
+  }
+
+  async #timerFired(timerId: string): Promise<void> {
+    const purpose = this.#s.timers[timerId];
+    if (purpose === undefined) return; // Cleared or already handled: a duplicate job run.
+    this.#emit({ type: 'TimerCleared', at: this.#at, timerId });
+    const step = this.#s.steps[purpose.stepKey];
+    switch (purpose.kind) {
+      case 'retry':
+        if (step?.status === 'retry_wait')
+          this.#emit({ type: 'StepRetryReady', at: this.#at, stepKey: purpose.stepKey });
+        return;
+      case 'sleep':
+        if (step?.status === 'open')
+          this.#emit({ type: 'StepCompleted', at: this.#at, stepKey: purpose.stepKey, output: null });
+        return;
+      case 'signal-timeout': {
+        if (step?.status !== 'open') return;
+        const plan = indexPlan(this.#ctx.plan).get(step.stepId)?.step;
+        if (plan?.type === 'waitForSignal' && plan.onTimeout === 'continue') {
+          this.#emit({ type: 'StepCompleted', at: this.#at, stepKey: purpose.stepKey, output: null });
+        } else {
+          const signal = plan?.type === 'waitForSignal' ? plan.signal : '?';
+          this.#emit({
+            type: 'StepFailed',
+            at: this.#at,
+            stepKey: purpose.stepKey,
+            error: {
+              code: ENGINE_ERROR_CODES.signalTimeout,
+              message: `no signal "${signal}" arrived in time`,
+              retryable: false,
+            },
+          });
+        }
+        return;
+      }
+      case 'schedule-to-start':
+      case 'start-to-close':
+      case 'heartbeat': {
+        const statuses = purpose.kind === 'schedule-to-start' ? ['scheduled'] : ['scheduled', 'running'];
+        if (this.#current(purpose.stepExecutionId, statuses) === undefined) return;
+        if (purpose.kind === 'heartbeat') {
+          const limit = this.#timeoutsOf(purpose.stepKey).heartbeatMs ?? 0;
+          const last = Date.parse(step?.lastHeartbeatAt ?? this.#at);
+          const due = last + limit;
+          if (due > this.#ctx.now.getTime()) {
+            // A heartbeat came since the timer was set: wait for the rest of the window.
+            this.#timer(due - this.#ctx.now.getTime(), purpose);
+            return;
+          }
+        }
+        const code = {
+          'schedule-to-start': ENGINE_ERROR_CODES.scheduleToStart,
+          'start-to-close': ENGINE_ERROR_CODES.startToClose,
+          heartbeat: ENGINE_ERROR_CODES.heartbeat,
+        }[purpose.kind];
+        this.#fail(
+          purpose.stepKey,
+          { code, message: `step ${purpose.stepKey} exceeded its ${purpose.kind} timeout`, retryable: true },
+          purpose.stepExecutionId,
+        );
+        return;
+      }
+    }
+  }
+
+  /** A step attempt failed: retry it after back-off when the policy allows, or fail it. */
+  #fail(key: string, error: StepError, stepExecutionId?: string): void {
+    this.#clearTimers(
+      (p) => stepExecutionId !== undefined && 'stepExecutionId' in p && p.stepExecutionId === stepExecutionId,
+    );
+    const { stepId } = parseStepKey(key);
+    const retry = taskStep(this.#ctx.plan, stepId)?.retry;
+    const attempt = this.#s.steps[key]?.attempt ?? 1;
+    const retryable =
+      error.retryable &&
+      retry !== undefined &&
+      !retry.nonRetryableErrorCodes.includes(error.code) &&
+      attempt < retry.maxAttempts;
+    const base = {
+      type: 'StepFailed' as const,
+      at: this.#at,
+      stepKey: key,
+      error,
+      ...(stepExecutionId === undefined ? {} : { stepExecutionId }),
+    };
+    if (!retryable) {
+      this.#emit(base);
+      return;
+    }
+    const delay = retryDelayMs(retry, attempt, this.#ctx.random());
+    this.#emit({ ...base, retryAt: new Date(this.#ctx.now.getTime() + delay).toISOString() });
+    this.#timer(delay, { kind: 'retry', stepKey: key });
+  }
+
+  #timer(delayMs: number, purpose: TimerPurpose): void {
+    this.#emit({
+      type: 'TimerScheduled',
+      at: this.#at,
+      timerId: this.#ctx.newId(),
+      fireAt: new Date(this.#ctx.now.getTime() + Math.max(0, delayMs)).toISOString(),
+      purpose,
+    });
+  }
+
+  #clearTimers(match: (purpose: TimerPurpose) => boolean): void {
+    for (const [timerId, purpose] of Object.entries(this.#s.timers)) {
+      if (match(purpose)) this.#emit({ type: 'TimerCleared', at: this.#at, timerId });
+    }
+  }
+
+  #consumeSignal(key: string, name: string): void {
+    const payload = this.#s.signals[name]?.[0];
+    this.#emit({ type: 'SignalConsumed', at: this.#at, name, stepKey: key });
+    this.#clearTimers((p) => p.kind === 'signal-timeout' && p.stepKey === key);
+    this.#emit({ type: 'StepCompleted', at: this.#at, stepKey: key, output: payload ?? null });
+  }
+
+  #timeoutsOf(key: string) {
+    const { stepId, compensation } = parseStepKey(key);
+    return compensation ? {} : (taskStep(this.#ctx.plan, stepId)?.timeouts ?? {});
+  }
+
+  // ---- progress ---------------------------------------------------------------------
+
+  async #progress(): Promise<void> {
+    const status = this.#s.status;
+    if (status === 'running' || status === 'paused') {
+      const result = await this.#sequence(this.#ctx.plan.steps, undefined);
+      if (result === 'done') {
+        let output: unknown;
+        try {
+          output =
+            this.#ctx.plan.output === undefined
+              ? this.#outputs(undefined)
+              : await evaluate(this.#ctx.plan.output, this.#scope(undefined));
+        } catch (error) {
+          this.#emit({ type: 'ExecutionFailed', at: this.#at, error: errorOf(error), compensated: false });
+          return;
+        }
+        this.#emit({ type: 'ExecutionCompleted', at: this.#at, output: output ?? null });
+      } else if (result === 'failed') {
+        this.#startCompensation();
+      }
+    }
+    if (this.#s.status === 'compensating') await this.#compensate();
+  }
+
+  /** New work starts only while running; a paused execution lets what runs finish. */
+  get #dispatching(): boolean {
+    return this.#s.status === 'running';
+  }
+
+  async #sequence(steps: readonly Step[], item: number | undefined): Promise<Progress> {
+    for (const step of steps) {
+      const result = await this.#step(step, item);
+      if (result !== 'done') return result;
+    }
+    return 'done';
+  }
+
+  async #step(step: Step, item: number | undefined): Promise<Progress> {
+    const key = item === undefined ? step.id : itemKey(step.id, item);
+    if (this.#s.steps[key] === undefined) {
+      if (!this.#dispatching) return 'blocked';
+      const started = await this.#begin(step, key, item);
+      if (started !== undefined) return started;
+    }
+    const st = this.#s.steps[key];
+    switch (st?.status) {
+      case 'completed':
+      case 'skipped':
+        return 'done';
+      case 'failed':
+        return 'failed';
+      case 'retry_ready':
+        if (this.#dispatching && step.type === 'task') await this.#dispatch(step, key, st.attempt + 1, item, false);
+        return this.#s.steps[key]?.status === 'failed' ? 'failed' : 'blocked';
+      case 'open':
+        if (step.type === 'parallel') return this.#parallel(step.branches, key);
+        if (step.type === 'forEach') return this.#forEach(step, key);
+        return 'blocked';
+      default:
+        return 'blocked';
+    }
+  }
+
+  /** Starts a step not yet begun; returns a result when it finished at once. */
+  async #begin(step: Step, key: string, item: number | undefined): Promise<Progress | undefined> {
+    const scope = this.#scope(item, step.id);
+    try {
+      if (step.when !== undefined && !(await evaluateCondition(step.when, scope))) {
+        this.#emit({ type: 'StepSkipped', at: this.#at, stepKey: key, reason: 'condition' });
+        return 'done';
+      }
+      switch (step.type) {
+        case 'task':
+          await this.#dispatch(step, key, 1, item, false);
+          return this.#s.steps[key]?.status === 'failed' ? 'failed' : 'blocked';
+        case 'parallel':
+          this.#emit({ type: 'StepOpened', at: this.#at, stepKey: key, stepId: step.id, kind: 'parallel' });
+          return undefined;
+        case 'forEach': {
+          const items = await evaluate(step.items, scope);
+          if (!Array.isArray(items))
+            throw new Error(
+              `forEach ${step.id}: items must be an array, got ${items === undefined ? 'nothing' : typeof items}`,
+            );
+          this.#emit({ type: 'StepOpened', at: this.#at, stepKey: key, stepId: step.id, kind: 'forEach', items });
+          return undefined;
+        }
+        case 'sleep': {
+          let fireAt: number;
+          if (step.until !== undefined) {
+            const until = await evaluate(step.until, scope);
+            fireAt = typeof until === 'string' ? Date.parse(until) : Number.NaN;
+            if (Number.isNaN(fireAt))
+              throw new Error(`sleep ${step.id}: until must give an ISO-8601 timestamp, got ${JSON.stringify(until)}`);
+          } else {
+            fireAt = this.#ctx.now.getTime() + (step.durationMs ?? 0);
+          }
+          this.#emit({ type: 'StepOpened', at: this.#at, stepKey: key, stepId: step.id, kind: 'sleep' });
+          this.#timer(fireAt - this.#ctx.now.getTime(), { kind: 'sleep', stepKey: key });
+          return 'blocked';
+        }
+        case 'waitForSignal':
+          this.#emit({ type: 'StepOpened', at: this.#at, stepKey: key, stepId: step.id, kind: 'waitForSignal' });
+          if ((this.#s.signals[step.signal]?.length ?? 0) > 0) {
+            this.#consumeSignal(key, step.signal);
+            return 'done';
+          }
+          if (step.timeoutMs !== undefined) this.#timer(step.timeoutMs, { kind: 'signal-timeout', stepKey: key });
+          return 'blocked';
+        case 'subRecipe': {
+          const input = await evaluateInput(step.input, scope);
+          const childExecutionId = this.#ctx.newId();
+          this.#emit({
+            type: 'StepOpened',
+            at: this.#at,
+            stepKey: key,
+            stepId: step.id,
+            kind: 'subRecipe',
+            childExecutionId,
+          });
+          this.#emit({
+            type: 'ChildExecutionRequested',
+            at: this.#at,
+            stepKey: key,
+            childExecutionId,
+            recipe: step.recipe,
+            ...(step.version === undefined ? {} : { version: step.version }),
+            input,
+          });
+          return 'blocked';
+        }
+      }
+    } catch (error) {
+      this.#emit({ type: 'StepFailed', at: this.#at, stepKey: key, error: errorOf(error) });
+      return 'failed';
+    }
+  }
+
+  async #dispatch(
+    step: TaskStep,
+    key: string,
+    attempt: number,
+    item: number | undefined,
+    compensation: boolean,
+  ): Promise<void> {
+    const mapping = compensation ? step.compensate?.input : step.input;
+    let input: unknown;
+    try {
+      input = await evaluateInput(mapping, this.#scope(item, step.id));
+    } catch (error) {
+      this.#emit({ type: 'StepFailed', at: this.#at, stepKey: key, error: errorOf(error) });
+      return;
+    }
+    const stepExecutionId = this.#ctx.newId();
+    const timeouts = compensation ? {} : step.timeouts;
+    this.#emit({
+      type: 'StepScheduled',
+      at: this.#at,
+      stepKey: key,
+      stepId: step.id,
+      ...(item === undefined ? {} : { itemIndex: item }),
+      stepExecutionId,
+      attempt,
+      capability: compensation ? (step.compensate?.capability ?? step.capability) : step.capability,
+      input: input ?? null,
+      ...(step.region === undefined ? {} : { region: step.region }),
+      timeouts,
+      ...(compensation ? { compensation: true } : {}),
+    });
+    if (timeouts.scheduleToStartMs !== undefined) {
+      this.#timer(timeouts.scheduleToStartMs, { kind: 'schedule-to-start', stepKey: key, stepExecutionId });
+    }
+  }
+
+  async #parallel(branches: readonly (readonly Step[])[], key: string): Promise<Progress> {
+    const results: Progress[] = [];
+    for (const branch of branches) results.push(await this.#sequence(branch, undefined));
+    if (results.includes('failed')) {
+      const failed = branches
+        .flat()
+        .map((b) => this.#s.steps[b.id])
+        .find((st) => st?.status === 'failed');
+      this.#emit({
+        type: 'StepFailed',
+        at: this.#at,
+        stepKey: key,
+        error: failed?.error ?? { code: 'branch_failed', message: `a branch of ${key} failed`, retryable: false },
+      });
+      return 'failed';
+    }
+    if (results.every((r) => r === 'done')) {
+      this.#emit({ type: 'StepCompleted', at: this.#at, stepKey: key, output: null });
+      return 'done';
+    }
+    return 'blocked';
+  }
+
+  async #forEach(step: ForEachStep, key: string): Promise<Progress> {
+    const failedItem = this.#s.forEach[key]?.failed;
+    if (failedItem !== undefined) {
+      const error = this.#s.steps[failedItem]?.error ?? {
+        code: 'item_failed',
+        message: `${failedItem} failed`,
+        retryable: false,
+      };
+      this.#emit({ type: 'StepFailed', at: this.#at, stepKey: key, error });
+      return 'failed';
+    }
+    if (this.#dispatching) {
+      for (const body of step.steps) {
+        // Retries of items already in flight first: they hold their slot.
+        const fe = this.#s.forEach[key];
+        if (fe === undefined) break;
+        for (const [k, st] of Object.entries(this.#s.steps)) {
+          if (st.status === 'retry_ready' && st.stepId === body.id) {
+            await this.#dispatch(body, k, st.attempt + 1, parseStepKey(k).itemIndex, false);
+          }
+        }
+        for (;;) {
+          const now = this.#s.forEach[key];
+          const next = now?.ready[body.id]?.[0];
+          if (now === undefined || next === undefined || (now.inFlight[body.id] ?? 0) >= step.concurrency) break;
+          const result = await this.#step(body, next);
+          if (result === 'failed') break;
+        }
+      }
+    }
+    const fe = this.#s.forEach[key];
+    if (fe?.failed !== undefined) return this.#forEach(step, key);
+    if (fe !== undefined && fe.done >= fe.items.length) {
+      const last = step.steps[step.steps.length - 1];
+      const output = fe.items.map((_, i) =>
+        last === undefined ? null : (this.#s.steps[itemKey(last.id, i)]?.output ?? null),
+      );
+      this.#emit({ type: 'StepCompleted', at: this.#at, stepKey: key, output });
+      return 'done';
+    }
+    return 'blocked';
+  }
+
+  // ---- compensation -------------------------------------------------------------------
+
+  /** Completed steps that have a compensation, latest completion first. */
+  #compensable(): string[] {
+    return Object.entries(this.#s.steps)
+      .filter(([key, st]) => {
+        const { compensation, stepId } = parseStepKey(key);
+        return !compensation && st.status === 'completed' && taskStep(this.#ctx.plan, stepId)?.compensate !== undefined;
+      })
+      .sort(([, a], [, b]) => (b.completionSeq ?? 0) - (a.completionSeq ?? 0))
+      .map(([key]) => key);
+  }
+
+  #startCompensation(): void {
+    const failed = Object.values(this.#s.steps).find((st) => st.status === 'failed');
+    const reason = failed?.error ?? { code: 'step_failed', message: 'a step failed', retryable: false };
+    const stepKeys = this.#compensable();
+    if (stepKeys.length === 0) {
+      this.#emit({ type: 'ExecutionFailed', at: this.#at, error: reason, compensated: false });
+      return;
+    }
+    this.#emit({ type: 'CompensationStarted', at: this.#at, reason, stepKeys });
+  }
+
+  /** Runs compensations one at a time, latest-completed step first. */
+  async #compensate(): Promise<void> {
+    const reason = this.#s.compensation?.reason ?? { code: 'step_failed', message: 'a step failed', retryable: false };
+    // Recomputed each time so a step that completed late (a parallel branch still in
+    // flight when the saga failed) is compensated too.
+    for (const key of this.#compensable()) {
+      const ck = compensationKey(key);
+      const st = this.#s.steps[ck];
+      const { stepId, itemIndex } = parseStepKey(key);
+      const step = taskStep(this.#ctx.plan, stepId);
+      if (step === undefined) continue;
+      if (st === undefined) {
+        await this.#dispatch(step, ck, 1, itemIndex, true);
+        if (this.#s.steps[ck]?.status === 'failed') break;
+        return;
+      }
+      if (st.status === 'completed') continue;
+      if (st.status === 'retry_ready') {
+        await this.#dispatch(step, ck, st.attempt + 1, itemIndex, true);
+        return;
+      }
+      if (st.status === 'failed') {
+        this.#emit({
+          type: 'ExecutionFailed',
+          at: this.#at,
+          error: { ...reason, details: { compensationFailed: ck, compensationError: st.error } },
+          compensated: false,
+        });
+        return;
+      }
+      return; // In flight.
+    }
+    const failedCompensation = Object.entries(this.#s.steps).find(
+      ([k, st]) => parseStepKey(k).compensation && st.status === 'failed',
+    );
+    if (failedCompensation !== undefined) {
+      this.#emit({
+        type: 'ExecutionFailed',
+        at: this.#at,
+        error: {
+          ...reason,
+          details: { compensationFailed: failedCompensation[0], compensationError: failedCompensation[1].error },
+        },
+        compensated: false,
+      });
+      return;
+    }
+    this.#emit({ type: 'ExecutionFailed', at: this.#at, error: reason, compensated: true });
+  }
+
+  // ---- expressions --------------------------------------------------------------------
+
+  /** Outputs visible to expressions: completed steps by output name, plus the item's own. */
+  #outputs(item: number | undefined, forEachKey?: string): Record<string, unknown> {
+    const outputs: Record<string, unknown> = {};
+    for (const [id, entry] of indexPlan(this.#ctx.plan)) {
+      const step = entry.step;
+      if (!('output' in step)) continue;
+      if (entry.forEach !== undefined) {
+        if (item === undefined || entry.forEach.key !== forEachKey) continue;
+        const st = this.#s.steps[itemKey(id, item)];
+        if (st?.status === 'completed') outputs[step.output] = st.output;
+        continue;
+      }
+      const st = this.#s.steps[id];
+      if (st?.status === 'completed') outputs[step.output] = st.output;
+    }
+    return outputs;
+  }
+
+  /** The scope of a step; for a forEach body step, with its item and the item's outputs. */
+  #scope(item: number | undefined, stepId?: string): ExpressionScope {
+    const s = this.#s;
+    const forEachKey = stepId === undefined ? undefined : indexPlan(this.#ctx.plan).get(stepId)?.forEach?.key;
+    const base = {
+      input: s.input,
+      outputs: this.#outputs(item, forEachKey),
+      execution: { id: s.executionId, recipe: s.recipe, version: s.version },
+    };
+    if (item === undefined || forEachKey === undefined) return base;
+    return { ...base, item: s.forEach[forEachKey]?.items[item], index: item };
+  }
+}

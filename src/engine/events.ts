@@ -1,0 +1,114 @@
+import type { StepError } from '../protocol/messages.js';
+import type { Timeouts } from '../recipe/plan.js';
+
+/*
+ * The execution event log. Every change to an execution is one of these, appended in
+ * order; `evolve` folds them into ExecutionState and the state tables are projections
+ * of them. Events carry everything needed to replay them (ids, inputs, times, the
+ * random jitter already applied), so replay needs no I/O.
+ */
+
+/** Why a timer exists; a fired timer whose purpose is gone is ignored. */
+export type TimerPurpose =
+  | { readonly kind: 'retry'; readonly stepKey: string }
+  | { readonly kind: 'sleep'; readonly stepKey: string }
+  | { readonly kind: 'signal-timeout'; readonly stepKey: string }
+  | {
+      readonly kind: 'schedule-to-start' | 'start-to-close' | 'heartbeat';
+      readonly stepKey: string;
+      readonly stepExecutionId: string;
+    };
+
+interface Base {
+  /** ISO-8601 time the decision was taken. */
+  readonly at: string;
+}
+
+export type EngineEvent =
+  | (Base & {
+      readonly type: 'ExecutionStarted';
+      readonly executionId: string;
+      readonly recipe: string;
+      readonly version: number;
+      readonly input: unknown;
+      readonly idempotencyKey?: string;
+      readonly parent?: { readonly executionId: string; readonly stepKey: string };
+    })
+  | (Base & {
+      readonly type: 'StepScheduled';
+      readonly stepKey: string;
+      readonly stepId: string;
+      readonly itemIndex?: number;
+      readonly stepExecutionId: string;
+      readonly attempt: number;
+      readonly capability: string;
+      readonly input: unknown;
+      readonly region?: string;
+      readonly timeouts: Timeouts;
+      /** A compensation of the step `stepKey` names (without the suffix). */
+      readonly compensation?: boolean;
+    })
+  | (Base & {
+      readonly type: 'StepStarted';
+      readonly stepKey: string;
+      readonly stepExecutionId: string;
+      readonly workerId: string;
+    })
+  | (Base & {
+      readonly type: 'StepHeartbeat';
+      readonly stepKey: string;
+      readonly stepExecutionId: string;
+      readonly progress?: unknown;
+    })
+  | (Base & {
+      readonly type: 'StepCompleted';
+      readonly stepKey: string;
+      readonly stepExecutionId?: string;
+      readonly output: unknown;
+      /** Set when an operator supplied the output instead of a worker. */
+      readonly skippedByOperator?: boolean;
+    })
+  | (Base & {
+      readonly type: 'StepFailed';
+      readonly stepKey: string;
+      readonly stepExecutionId?: string;
+      readonly error: StepError;
+      /** When set, the step waits for a retry at this time; otherwise it failed for good. */
+      readonly retryAt?: string;
+    })
+  | (Base & { readonly type: 'StepSkipped'; readonly stepKey: string; readonly reason: 'condition' })
+  /** A container (parallel, forEach, sleep, waitForSignal, subRecipe) began. */
+  | (Base & {
+      readonly type: 'StepOpened';
+      readonly stepKey: string;
+      readonly stepId: string;
+      readonly kind: 'parallel' | 'forEach' | 'sleep' | 'waitForSignal' | 'subRecipe';
+      readonly items?: readonly unknown[];
+      readonly childExecutionId?: string;
+    })
+  | (Base & { readonly type: 'StepRetryReady'; readonly stepKey: string })
+  | (Base & {
+      readonly type: 'TimerScheduled';
+      readonly timerId: string;
+      readonly fireAt: string;
+      readonly purpose: TimerPurpose;
+    })
+  | (Base & { readonly type: 'TimerCleared'; readonly timerId: string })
+  | (Base & { readonly type: 'SignalReceived'; readonly name: string; readonly payload: unknown })
+  | (Base & { readonly type: 'SignalConsumed'; readonly name: string; readonly stepKey: string })
+  | (Base & {
+      readonly type: 'ChildExecutionRequested';
+      readonly stepKey: string;
+      readonly childExecutionId: string;
+      readonly recipe: string;
+      readonly version?: number;
+      readonly input: unknown;
+    })
+  | (Base & { readonly type: 'CompensationStarted'; readonly reason: StepError; readonly stepKeys: readonly string[] })
+  | (Base & { readonly type: 'ExecutionPaused' })
+  | (Base & { readonly type: 'ExecutionResumed' })
+  | (Base & { readonly type: 'ExecutionCompleted'; readonly output: unknown })
+  | (Base & { readonly type: 'ExecutionFailed'; readonly error: StepError; readonly compensated: boolean })
+  | (Base & { readonly type: 'ExecutionCancelled'; readonly reason?: string });
+
+export type EngineEventType = EngineEvent['type'];

@@ -1,0 +1,171 @@
+import type { RecipePlan } from '../recipe/plan.js';
+import type { EngineEvent } from './events.js';
+import { indexPlan, parseStepKey } from './plan-index.js';
+import type { ExecutionState, ForEachState, StepState } from './state.js';
+
+/**
+ * Folds one event into the state. Pure: replaying an execution's events from the first
+ * gives the state the control plane stored (the event log is the source of truth).
+ */
+export function evolve(state: ExecutionState | undefined, event: EngineEvent, plan: RecipePlan): ExecutionState {
+  if (event.type === 'ExecutionStarted') {
+    return {
+      executionId: event.executionId,
+      recipe: event.recipe,
+      version: event.version,
+      status: 'running',
+      input: event.input,
+      ...(event.idempotencyKey === undefined ? {} : { idempotencyKey: event.idempotencyKey }),
+      ...(event.parent === undefined ? {} : { parent: event.parent }),
+      steps: {},
+      attempts: {},
+      forEach: {},
+      timers: {},
+      signals: {},
+      completions: 0,
+      createdAt: event.at,
+      updatedAt: event.at,
+    };
+  }
+  if (state === undefined) throw new Error(`event ${event.type} before ExecutionStarted`);
+  const s = { ...state, updatedAt: event.at };
+
+  const setStep = (key: string, change: Partial<StepState>): ExecutionState['steps'] => {
+    const previous: StepState = s.steps[key] ?? {
+      stepId: parseStepKey(key).stepId,
+      status: 'scheduled',
+      attempt: 0,
+      createdAt: event.at,
+      updatedAt: event.at,
+    };
+    const next: StepState = { ...previous, ...change, updatedAt: event.at };
+    const finished = next.status === 'completed' || next.status === 'skipped' || next.status === 'failed';
+    if (finished) return { ...s.steps, [key]: { ...next, finishedAt: event.at } };
+    const { finishedAt: _unset, ...open } = next;
+    return { ...s.steps, [key]: open };
+  };
+  const withoutAttempt = (stepExecutionId: string | undefined) => {
+    if (stepExecutionId === undefined) return s.attempts;
+    const { [stepExecutionId]: _gone, ...rest } = s.attempts;
+    return rest;
+  };
+  /** Moves a forEach item along its buckets when one of its body steps changes. */
+  const bucket = (key: string, change: 'dispatched' | 'finished' | 'skipped' | 'failed' | 'retrying') => {
+    const { stepId, itemIndex, compensation } = parseStepKey(key);
+    if (itemIndex === undefined || compensation) return s.forEach;
+    const place = indexPlan(plan).get(stepId)?.forEach;
+    const fe = place === undefined ? undefined : s.forEach[place.key];
+    if (place === undefined || fe === undefined) return s.forEach;
+    const ready = { ...fe.ready };
+    const inFlight = { ...fe.inFlight };
+    let done = fe.done;
+    let failed = fe.failed;
+    if (change === 'dispatched') {
+      ready[stepId] = (ready[stepId] ?? []).filter((i) => i !== itemIndex);
+      inFlight[stepId] = (inFlight[stepId] ?? 0) + 1;
+    } else if (change === 'finished' || change === 'skipped') {
+      if (change === 'finished') inFlight[stepId] = Math.max(0, (inFlight[stepId] ?? 0) - 1);
+      else ready[stepId] = (ready[stepId] ?? []).filter((i) => i !== itemIndex);
+      if (place.next === undefined) done += 1;
+      else ready[place.next] = [...(ready[place.next] ?? []), itemIndex];
+    } else if (change === 'failed') {
+      inFlight[stepId] = Math.max(0, (inFlight[stepId] ?? 0) - 1);
+      failed = failed ?? key;
+    }
+    const next: ForEachState = { ...fe, ready, inFlight, done, ...(failed === undefined ? {} : { failed }) };
+    return { ...s.forEach, [place.key]: next };
+  };
+
+  switch (event.type) {
+    case 'StepScheduled': {
+      const previous = s.steps[event.stepKey];
+      return {
+        ...s,
+        // A retry keeps its forEach slot: only a first dispatch takes one.
+        forEach: previous === undefined ? bucket(event.stepKey, 'dispatched') : s.forEach,
+        steps: setStep(event.stepKey, {
+          stepId: event.stepId,
+          status: 'scheduled',
+          attempt: event.attempt,
+          stepExecutionId: event.stepExecutionId,
+        }),
+        attempts: { ...s.attempts, [event.stepExecutionId]: event.stepKey },
+      };
+    }
+    case 'StepStarted':
+      return { ...s, steps: setStep(event.stepKey, { status: 'running', lastHeartbeatAt: event.at }) };
+    case 'StepHeartbeat':
+      return { ...s, steps: setStep(event.stepKey, { status: 'running', lastHeartbeatAt: event.at }) };
+    case 'StepCompleted':
+      return {
+        ...s,
+        forEach: bucket(event.stepKey, 'finished'),
+        steps: setStep(event.stepKey, { status: 'completed', output: event.output, completionSeq: s.completions + 1 }),
+        attempts: withoutAttempt(event.stepExecutionId),
+        completions: s.completions + 1,
+      };
+    case 'StepFailed':
+      return {
+        ...s,
+        forEach: event.retryAt === undefined ? bucket(event.stepKey, 'failed') : s.forEach,
+        steps: setStep(event.stepKey, {
+          status: event.retryAt === undefined ? 'failed' : 'retry_wait',
+          error: event.error,
+        }),
+        attempts: withoutAttempt(event.stepExecutionId),
+      };
+    case 'StepRetryReady':
+      return { ...s, steps: setStep(event.stepKey, { status: 'retry_ready' }) };
+    case 'StepSkipped':
+      return { ...s, forEach: bucket(event.stepKey, 'skipped'), steps: setStep(event.stepKey, { status: 'skipped' }) };
+    case 'StepOpened': {
+      const steps = setStep(event.stepKey, {
+        stepId: event.stepId,
+        status: 'open',
+        ...(event.childExecutionId === undefined ? {} : { childExecutionId: event.childExecutionId }),
+      });
+      if (event.kind !== 'forEach') return { ...s, steps };
+      const entry = indexPlan(plan).get(event.stepId)?.step;
+      const body = entry?.type === 'forEach' ? entry.steps : [];
+      const items = event.items ?? [];
+      const fe: ForEachState = {
+        items,
+        ready: Object.fromEntries(body.map((b, i) => [b.id, i === 0 ? items.map((_, n) => n) : []])),
+        inFlight: Object.fromEntries(body.map((b) => [b.id, 0])),
+        done: 0,
+      };
+      return { ...s, steps, forEach: { ...s.forEach, [event.stepKey]: fe } };
+    }
+    case 'TimerScheduled':
+      return { ...s, timers: { ...s.timers, [event.timerId]: { ...event.purpose, fireAt: event.fireAt } } };
+    case 'TimerCleared': {
+      const { [event.timerId]: _gone, ...timers } = s.timers;
+      return { ...s, timers };
+    }
+    case 'SignalReceived':
+      return { ...s, signals: { ...s.signals, [event.name]: [...(s.signals[event.name] ?? []), event.payload] } };
+    case 'SignalConsumed':
+      return { ...s, signals: { ...s.signals, [event.name]: (s.signals[event.name] ?? []).slice(1) } };
+    case 'ChildExecutionRequested':
+      return s;
+    case 'CompensationStarted':
+      return { ...s, status: 'compensating', compensation: { reason: event.reason, queue: event.stepKeys } };
+    case 'ExecutionPaused':
+      return { ...s, status: 'paused' };
+    case 'ExecutionResumed':
+      return { ...s, status: 'running' };
+    case 'ExecutionCompleted':
+      return { ...s, status: 'completed', output: event.output, timers: {} };
+    case 'ExecutionFailed':
+      return { ...s, status: 'failed', error: event.error, timers: {} };
+    case 'ExecutionCancelled':
+      return { ...s, status: 'cancelled', timers: {} };
+  }
+}
+
+/** The state after all of an execution's events, oldest first. */
+export function replay(events: readonly EngineEvent[], plan: RecipePlan): ExecutionState | undefined {
+  let state: ExecutionState | undefined;
+  for (const event of events) state = evolve(state, event, plan);
+  return state;
+}

@@ -1,0 +1,180 @@
+import type { RecipePlan } from '../recipe/plan.js';
+import type { EngineEvent } from './events.js';
+import { indexPlan, parseStepKey } from './plan-index.js';
+import type { ExecutionState, StepState } from './state.js';
+
+/*
+ * The state tables as pure functions of the event log: the control plane writes these
+ * rows after each decision, and rebuilding them from the log gives the same rows.
+ */
+
+export interface ExecutionRow {
+  readonly id: string;
+  readonly recipe_name: string;
+  readonly recipe_version: number;
+  readonly status: string;
+  readonly input: unknown;
+  readonly output: unknown;
+  readonly error: unknown;
+  readonly idempotency_key: string | null;
+  readonly parent_execution_id: string | null;
+  readonly parent_step_key: string | null;
+  readonly state: ExecutionState;
+  readonly last_seq: number;
+  readonly created_at: string;
+  readonly updated_at: string;
+  readonly finished_at: string | null;
+}
+
+export function executionRow(state: ExecutionState, lastSeq: number): ExecutionRow {
+  const terminal = state.status === 'completed' || state.status === 'failed' || state.status === 'cancelled';
+  return {
+    id: state.executionId,
+    recipe_name: state.recipe,
+    recipe_version: state.version,
+    status: state.status,
+    input: state.input,
+    output: state.output ?? null,
+    error: state.error ?? null,
+    idempotency_key: state.idempotencyKey ?? null,
+    parent_execution_id: state.parent?.executionId ?? null,
+    parent_step_key: state.parent?.stepKey ?? null,
+    state,
+    last_seq: lastSeq,
+    created_at: state.createdAt,
+    updated_at: state.updatedAt,
+    finished_at: terminal ? state.updatedAt : null,
+  };
+}
+
+export interface StepRow {
+  readonly execution_id: string;
+  readonly step_key: string;
+  readonly step_id: string;
+  readonly item_index: number | null;
+  readonly compensation: boolean;
+  readonly kind: string;
+  readonly status: string;
+  readonly attempts: number;
+  readonly output: unknown;
+  readonly error: unknown;
+  readonly child_execution_id: string | null;
+  readonly created_at: string;
+  readonly updated_at: string;
+  readonly finished_at: string | null;
+}
+
+export function stepRow(executionId: string, key: string, st: StepState, plan: RecipePlan): StepRow {
+  const { itemIndex, compensation } = parseStepKey(key);
+  return {
+    execution_id: executionId,
+    step_key: key,
+    step_id: st.stepId,
+    item_index: itemIndex ?? null,
+    compensation,
+    kind: compensation ? 'task' : (indexPlan(plan).get(st.stepId)?.step.type ?? 'task'),
+    status: st.status,
+    attempts: st.attempt,
+    output: st.output ?? null,
+    error: st.error ?? null,
+    child_execution_id: st.childExecutionId ?? null,
+    created_at: st.createdAt,
+    updated_at: st.updatedAt,
+    finished_at: st.finishedAt ?? null,
+  };
+}
+
+/** Step keys an event batch touched. */
+export function touchedStepKeys(events: readonly EngineEvent[]): Set<string> {
+  const keys = new Set<string>();
+  for (const e of events)
+    if ('stepKey' in e && e.type !== 'ChildExecutionRequested' && e.type !== 'SignalConsumed') keys.add(e.stepKey);
+  return keys;
+}
+
+export interface AttemptRow {
+  readonly id: string;
+  readonly execution_id: string;
+  readonly step_key: string;
+  readonly attempt: number;
+  readonly capability: string;
+  readonly input: unknown;
+  readonly region: string | null;
+  readonly status: 'scheduled' | 'running' | 'completed' | 'failed';
+  readonly worker_id: string | null;
+  readonly error: unknown;
+  readonly scheduled_at: string;
+  readonly started_at: string | null;
+  readonly finished_at: string | null;
+  readonly last_heartbeat_at: string | null;
+}
+
+/** A change to an existing attempt row: the given columns take the given values. */
+export type AttemptUpdate = { readonly id: string } & Partial<
+  Omit<AttemptRow, 'id' | 'execution_id' | 'step_key' | 'attempt' | 'capability' | 'input' | 'region' | 'scheduled_at'>
+>;
+
+export interface AttemptChanges {
+  readonly inserts: AttemptRow[];
+  readonly updates: AttemptUpdate[];
+}
+
+/** Attempt rows created and changed by events, in event order. */
+export function attemptChanges(executionId: string, events: readonly EngineEvent[]): AttemptChanges {
+  const inserts: AttemptRow[] = [];
+  const updates: AttemptUpdate[] = [];
+  for (const e of events) {
+    switch (e.type) {
+      case 'StepScheduled':
+        inserts.push({
+          id: e.stepExecutionId,
+          execution_id: executionId,
+          step_key: e.stepKey,
+          attempt: e.attempt,
+          capability: e.capability,
+          input: e.input,
+          region: e.region ?? null,
+          status: 'scheduled',
+          worker_id: null,
+          error: null,
+          scheduled_at: e.at,
+          started_at: null,
+          finished_at: null,
+          last_heartbeat_at: null,
+        });
+        break;
+      case 'StepStarted':
+        updates.push({
+          id: e.stepExecutionId,
+          status: 'running',
+          worker_id: e.workerId,
+          started_at: e.at,
+          last_heartbeat_at: e.at,
+        });
+        break;
+      case 'StepHeartbeat':
+        updates.push({ id: e.stepExecutionId, status: 'running', last_heartbeat_at: e.at });
+        break;
+      case 'StepCompleted':
+        if (e.stepExecutionId !== undefined)
+          updates.push({ id: e.stepExecutionId, status: 'completed', finished_at: e.at });
+        break;
+      case 'StepFailed':
+        if (e.stepExecutionId !== undefined)
+          updates.push({ id: e.stepExecutionId, status: 'failed', error: e.error, finished_at: e.at });
+        break;
+      default:
+        break;
+    }
+  }
+  return { inserts, updates };
+}
+
+/** Applies updates to rows in memory, as the UPDATE statement does (rebuilds, tests). */
+export function applyAttemptChanges(rows: Map<string, AttemptRow>, changes: AttemptChanges): void {
+  for (const row of changes.inserts) rows.set(row.id, row);
+  for (const update of changes.updates) {
+    const row = rows.get(update.id);
+    if (row !== undefined) rows.set(update.id, { ...row, ...update });
+  }
+}

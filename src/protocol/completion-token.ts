@@ -1,0 +1,24 @@
+import { z } from 'zod';
+
+/*
+ * A completion token lets any process finish a step attempt later (long commands): it
+ * names the attempt and where its reply goes. It grants nothing by itself — the control
+ * plane accepts a reply only for the attempt currently in flight.
+ */
+
+export const completionTokenSchema = z.strictObject({
+  executionId: z.uuid(),
+  stepExecutionId: z.uuid(),
+  replyTopic: z.string().min(1),
+  capability: z.string().min(1),
+});
+export type CompletionTokenData = z.infer<typeof completionTokenSchema>;
+
+export function encodeCompletionToken(data: CompletionTokenData): string {
+  return Buffer.from(JSON.stringify(data)).toString('base64url');
+}
+
+/** Throws a ZodError or SyntaxError naming what is wrong with a token. */
+export function decodeCompletionToken(token: string): CompletionTokenData {
+  return completionTokenSchema.parse(JSON.parse(Buffer.from(token, 'base64url').toString('utf8')));
+}

@@ -1,0 +1,94 @@
+import { z } from 'zod';
+
+/*
+ * What crosses Kafka between the control plane and workers. Commands are written to
+ * the outbox and reach `sous.cmd.<capability>` through Debezium; replies are produced
+ * by workers to the command's reply topic. Both are validated at the boundary.
+ */
+
+/** Topic of a capability's commands. */
+export function commandTopic(capability: string): string {
+  return `sous.cmd.${capability}`;
+}
+
+/** Dead-letter topic of a topic. */
+export function deadLetterTopic(topic: string): string {
+  return `${topic}.DLT`;
+}
+
+/** Default reply topic of the control plane. */
+export const REPLY_TOPIC = 'sous.replies';
+
+/** A payload stored in PostgreSQL instead of travelling in the message (claim check). */
+export const payloadRefSchema = z.strictObject({ ref: z.uuid(), bytes: z.number().int().nonnegative() });
+export type PayloadRef = z.infer<typeof payloadRefSchema>;
+
+export const stepCommandSchema = z.strictObject({
+  kind: z.literal('step.command'),
+  executionId: z.uuid(),
+  /** One attempt of one step: replies name it. */
+  stepExecutionId: z.uuid(),
+  /** The step's id in the recipe. */
+  stepId: z.string().min(1),
+  /** Index of the item inside a forEach. */
+  itemIndex: z.number().int().nonnegative().optional(),
+  capability: z.string().min(1),
+  attempt: z.number().int().positive(),
+  /** The input, or a reference to it when it is large. */
+  input: z.unknown().optional(),
+  inputRef: payloadRefSchema.optional(),
+  replyTopic: z.string().min(1),
+  /** Same on every attempt and redelivery of this step (also the Kafka header). */
+  idempotencyKey: z.string().min(1),
+  /** Lets any instance complete this attempt later (long commands). */
+  completionToken: z.string().min(1),
+  /** The attempt must reply before this instant (start-to-close). */
+  deadline: z.iso.datetime().optional(),
+  heartbeatTimeoutMs: z.number().int().positive().optional(),
+  region: z.string().optional(),
+});
+export type StepCommand = z.infer<typeof stepCommandSchema>;
+
+export const stepErrorSchema = z.strictObject({
+  code: z.string().min(1),
+  message: z.string(),
+  retryable: z.boolean(),
+  details: z.unknown().optional(),
+});
+export type StepError = z.infer<typeof stepErrorSchema>;
+
+const replyBase = {
+  /** Unique per reply message: the control plane applies each once. */
+  messageId: z.uuid(),
+  executionId: z.uuid(),
+  stepExecutionId: z.uuid(),
+  workerId: z.string().min(1),
+  at: z.iso.datetime(),
+};
+
+export const stepReplySchema = z.discriminatedUnion('kind', [
+  z.strictObject({ ...replyBase, kind: z.literal('step.started') }),
+  z.strictObject({
+    ...replyBase,
+    kind: z.literal('step.completed'),
+    output: z.unknown().optional(),
+    outputRef: payloadRefSchema.optional(),
+  }),
+  z.strictObject({ ...replyBase, kind: z.literal('step.failed'), error: stepErrorSchema }),
+  z.strictObject({ ...replyBase, kind: z.literal('step.heartbeat'), progress: z.unknown().optional() }),
+]);
+export type StepReply = z.infer<typeof stepReplySchema>;
+
+/** Kafka headers of a dead-lettered record (besides the original record's own headers). */
+export const DLT_HEADERS = {
+  originalTopic: 'sous-dlt-original-topic',
+  originalPartition: 'sous-dlt-original-partition',
+  originalOffset: 'sous-dlt-original-offset',
+  errorClass: 'sous-dlt-error-class',
+  errorCode: 'sous-dlt-error-code',
+  errorMessage: 'sous-dlt-error-message',
+  errorStack: 'sous-dlt-error-stack',
+  consumerGroup: 'sous-dlt-consumer-group',
+  attempts: 'sous-dlt-attempts',
+  failedAt: 'sous-dlt-failed-at',
+} as const;

@@ -1,0 +1,39 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createControlPlane, type ControlPlane } from '../../src/control-plane/control-plane.js';
+import { getExecution, type ExecutionView } from '../../src/control-plane/queries.js';
+import { databaseUrl, kafkaBrokers } from '../../scripts/stack/config.js';
+import { stackConfig, uniqueName } from './stack.js';
+
+/** A control plane of the test's own: its own reply topic and consumer group. */
+export async function startTestControlPlane(): Promise<ControlPlane & { replyTopic: string }> {
+  const replyTopic = uniqueName('test.replies');
+  const controlPlane = createControlPlane({
+    databaseUrl: databaseUrl(stackConfig),
+    brokers: kafkaBrokers(stackConfig),
+    replyTopic,
+    groupId: uniqueName('test-control-plane'),
+    poolSize: 5,
+  });
+  await controlPlane.start();
+  return Object.assign(controlPlane, { replyTopic });
+}
+
+/** Polls an execution until `done` holds; fails with its last view after `timeoutMs`. */
+export async function waitForExecution(
+  controlPlane: ControlPlane,
+  executionId: string,
+  done: (view: ExecutionView) => boolean = (v) => ['completed', 'failed', 'cancelled'].includes(v.status),
+  timeoutMs = 60_000,
+): Promise<ExecutionView> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const view = await getExecution(controlPlane.db, executionId);
+    if (done(view)) return view;
+    if (Date.now() > deadline) {
+      throw new Error(
+        `execution ${executionId} still ${view.status} after ${timeoutMs} ms: ${JSON.stringify(view.steps.map((s) => `${s.stepKey}=${s.status}`))}`,
+      );
+    }
+    await sleep(50);
+  }
+}

@@ -1,0 +1,470 @@
+// The decision function over every construct, without a database: state + trigger → events.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { decide } from '../../src/engine/decide.js';
+import type { EngineEvent } from '../../src/engine/events.js';
+import { replay } from '../../src/engine/evolve.js';
+import type { ExecutionState } from '../../src/engine/state.js';
+import type { Trigger } from '../../src/engine/triggers.js';
+import type { RecipePlan, RetryPolicy, Step, TaskStep } from '../../src/recipe/plan.js';
+
+const RETRY: RetryPolicy = {
+  maxAttempts: 3,
+  initialIntervalMs: 1000,
+  backoffCoefficient: 2,
+  maxIntervalMs: 60_000,
+  jitter: 0.2,
+  nonRetryableErrorCodes: ['card_declined'],
+};
+
+function task(id: string, capability: string, extra: Partial<TaskStep> = {}): TaskStep {
+  return { id, type: 'task', capability, output: id, retry: RETRY, timeouts: {}, ...extra };
+}
+
+function plan(steps: Step[], output?: string): RecipePlan {
+  return { name: 'test', steps, ...(output === undefined ? {} : { output }) };
+}
+
+const T0 = Date.parse('2026-01-01T00:00:00.000Z');
+
+/** Drives one execution through decide, keeping every event for replay checks. */
+class Run {
+  state: ExecutionState | undefined;
+  readonly log: EngineEvent[] = [];
+  #ids = 0;
+  #clock = T0;
+  constructor(readonly plan: RecipePlan) {}
+
+  /** The state, which must exist by now. */
+  get s(): ExecutionState {
+    assert.ok(this.state, 'the execution has started');
+    return this.state;
+  }
+
+  at(ms: number): this {
+    this.#clock = T0 + ms;
+    return this;
+  }
+
+  async send(trigger: Trigger): Promise<EngineEvent[]> {
+    const decision = await decide(this.state, trigger, {
+      plan: this.plan,
+      now: new Date(this.#clock),
+      newId: () => `00000000-0000-4000-8000-${String(++this.#ids).padStart(12, '0')}`,
+      random: () => 0.5,
+    });
+    this.state = decision.state;
+    this.log.push(...decision.events);
+    return [...decision.events];
+  }
+
+  start(input: unknown = {}): Promise<EngineEvent[]> {
+    return this.send({
+      kind: 'start',
+      executionId: 'e0000000-0000-4000-8000-000000000000',
+      recipe: 'test',
+      version: 1,
+      input,
+    });
+  }
+
+  attempt(stepKey: string): string {
+    const id = this.state?.steps[stepKey]?.stepExecutionId;
+    assert.ok(id, `step ${stepKey} has an attempt in flight`);
+    return id;
+  }
+
+  complete(stepKey: string, output: unknown = null): Promise<EngineEvent[]> {
+    return this.send({ kind: 'step.completed', stepExecutionId: this.attempt(stepKey), output });
+  }
+
+  fail(stepKey: string, code: string, retryable: boolean): Promise<EngineEvent[]> {
+    return this.send({
+      kind: 'step.failed',
+      stepExecutionId: this.attempt(stepKey),
+      error: { code, message: `${code}!`, retryable },
+    });
+  }
+
+  fire(kind: string, stepKey?: string): Promise<EngineEvent[]> {
+    const timer = Object.entries(this.state?.timers ?? {}).find(
+      ([, p]) => p.kind === kind && (stepKey === undefined || p.stepKey === stepKey),
+    );
+    assert.ok(timer, `a ${kind} timer is set`);
+    return this.send({ kind: 'timer', timerId: timer[0] });
+  }
+
+  /** The replayed log gives the state the decisions returned. */
+  assertReplays(): void {
+    assert.deepEqual(replay(this.log, this.plan), this.state);
+  }
+}
+
+const scheduled = (events: EngineEvent[]) =>
+  events.flatMap((e) => (e.type === 'StepScheduled' ? [`${e.stepKey}:${e.capability}#${e.attempt}`] : []));
+const types = (events: EngineEvent[]) => events.map((e) => e.type);
+const inputOf = (events: EngineEvent[], stepKey: string) =>
+  events.find(
+    (e): e is Extract<EngineEvent, { type: 'StepScheduled' }> => e.type === 'StepScheduled' && e.stepKey === stepKey,
+  )?.input;
+
+describe('decide: sequential steps', () => {
+  it('dispatches one step at a time, mapping inputs from input and earlier outputs', async () => {
+    const run = new Run(
+      plan(
+        [
+          task('reserve', 'inventory.reserve', { input: { fields: { sku: 'input.sku' } } }),
+          task('charge', 'payments.charge', {
+            input: { expression: '{ "amount": input.qty * outputs.reserve.price }' },
+          }),
+        ],
+        '{ "paid": outputs.charge.id }',
+      ),
+    );
+    const started = await run.start({ sku: 'A-1', qty: 3 });
+    assert.deepEqual(scheduled(started), ['reserve:inventory.reserve#1']);
+    assert.deepEqual(inputOf(started, 'reserve'), { sku: 'A-1' });
+    const afterReserve = await run.complete('reserve', { price: 5 });
+    assert.deepEqual(scheduled(afterReserve), ['charge:payments.charge#1']);
+    assert.deepEqual(inputOf(afterReserve, 'charge'), { amount: 15 });
+    const done = await run.complete('charge', { id: 'ch_1' });
+    assert.deepEqual(types(done), ['StepCompleted', 'ExecutionCompleted']);
+    assert.equal(run.s.status, 'completed');
+    assert.deepEqual(run.s.output, { paid: 'ch_1' });
+    run.assertReplays();
+  });
+
+  it('ignores duplicate and stale replies', async () => {
+    const run = new Run(plan([task('a', 'x.a'), task('b', 'x.b')]));
+    await run.start();
+    const first = run.attempt('a');
+    await run.complete('a');
+    assert.deepEqual(await run.send({ kind: 'step.completed', stepExecutionId: first, output: 'again' }), []);
+    assert.deepEqual(
+      await run.send({
+        kind: 'step.failed',
+        stepExecutionId: first,
+        error: { code: 'x', message: 'x', retryable: true },
+      }),
+      [],
+    );
+    assert.deepEqual(
+      await run.send({
+        kind: 'start',
+        executionId: 'e0000000-0000-4000-8000-000000000000',
+        recipe: 'test',
+        version: 1,
+        input: {},
+      }),
+      [],
+    );
+    assert.equal(run.s.steps.b?.status, 'scheduled');
+  });
+
+  it('skips a step whose when is false and runs one whose when is true', async () => {
+    const run = new Run(plan([task('a', 'x.a', { when: 'input.big' }), task('b', 'x.b', { when: '$not(input.big)' })]));
+    const events = await run.start({ big: false });
+    assert.deepEqual(types(events).slice(0, 2), ['ExecutionStarted', 'StepSkipped']);
+    assert.deepEqual(scheduled(events), ['b:x.b#1']);
+    await run.complete('b');
+    assert.equal(run.s.status, 'completed');
+    assert.equal(run.s.steps.a?.status, 'skipped');
+  });
+
+  it('fails the execution when an input expression fails', async () => {
+    const run = new Run(plan([task('a', 'x.a', { input: { expression: '$error("no way")' } })]));
+    await run.start();
+    assert.equal(run.s.status, 'failed');
+    assert.equal(run.s.error?.code, 'expression_failed');
+    assert.match(run.s.error.message, /no way/);
+  });
+});
+
+describe('decide: parallel', () => {
+  it('starts every branch at once and joins when all complete', async () => {
+    const run = new Run(
+      plan([
+        { id: 'p', type: 'parallel', branches: [[task('a1', 'x.a1'), task('a2', 'x.a2')], [task('b1', 'x.b1')]] },
+        task('after', 'x.after'),
+      ]),
+    );
+    assert.deepEqual(scheduled(await run.start()), ['a1:x.a1#1', 'b1:x.b1#1']);
+    assert.deepEqual(scheduled(await run.complete('b1')), []);
+    assert.deepEqual(scheduled(await run.complete('a1')), ['a2:x.a2#1']);
+    const joined = await run.complete('a2');
+    assert.deepEqual(scheduled(joined), ['after:x.after#1']);
+    assert.equal(run.s.steps.p?.status, 'completed');
+    run.assertReplays();
+  });
+});
+
+describe('decide: forEach', () => {
+  it('stages items in buckets so a fast step keeps going while a slow one drains', async () => {
+    const run = new Run(
+      plan([
+        {
+          id: 'each',
+          type: 'forEach',
+          items: 'input.parts',
+          concurrency: 2,
+          output: 'each',
+          steps: [
+            task('fast', 'x.fast', { input: { fields: { part: 'item', i: 'index' } } }),
+            task('slow', 'x.slow', { input: { fields: { copied: 'outputs.fast' } } }),
+          ],
+        },
+      ]),
+    );
+    const started = await run.start({ parts: ['p0', 'p1', 'p2', 'p3'] });
+    assert.deepEqual(scheduled(started), ['fast[0]:x.fast#1', 'fast[1]:x.fast#1']);
+    assert.deepEqual(inputOf(started, 'fast[1]'), { part: 'p1', i: 1 });
+    // fast[0] done: its slot goes to fast[2], and item 0 moves on to slow.
+    const e1 = await run.complete('fast[0]', 'f0');
+    assert.deepEqual(scheduled(e1), ['fast[2]:x.fast#1', 'slow[0]:x.slow#1']);
+    assert.deepEqual(inputOf(e1, 'slow[0]'), { copied: 'f0' });
+    // slow[0] stays busy; fast keeps draining its bucket.
+    assert.deepEqual(scheduled(await run.complete('fast[1]', 'f1')), ['fast[3]:x.fast#1', 'slow[1]:x.slow#1']);
+    assert.deepEqual(scheduled(await run.complete('fast[2]', 'f2')), []);
+    assert.deepEqual(run.s.forEach.each?.ready.slow, [2]);
+    assert.deepEqual(scheduled(await run.complete('slow[0]', 's0')), ['slow[2]:x.slow#1']);
+    await run.complete('fast[3]', 'f3');
+    await run.complete('slow[1]', 's1');
+    await run.complete('slow[2]', 's2');
+    const done = await run.complete('slow[3]', 's3');
+    assert.deepEqual(types(done).slice(-2), ['StepCompleted', 'ExecutionCompleted']);
+    assert.deepEqual(run.s.steps.each?.output, ['s0', 's1', 's2', 's3']);
+    run.assertReplays();
+  });
+
+  it('completes at once over an empty list, and fails when items is not a list', async () => {
+    const body = [task('b', 'x.b')];
+    const empty = new Run(
+      plan([{ id: 'each', type: 'forEach', items: 'input.list', concurrency: 3, output: 'each', steps: body }]),
+    );
+    await empty.start({ list: [] });
+    assert.equal(empty.s.status, 'completed');
+    const bad = new Run(
+      plan([{ id: 'each', type: 'forEach', items: 'input.list', concurrency: 3, output: 'each', steps: body }]),
+    );
+    await bad.start({ list: 'nope' });
+    assert.equal(bad.s.status, 'failed');
+    assert.match(bad.s.error?.message ?? '', /items must be an array/);
+  });
+});
+
+describe('decide: retries', () => {
+  it('retries a retryable failure after exponential back-off with jitter, then fails after maxAttempts', async () => {
+    const run = new Run(plan([task('a', 'x.a')]));
+    await run.start();
+    const f1 = await run.fail('a', 'busy', true);
+    const retryAt = f1.find((e) => e.type === 'StepFailed');
+    assert.equal(retryAt?.type === 'StepFailed' ? retryAt.retryAt : undefined, new Date(T0 + 1000).toISOString());
+    assert.deepEqual(types(f1), ['StepFailed', 'TimerScheduled']);
+    assert.deepEqual(scheduled(await run.at(1000).fire('retry')), ['a:x.a#2']);
+    const f2 = await run.fail('a', 'busy', true);
+    const timer = f2.find((e) => e.type === 'TimerScheduled');
+    assert.equal(
+      timer?.type === 'TimerScheduled' ? timer.fireAt : undefined,
+      new Date(T0 + 1000 + 2000).toISOString(),
+      'second wait doubles',
+    );
+    await run.at(3000).fire('retry');
+    await run.fail('a', 'busy', true);
+    assert.equal(run.s.status, 'failed', 'three attempts in all');
+    assert.equal(run.s.steps.a?.attempt, 3);
+    run.assertReplays();
+  });
+
+  it('does not retry terminal errors or non-retryable codes', async () => {
+    const terminal = new Run(plan([task('a', 'x.a')]));
+    await terminal.start();
+    await terminal.fail('a', 'bad_input', false);
+    assert.equal(terminal.s.status, 'failed');
+    const listed = new Run(plan([task('a', 'x.a')]));
+    await listed.start();
+    await listed.fail('a', 'card_declined', true);
+    assert.equal(listed.s.status, 'failed');
+    assert.equal(listed.s.error?.code, 'card_declined');
+  });
+});
+
+describe('decide: timeouts', () => {
+  it('times out an attempt that runs past start-to-close and retries it', async () => {
+    const run = new Run(plan([task('a', 'x.a', { timeouts: { startToCloseMs: 5000 } })]));
+    await run.start();
+    const started = await run.send({ kind: 'step.started', stepExecutionId: run.attempt('a'), workerId: 'w1' });
+    assert.deepEqual(types(started), ['StepStarted', 'TimerScheduled']);
+    const timedOut = await run.at(5000).fire('start-to-close');
+    const failed = timedOut.find((e) => e.type === 'StepFailed');
+    assert.equal(failed?.type === 'StepFailed' ? failed.error.code : '', 'timeout.start_to_close');
+    assert.deepEqual(scheduled(await run.at(6000).fire('retry')), ['a:x.a#2']);
+  });
+
+  it('keeps a heartbeating attempt alive and times out a silent one', async () => {
+    const run = new Run(plan([task('a', 'x.a', { timeouts: { heartbeatMs: 1000 } })]));
+    await run.start();
+    const seid = run.attempt('a');
+    await run.send({ kind: 'step.started', stepExecutionId: seid, workerId: 'w1' });
+    await run.at(800).send({ kind: 'step.heartbeat', stepExecutionId: seid, progress: { done: 10 } });
+    const rearmed = await run.at(1000).fire('heartbeat');
+    const timer = rearmed.find((e) => e.type === 'TimerScheduled');
+    assert.equal(timer?.type === 'TimerScheduled' ? timer.fireAt : '', new Date(T0 + 1800).toISOString());
+    const silent = await run.at(1800).fire('heartbeat');
+    assert.ok(silent.some((e) => e.type === 'StepFailed' && e.error.code === 'timeout.heartbeat'));
+  });
+
+  it('times out a command no worker starts (schedule-to-start)', async () => {
+    const run = new Run(plan([task('a', 'x.a', { timeouts: { scheduleToStartMs: 2000 } })]));
+    await run.start();
+    const events = await run.at(2000).fire('schedule-to-start');
+    assert.ok(events.some((e) => e.type === 'StepFailed' && e.error.code === 'timeout.schedule_to_start'));
+  });
+});
+
+describe('decide: compensation', () => {
+  const saga = plan([
+    task('reserve', 'inventory.reserve', {
+      compensate: { capability: 'inventory.release', input: { fields: { id: 'outputs.reserve.id' } } },
+    }),
+    task('charge', 'payments.charge', { compensate: { capability: 'payments.refund' } }),
+    task('ship', 'shipping.ship'),
+  ]);
+
+  it('runs the compensations of completed steps in reverse order when a step fails', async () => {
+    const run = new Run(saga);
+    await run.start();
+    await run.complete('reserve', { id: 'r1' });
+    await run.complete('charge', { id: 'c1' });
+    const failed = await run.fail('ship', 'no_courier', false);
+    assert.deepEqual(types(failed).slice(0, 2), ['StepFailed', 'CompensationStarted']);
+    assert.deepEqual(scheduled(failed), ['charge~compensate:payments.refund#1']);
+    const next = await run.complete('charge~compensate');
+    assert.deepEqual(scheduled(next), ['reserve~compensate:inventory.release#1']);
+    assert.deepEqual(inputOf(next, 'reserve~compensate'), { id: 'r1' });
+    await run.complete('reserve~compensate');
+    assert.equal(run.s.status, 'failed');
+    assert.equal(run.s.error?.code, 'no_courier');
+    assert.equal(run.log.at(-1)?.type === 'ExecutionFailed' ? run.log.at(-1) : undefined, run.log.at(-1));
+    const last = run.log.at(-1);
+    assert.ok(last?.type === 'ExecutionFailed' && last.compensated);
+    run.assertReplays();
+  });
+
+  it('compensates only what completed: payment declined releases the stock', async () => {
+    const run = new Run(saga);
+    await run.start();
+    await run.complete('reserve', { id: 'r1' });
+    const declined = await run.fail('charge', 'card_declined', true);
+    assert.deepEqual(scheduled(declined), ['reserve~compensate:inventory.release#1']);
+  });
+});
+
+describe('decide: sleep, signals, sub-recipes', () => {
+  it('sleeps durably for a duration or until a time', async () => {
+    const run = new Run(
+      plan([
+        { id: 'nap', type: 'sleep', durationMs: 30_000 },
+        { id: 'until', type: 'sleep', until: 'input.wake' },
+        task('b', 'x.b'),
+      ]),
+    );
+    const events = await run.start({ wake: new Date(T0 + 90_000).toISOString() });
+    const timer = events.find((e) => e.type === 'TimerScheduled');
+    assert.equal(timer?.type === 'TimerScheduled' ? timer.fireAt : '', new Date(T0 + 30_000).toISOString());
+    const second = await run.at(30_000).fire('sleep', 'nap');
+    const t2 = second.find((e) => e.type === 'TimerScheduled');
+    assert.equal(t2?.type === 'TimerScheduled' ? t2.fireAt : '', new Date(T0 + 90_000).toISOString());
+    assert.deepEqual(scheduled(await run.at(90_000).fire('sleep', 'until')), ['b:x.b#1']);
+  });
+
+  it('takes a signal that arrived before the wait, and one that arrives during it', async () => {
+    const run = new Run(
+      plan([
+        task('a', 'x.a'),
+        { id: 'approval', type: 'waitForSignal', signal: 'approved', onTimeout: 'fail', output: 'approval' },
+        task('b', 'x.b', { input: { fields: { by: 'outputs.approval.by' } } }),
+      ]),
+    );
+    await run.start();
+    await run.send({ kind: 'signal', name: 'approved', payload: { by: 'ann' } });
+    const afterA = await run.complete('a');
+    assert.deepEqual(scheduled(afterA), ['b:x.b#1']);
+    assert.deepEqual(inputOf(afterA, 'b'), { by: 'ann' });
+
+    const later = new Run(
+      plan([{ id: 'w', type: 'waitForSignal', signal: 'go', onTimeout: 'fail', output: 'w' }, task('b', 'x.b')]),
+    );
+    await later.start();
+    assert.deepEqual(scheduled(await later.send({ kind: 'signal', name: 'other', payload: 1 })), []);
+    assert.deepEqual(scheduled(await later.send({ kind: 'signal', name: 'go', payload: 2 })), ['b:x.b#1']);
+  });
+
+  it('fails or continues when a signal does not come in time', async () => {
+    const failing = new Run(
+      plan([{ id: 'w', type: 'waitForSignal', signal: 'go', timeoutMs: 1000, onTimeout: 'fail', output: 'w' }]),
+    );
+    await failing.start();
+    await failing.at(1000).fire('signal-timeout');
+    assert.equal(failing.s.error?.code, 'signal_timeout');
+    const continuing = new Run(
+      plan([
+        { id: 'w', type: 'waitForSignal', signal: 'go', timeoutMs: 1000, onTimeout: 'continue', output: 'w' },
+        task('b', 'x.b'),
+      ]),
+    );
+    await continuing.start();
+    assert.deepEqual(scheduled(await continuing.at(1000).fire('signal-timeout')), ['b:x.b#1']);
+  });
+
+  it('starts a sub-recipe and continues with its output', async () => {
+    const run = new Run(
+      plan([
+        {
+          id: 'child',
+          type: 'subRecipe',
+          recipe: 'payments',
+          input: { fields: { amount: 'input.amount' } },
+          output: 'child',
+        },
+        task('b', 'x.b', { input: { fields: { receipt: 'outputs.child.receipt' } } }),
+      ]),
+    );
+    const events = await run.start({ amount: 9 });
+    const requested = events.find((e) => e.type === 'ChildExecutionRequested');
+    assert.ok(requested?.type === 'ChildExecutionRequested');
+    assert.deepEqual(requested.input, { amount: 9 });
+    const next = await run.send({
+      kind: 'child.finished',
+      childExecutionId: requested.childExecutionId,
+      status: 'completed',
+      output: { receipt: 'R9' },
+    });
+    assert.deepEqual(inputOf(next, 'b'), { receipt: 'R9' });
+  });
+});
+
+describe('decide: cancel, pause, resume', () => {
+  it('cancels: nothing more is dispatched and late replies are ignored', async () => {
+    const run = new Run(plan([task('a', 'x.a'), task('b', 'x.b')]));
+    await run.start();
+    const seid = run.attempt('a');
+    assert.deepEqual(types(await run.send({ kind: 'cancel', reason: 'customer asked' })), ['ExecutionCancelled']);
+    assert.deepEqual(await run.send({ kind: 'step.completed', stepExecutionId: seid, output: 1 }), []);
+    assert.equal(run.s.status, 'cancelled');
+  });
+
+  it('pauses: in-flight steps finish, nothing new starts until resumed', async () => {
+    const run = new Run(
+      plan([{ id: 'p', type: 'parallel', branches: [[task('a', 'x.a'), task('a2', 'x.a2')], [task('b', 'x.b')]] }]),
+    );
+    await run.start();
+    await run.send({ kind: 'pause' });
+    assert.deepEqual(scheduled(await run.complete('a')), [], 'a2 waits');
+    await run.complete('b');
+    assert.equal(run.s.status, 'paused');
+    assert.deepEqual(scheduled(await run.send({ kind: 'resume' })), ['a2:x.a2#1']);
+    await run.complete('a2');
+    assert.equal(run.s.status, 'completed');
+    run.assertReplays();
+  });
+});
