@@ -16,6 +16,11 @@ export interface JsonConsumerOptions {
   readonly topics: readonly string[];
   /** @default false */
   readonly fromBeginning?: boolean;
+  /**
+   * How long a silent member keeps its partitions: after a crash, its partitions move
+   * to the others this much later. @default 10000
+   */
+  readonly sessionTimeoutMs?: number;
   /** Partitions handled at once; records of one partition stay in order. @default 1 */
   readonly partitionsConsumedConcurrently?: number;
   /** Called per record whose value parsed as JSON; a throw retries the record. */
@@ -30,7 +35,14 @@ export interface RunningConsumer {
 
 /** A consumer group member over JSON-valued records (read_committed). */
 export async function runJsonConsumer(options: JsonConsumerOptions): Promise<RunningConsumer> {
-  const consumer = options.kafka.consumer({ groupId: options.groupId, readUncommitted: false, maxWaitTimeInMs: 50 });
+  const sessionTimeout = options.sessionTimeoutMs ?? 10_000;
+  const consumer = options.kafka.consumer({
+    groupId: options.groupId,
+    readUncommitted: false,
+    maxWaitTimeInMs: 50,
+    sessionTimeout,
+    heartbeatInterval: Math.max(500, Math.floor(sessionTimeout / 4)),
+  });
   await consumer.connect();
   await consumer.subscribe({ topics: [...options.topics], fromBeginning: options.fromBeginning ?? false });
   await consumer.run({
