@@ -61,6 +61,7 @@ export async function commandMessage(
       ? {}
       : { deadline: new Date(Date.parse(event.at) + (scheduleToStartMs ?? 0) + startToCloseMs).toISOString() }),
     ...(heartbeatMs === undefined ? {} : { heartbeatTimeoutMs: heartbeatMs }),
+    ...(event.maxAttempts === undefined ? {} : { maxAttempts: event.maxAttempts }),
     ...(event.region === undefined ? {} : { region: event.region }),
   };
   return {

@@ -7,7 +7,9 @@ import type { Database } from '../db/schema.js';
 import { ConfigInvalidError } from '../errors.js';
 import { graphileLogger } from '../graphile-logger.js';
 import { runJsonConsumer, type RecordOrigin, type RunningConsumer } from '../kafka/json-consumer.js';
+import { publishDeadLetter } from '../kafka/dead-letter.js';
 import { createKafka, type Kafka } from '../kafka/kafka-client.js';
+import { createRecordProducer, type RecordProducer } from '../kafka/producer.js';
 import { ensureTopics } from '../kafka/topics.js';
 import { logger as rootLogger, type Logger } from '../logger.js';
 import { deadLetterTopic, REPLY_TOPIC } from '../protocol/messages.js';
@@ -111,37 +113,21 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
   const kafka: Kafka = createKafka({ brokers: config.brokers, clientId: 'sous-control-plane' });
   let consumer: RunningConsumer | undefined;
   let runner: Runner | undefined;
-  let producer: ReturnType<Kafka['producer']> | undefined;
 
+  const producer: RecordProducer = createRecordProducer(kafka);
   /** A reply the control plane cannot apply goes to the reply topic's DLT, never nowhere. */
   const deadLetter = async (error: Error & { code?: string }, origin: RecordOrigin) => {
     log.error(
-      { err: error.message, topic: origin.topic, partition: origin.partition, offset: origin.offset },
+      { reason: error.message, topic: origin.topic, partition: origin.partition, offset: origin.offset },
       'reply dead-lettered',
     );
-    producer ??= kafka.producer({ idempotent: true });
-    await producer.connect();
-    await producer.send({
-      topic: deadLetterTopic(origin.topic),
-      messages: [
-        {
-          key: origin.message.key,
-          value: origin.message.value,
-          headers: {
-            ...origin.message.headers,
-            'sous-dlt-original-topic': origin.topic,
-            'sous-dlt-original-partition': String(origin.partition),
-            'sous-dlt-original-offset': origin.offset,
-            'sous-dlt-error-class': error.name,
-            'sous-dlt-error-code': error.code ?? 'unknown',
-            'sous-dlt-error-message': error.message,
-            'sous-dlt-error-stack': error.stack ?? '',
-            'sous-dlt-consumer-group': config.groupId,
-            'sous-dlt-attempts': '1',
-            'sous-dlt-failed-at': new Date().toISOString(),
-          },
-        },
-      ],
+    await publishDeadLetter(producer, {
+      topic: origin.topic,
+      partition: origin.partition,
+      message: origin.message,
+      error,
+      consumerGroup: config.groupId,
+      attempts: 1,
     });
   };
 
@@ -189,7 +175,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     async stop() {
       await consumer?.stop();
       await runner?.stop();
-      await producer?.disconnect();
+      await producer.disconnect();
       await db.destroy();
     },
     registerRecipe: (plan, source) => registerRecipe(db, plan, source),

@@ -520,6 +520,7 @@ class Decider {
       input: input ?? null,
       ...(step.region === undefined ? {} : { region: step.region }),
       timeouts,
+      maxAttempts: step.retry.maxAttempts,
       ...(compensation ? { compensation: true } : {}),
     });
     if (timeouts.scheduleToStartMs !== undefined) {

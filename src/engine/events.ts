@@ -45,6 +45,8 @@ export type EngineEvent =
       readonly input: unknown;
       readonly region?: string;
       readonly timeouts: Timeouts;
+      /** Attempts the retry policy allows. */
+      readonly maxAttempts?: number;
       /** A compensation of the step `stepKey` names (without the suffix). */
       readonly compensation?: boolean;
     })

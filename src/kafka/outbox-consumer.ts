@@ -11,13 +11,19 @@ export interface OutboxConsumerOptions {
   /** Start a new group at the earliest offset rather than the latest. @default false */
   readonly fromBeginning?: boolean;
   /** Called once per decoded record, in order per partition. A throw retries the record. */
-  readonly handle: (record: OutboxRecord) => Promise<void>;
+  readonly handle: (record: OutboxRecord, message: KafkaMessage) => Promise<void>;
   /**
    * Called for each record that does not decode; its offset is committed after this
    * returns, so this is where a record goes to a dead-letter topic or a log. Required:
    * a bad record is never dropped silently.
    */
-  readonly onMalformed: (error: MalformedRecordError, message: KafkaMessage) => Promise<void>;
+  readonly onMalformed: (
+    error: MalformedRecordError,
+    message: KafkaMessage,
+    where: { topic: string; partition: number },
+  ) => Promise<void>;
+  /** A crashed member's partitions move to the others this much later. @default 10000 */
+  readonly sessionTimeoutMs?: number;
   /** Partitions processed at once. @default 1 */
   readonly partitionsConsumedConcurrently?: number;
 }
@@ -36,6 +42,8 @@ export async function runOutboxConsumer(options: OutboxConsumerOptions): Promise
     // Only records of committed Connect transactions (exactly-once source delivery).
     readUncommitted: false,
     maxWaitTimeInMs: 100,
+    sessionTimeout: options.sessionTimeoutMs ?? 10_000,
+    heartbeatInterval: Math.max(500, Math.floor((options.sessionTimeoutMs ?? 10_000) / 4)),
   });
   let markReady: () => void = () => undefined;
   const ready = new Promise<void>((resolvePromise) => {
@@ -52,10 +60,10 @@ export async function runOutboxConsumer(options: OutboxConsumerOptions): Promise
         record = decodeOutboxRecord(topic, partition, message);
       } catch (error) {
         if (!(error instanceof MalformedRecordError)) throw error;
-        await options.onMalformed(error, message);
+        await options.onMalformed(error, message, { topic, partition });
         return;
       }
-      await options.handle(record);
+      await options.handle(record, message);
     },
   });
   return {

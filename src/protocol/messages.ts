@@ -45,6 +45,8 @@ export const stepCommandSchema = z.strictObject({
   /** The attempt must reply before this instant (start-to-close). */
   deadline: z.iso.datetime().optional(),
   heartbeatTimeoutMs: z.number().int().positive().optional(),
+  /** Attempts the step's retry policy allows: a retryable failure on the last goes to the DLT. */
+  maxAttempts: z.number().int().positive().optional(),
   region: z.string().optional(),
 });
 export type StepCommand = z.infer<typeof stepCommandSchema>;

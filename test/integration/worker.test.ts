@@ -1,0 +1,434 @@
+// The worker SDK on the real stack: commands written to the outbox exactly as the
+// control plane writes them, replies and dead letters read back from Kafka.
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { KafkaMessage } from 'kafkajs';
+import { sql } from 'kysely';
+import { z } from 'zod';
+import { runJsonConsumer, type RunningConsumer } from '../../src/kafka/json-consumer.js';
+import { ensureTopics } from '../../src/kafka/topics.js';
+import { writeOutbox } from '../../src/outbox/write-outbox.js';
+import { encodeCompletionToken } from '../../src/protocol/completion-token.js';
+import {
+  commandTopic,
+  deadLetterTopic,
+  DLT_HEADERS,
+  type StepCommand,
+  type StepReply,
+} from '../../src/protocol/messages.js';
+import {
+  createCompletionClient,
+  createWorker,
+  defineCapability,
+  retryableError,
+  terminalError,
+  type Capability,
+  type Worker,
+} from '../../src/worker/index.js';
+import { databaseUrl, kafkaBrokers } from '../../scripts/stack/config.js';
+import { stackConfig, testDatabase, testKafka, uniqueName } from '../helpers/stack.js';
+
+const db = testDatabase();
+const kafka = testKafka();
+const cleanup: (() => Promise<void>)[] = [];
+after(async () => {
+  for (const step of cleanup.reverse()) await step();
+  await db.destroy();
+});
+
+const capabilityName = (action: string) => `test${randomUUID().slice(0, 8)}.${action}`;
+
+/** Sends a command through the outbox, as the control plane does. */
+async function send(
+  capability: string,
+  replyTopic: string,
+  input: unknown,
+  extra: Partial<StepCommand> = {},
+): Promise<StepCommand> {
+  const executionId = randomUUID();
+  const stepExecutionId = randomUUID();
+  const command: StepCommand = {
+    kind: 'step.command',
+    executionId,
+    stepExecutionId,
+    stepId: 'step',
+    capability,
+    attempt: 1,
+    input,
+    replyTopic,
+    idempotencyKey: `${executionId}/step`,
+    completionToken: encodeCompletionToken({ executionId, stepExecutionId, replyTopic, capability }),
+    ...extra,
+  };
+  await db.transaction().execute((trx) =>
+    writeOutbox(trx, [
+      {
+        topic: commandTopic(capability),
+        key: executionId,
+        aggregateType: 'execution',
+        eventType: 'step.command',
+        payload: command,
+        idempotencyKey: command.idempotencyKey,
+      },
+    ]),
+  );
+  return command;
+}
+
+/** Everything on the given topics, as JSON values plus raw messages. */
+async function listen(topics: string[]) {
+  await ensureTopics(kafka, topics);
+  const seen: { topic: string; value: unknown; message: KafkaMessage }[] = [];
+  const consumer: RunningConsumer = await runJsonConsumer({
+    kafka,
+    groupId: uniqueName('test-listen'),
+    topics,
+    fromBeginning: true,
+    handle: async (value, origin) => void seen.push({ topic: origin.topic, value, message: origin.message }),
+    onUndecodable: async (_error, origin) =>
+      void seen.push({ topic: origin.topic, value: undefined, message: origin.message }),
+  });
+  cleanup.push(() => consumer.stop());
+  const replies = (executionId: string) =>
+    seen
+      .filter((s) => (s.value as StepReply | undefined)?.executionId === executionId)
+      .map((s) => s.value as StepReply);
+  const until = async (check: () => boolean, what: string, timeoutMs = 30_000) => {
+    const deadline = Date.now() + timeoutMs;
+    while (!check()) {
+      if (Date.now() > deadline)
+        throw new Error(`timed out waiting for ${what}; saw ${JSON.stringify(seen.map((s) => s.value))}`);
+      await sleep(50);
+    }
+  };
+  return { seen, replies, until };
+}
+
+async function startWorker(
+  capabilities: Capability[],
+  extra: Partial<Parameters<typeof createWorker>[0]> = {},
+): Promise<Worker> {
+  const worker = createWorker({
+    kafka,
+    capabilities,
+    groupId: uniqueName('test-worker'),
+    handleSignals: false,
+    ...extra,
+  });
+  await worker.start();
+  cleanup.push(() => worker.stop());
+  return worker;
+}
+
+const kinds = (replies: StepReply[]) => replies.map((r) => r.kind);
+
+describe('worker SDK', () => {
+  it('runs a handler with validated input and replies started then completed', async () => {
+    const name = capabilityName('charge');
+    const replyTopic = uniqueName('test.replies');
+    const listener = await listen([replyTopic]);
+    let context: { idempotencyKey: string; attempt: number } | undefined;
+    await startWorker([
+      defineCapability({
+        name,
+        input: z.object({ amount: z.number().positive() }),
+        output: z.object({ id: z.string() }),
+        handler: async (input, ctx) => {
+          context = { idempotencyKey: ctx.idempotencyKey, attempt: ctx.attempt };
+          return { id: `ch-${input.amount}` };
+        },
+      }),
+    ]);
+    const command = await send(name, replyTopic, { amount: 7 });
+    await listener.until(() => listener.replies(command.executionId).length >= 2, 'two replies');
+    const replies = listener.replies(command.executionId);
+    assert.deepEqual(kinds(replies), ['step.started', 'step.completed']);
+    const completed = replies[1];
+    assert.ok(completed?.kind === 'step.completed');
+    assert.deepEqual(completed.output, { id: 'ch-7' });
+    assert.equal(completed.stepExecutionId, command.stepExecutionId);
+    assert.deepEqual(context, { idempotencyKey: command.idempotencyKey, attempt: 1 });
+    const raw = listener.seen.find((s) => s.value === completed);
+    assert.equal(
+      raw?.message.headers?.['sous-idempotency-key']?.toString(),
+      command.idempotencyKey,
+      'the idempotency key travels back',
+    );
+  });
+
+  it('replies retryable and terminal failures with their codes', async () => {
+    const name = capabilityName('pay');
+    const replyTopic = uniqueName('test.replies');
+    const listener = await listen([replyTopic]);
+    await startWorker([
+      defineCapability({
+        name,
+        input: z.object({ mode: z.enum(['busy', 'declined', 'crash']) }),
+        output: z.object({}),
+        handler: async ({ mode }) => {
+          if (mode === 'busy') throw retryableError('busy', 'try later');
+          if (mode === 'declined') throw terminalError('card_declined', 'declined');
+          throw new TypeError('boom');
+        },
+      }),
+    ]);
+    const busy = await send(name, replyTopic, { mode: 'busy' });
+    const declined = await send(name, replyTopic, { mode: 'declined' });
+    const crash = await send(name, replyTopic, { mode: 'crash' });
+    const failure = (id: string) => listener.replies(id).find((r) => r.kind === 'step.failed');
+    await listener.until(
+      () => [busy, declined, crash].every((c) => failure(c.executionId) !== undefined),
+      'three failures',
+    );
+    const errorOf = (id: string) => {
+      const r = failure(id);
+      return r?.kind === 'step.failed' ? { code: r.error.code, retryable: r.error.retryable } : undefined;
+    };
+    assert.deepEqual(errorOf(busy.executionId), { code: 'busy', retryable: true });
+    assert.deepEqual(errorOf(declined.executionId), { code: 'card_declined', retryable: false });
+    assert.deepEqual(errorOf(crash.executionId), { code: 'unhandled_error', retryable: true });
+  });
+
+  it('dead-letters invalid input (failing the step) and undecodable records, and keeps going', async () => {
+    const name = capabilityName('ship');
+    const replyTopic = uniqueName('test.replies');
+    const topic = commandTopic(name);
+    const listener = await listen([replyTopic, deadLetterTopic(topic)]);
+    const worker = await startWorker([
+      defineCapability({
+        name,
+        input: z.object({ address: z.string() }),
+        output: z.object({ ok: z.boolean() }),
+        handler: async () => ({ ok: true }),
+      }),
+    ]);
+    const invalid = await send(name, replyTopic, { address: 42 });
+    // A record no outbox row produced: no headers, garbage value.
+    const producer = kafka.producer();
+    await producer.connect();
+    await producer.send({ topic, messages: [{ key: 'x', value: 'not json at all' }] });
+    await producer.disconnect();
+    const good = await send(name, replyTopic, { address: 'Main St' });
+    const dlt = () => listener.seen.filter((s) => s.topic === deadLetterTopic(topic));
+    await listener.until(
+      () => dlt().length >= 2 && listener.replies(good.executionId).some((r) => r.kind === 'step.completed'),
+      'two dead letters and the good reply',
+    );
+    const failed = listener.replies(invalid.executionId).find((r) => r.kind === 'step.failed');
+    assert.ok(failed?.kind === 'step.failed');
+    assert.deepEqual(
+      { code: failed.error.code, retryable: failed.error.retryable },
+      { code: 'input_invalid', retryable: false },
+    );
+    assert.match(failed.error.message, /address/);
+    const [first, second] = dlt();
+    const header = (m: KafkaMessage | undefined, name: string) => m?.headers?.[name]?.toString();
+    assert.equal(header(first?.message, DLT_HEADERS.originalTopic), topic);
+    assert.equal(header(first?.message, DLT_HEADERS.errorCode), 'input_invalid');
+    assert.equal(header(first?.message, DLT_HEADERS.consumerGroup), worker.groupId);
+    assert.ok(header(first?.message, DLT_HEADERS.originalOffset) !== undefined);
+    assert.ok(header(first?.message, DLT_HEADERS.originalPartition) !== undefined);
+    assert.ok((header(first?.message, DLT_HEADERS.errorStack) ?? '').length > 0);
+    assert.equal(header(first?.message, DLT_HEADERS.attempts), '1');
+    assert.equal(header(first?.message, 'sous-idempotency-key'), invalid.idempotencyKey, 'original headers are kept');
+    assert.equal(header(second?.message, DLT_HEADERS.errorCode), 'SOUS_MALFORMED_RECORD');
+    assert.equal(second?.message.value?.toString(), 'not json at all', 'the original value is kept');
+  });
+
+  it('dead-letters a command whose last allowed attempt fails', async () => {
+    const name = capabilityName('flaky');
+    const replyTopic = uniqueName('test.replies');
+    const listener = await listen([replyTopic, deadLetterTopic(commandTopic(name))]);
+    await startWorker([
+      defineCapability({
+        name,
+        input: z.object({}),
+        output: z.object({}),
+        handler: async () => Promise.reject(retryableError('busy', 'still busy')),
+      }),
+    ]);
+    await send(name, replyTopic, {}, { attempt: 2, maxAttempts: 3 });
+    const last = await send(name, replyTopic, {}, { attempt: 3, maxAttempts: 3 });
+    await listener.until(() => listener.seen.some((s) => s.topic.endsWith('.DLT')), 'a dead letter');
+    const letters = listener.seen.filter((s) => s.topic.endsWith('.DLT'));
+    assert.equal(letters.length, 1, 'only the last attempt is dead-lettered');
+    const letter = letters[0];
+    assert.ok(letter);
+    assert.equal(letter.message.headers?.[DLT_HEADERS.errorClass]?.toString(), 'RetriesExhausted');
+    assert.equal(
+      (JSON.parse(letter.message.value?.toString() ?? '{}') as StepCommand).stepExecutionId,
+      last.stepExecutionId,
+    );
+  });
+
+  it('never runs more handlers at once than its concurrency', async () => {
+    const name = capabilityName('slow');
+    const replyTopic = uniqueName('test.replies');
+    const listener = await listen([replyTopic]);
+    let running = 0;
+    let peak = 0;
+    await startWorker(
+      [
+        defineCapability({
+          name,
+          input: z.object({}),
+          output: z.object({}),
+          handler: async () => {
+            peak = Math.max(peak, ++running);
+            await sleep(300);
+            running--;
+            return {};
+          },
+        }),
+      ],
+      { concurrency: 2 },
+    );
+    const commands = await Promise.all(Array.from({ length: 8 }, () => send(name, replyTopic, {})));
+    await listener.until(
+      () => commands.every((c) => listener.replies(c.executionId).some((r) => r.kind === 'step.completed')),
+      'eight completions',
+    );
+    assert.equal(peak, 2);
+  });
+
+  it('heartbeats, and lets another process complete a deferred long command by token', async () => {
+    const name = capabilityName('export');
+    const replyTopic = uniqueName('test.replies');
+    const listener = await listen([replyTopic]);
+    let token = '';
+    await startWorker([
+      defineCapability({
+        name,
+        input: z.object({}),
+        output: z.object({ rows: z.number() }),
+        handler: async (_input, ctx) => {
+          await ctx.heartbeat({ percent: 50 });
+          token = ctx.deferCompletion();
+          return { rows: 0 };
+        },
+      }),
+    ]);
+    const command = await send(name, replyTopic, {});
+    await listener.until(
+      () => token !== '' && listener.replies(command.executionId).some((r) => r.kind === 'step.heartbeat'),
+      'a heartbeat',
+    );
+    await sleep(300);
+    assert.deepEqual(
+      kinds(listener.replies(command.executionId)),
+      ['step.started', 'step.heartbeat'],
+      'no reply for a deferred command',
+    );
+    const client = createCompletionClient({ kafka, workerId: 'batch-finisher' });
+    await client.completeStep(token, { rows: 1200 });
+    await client.close();
+    await listener.until(
+      () => listener.replies(command.executionId).some((r) => r.kind === 'step.completed'),
+      'the completion',
+    );
+    const done = listener.replies(command.executionId).find((r) => r.kind === 'step.completed');
+    assert.ok(done?.kind === 'step.completed');
+    assert.deepEqual(done.output, { rows: 1200 });
+    assert.equal(done.workerId, 'batch-finisher');
+  });
+
+  it('drains gracefully: stop() waits for the running handler, whose reply still goes out', async () => {
+    const name = capabilityName('drain');
+    const replyTopic = uniqueName('test.replies');
+    const listener = await listen([replyTopic]);
+    let began = false;
+    const worker = createWorker({
+      kafka,
+      groupId: uniqueName('test-worker'),
+      handleSignals: false,
+      capabilities: [
+        defineCapability({
+          name,
+          input: z.object({}),
+          output: z.object({ finished: z.boolean() }),
+          handler: async () => {
+            began = true;
+            await sleep(1500);
+            return { finished: true };
+          },
+        }),
+      ],
+    });
+    await worker.start();
+    const command = await send(name, replyTopic, {});
+    await listener.until(() => began, 'the handler to begin');
+    await worker.stop();
+    await listener.until(
+      () => listener.replies(command.executionId).some((r) => r.kind === 'step.completed'),
+      'the completion',
+      5000,
+    );
+  });
+
+  it('applies a side effect once when the worker is SIGKILLed after it and the command is redelivered', async () => {
+    const name = capabilityName('charge');
+    const replyTopic = uniqueName('test.replies');
+    const listener = await listen([replyTopic]);
+    const table = uniqueName('charges').replaceAll('-', '_');
+    const group = uniqueName('test-eo-worker');
+    const spawnWorker = (holdMs: number): Promise<{ child: ChildProcess; lines: string[] }> => {
+      const child = spawn(process.execPath, ['--import', 'tsx', join('test', 'fixtures', 'exactly-once-worker.ts')], {
+        cwd: stackConfig.root,
+        env: {
+          ...process.env,
+          BROKERS: kafkaBrokers(stackConfig).join(','),
+          DATABASE_URL: databaseUrl(stackConfig),
+          CAPABILITY: name,
+          GROUP: group,
+          TABLE: table,
+          HOLD_MS: String(holdMs),
+          SOUS_LOG_LEVEL: 'warn',
+        },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      cleanup.push(async () => void child.kill('SIGKILL'));
+      const lines: string[] = [];
+      return new Promise((resolve, reject) => {
+        child.stdout.on('data', (chunk: Buffer) => {
+          lines.push(...chunk.toString().split('\n').filter(Boolean));
+          if (lines.includes('worker ready')) resolve({ child, lines });
+        });
+        child.once('exit', (code) => reject(new Error(`worker exited with ${code}`)));
+      });
+    };
+    const first = await spawnWorker(60_000);
+    const command = await send(name, replyTopic, { amount: 30 });
+    const deadline = Date.now() + 30_000;
+    while (!first.lines.includes('effect committed')) {
+      assert.ok(Date.now() < deadline, 'the first worker applied the effect');
+      await sleep(50);
+    }
+    const exited = new Promise((resolve) => first.child.once('exit', resolve));
+    first.child.kill('SIGKILL');
+    await exited;
+    assert.ok(
+      !listener.replies(command.executionId).some((r) => r.kind === 'step.completed'),
+      'killed before replying',
+    );
+
+    await spawnWorker(0);
+    await listener.until(
+      () => listener.replies(command.executionId).some((r) => r.kind === 'step.completed'),
+      'completion after redelivery',
+      60_000,
+    );
+    const done = listener.replies(command.executionId).find((r) => r.kind === 'step.completed');
+    assert.ok(done?.kind === 'step.completed');
+    assert.deepEqual(done.output, { charged: 30 });
+    const rows = await sql<{
+      n: number;
+    }>`SELECT count(*)::int AS n FROM ${sql.table(`sous_worker.${table}`)} WHERE idempotency_key = ${command.idempotencyKey}`.execute(
+      db,
+    );
+    assert.equal(rows.rows[0]?.n, 1, 'the charge was applied exactly once');
+  });
+});
