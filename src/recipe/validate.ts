@@ -1,0 +1,105 @@
+import { compileExpression } from './expressions.js';
+import type { RecipeIssue } from './errors.js';
+import type { InputMapping, RecipePlan, Step } from './plan.js';
+
+const RECIPE_NAME = /^[a-z][a-z0-9._-]*$/;
+const STEP_ID = /^[A-Za-z][A-Za-z0-9_-]*$/;
+const CAPABILITY = /^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)+$/;
+
+/** Checks what the schema cannot: names, uniqueness, shapes, and that expressions parse. */
+export function validatePlan(plan: RecipePlan): RecipeIssue[] {
+  const issues: RecipeIssue[] = [];
+  const add = (path: string, message: string) => issues.push({ path, message });
+  const ids = new Map<string, string>();
+  const outputs = new Map<string, string>();
+
+  const expr = (path: string, source: string | undefined) => {
+    if (source === undefined) return;
+    try {
+      compileExpression(source);
+    } catch (error) {
+      add(
+        path,
+        error instanceof Error
+          ? error.message.replace(/^expression .* does not parse: /, 'expression does not parse: ')
+          : String(error),
+      );
+    }
+  };
+  const inputs = (path: string, mapping: InputMapping | undefined) => {
+    if (mapping === undefined) return;
+    if ('expression' in mapping) expr(path, mapping.expression);
+    else for (const [name, source] of Object.entries(mapping.fields)) expr(`${path}.${name}`, source);
+  };
+  const capability = (path: string, name: string) => {
+    if (!CAPABILITY.test(name))
+      add(path, `capability ${JSON.stringify(name)} must look like domain.action (e.g. payments.charge)`);
+  };
+
+  const visit = (steps: readonly Step[], path: string) => {
+    steps.forEach((step, i) => {
+      const at = `${path}[${i}]`;
+      if (!STEP_ID.test(step.id))
+        add(
+          `${at}.id`,
+          `id ${JSON.stringify(step.id)} must start with a letter and hold only letters, digits, _ and -`,
+        );
+      const seen = ids.get(step.id);
+      if (seen !== undefined) add(`${at}.id`, `id ${step.id} is already used at ${seen}`);
+      else ids.set(step.id, at);
+      if ('output' in step) {
+        const other = outputs.get(step.output);
+        if (other !== undefined) add(`${at}.output`, `output name ${step.output} is already used at ${other}`);
+        else outputs.set(step.output, at);
+      }
+      expr(`${at}.when`, step.when);
+      switch (step.type) {
+        case 'task':
+          capability(`${at}.capability`, step.capability);
+          inputs(`${at}.input`, step.input);
+          if (step.retry.initialIntervalMs <= 0) add(`${at}.retry.initialInterval`, 'must be more than 0');
+          if (step.retry.initialIntervalMs > step.retry.maxIntervalMs)
+            add(`${at}.retry.maxInterval`, 'must not be less than initialInterval');
+          if (step.compensate !== undefined) {
+            capability(`${at}.compensate.capability`, step.compensate.capability);
+            inputs(`${at}.compensate.input`, step.compensate.input);
+          }
+          break;
+        case 'parallel':
+          if (step.branches.length < 2) add(`${at}.branches`, 'a parallel step needs at least 2 branches');
+          step.branches.forEach((branch, b) => {
+            if (branch.length === 0) add(`${at}.branches[${b}]`, 'a branch needs at least one step');
+            visit(branch, `${at}.branches[${b}]`);
+          });
+          break;
+        case 'forEach':
+          expr(`${at}.items`, step.items);
+          if (step.steps.length === 0) add(`${at}.steps`, 'a forEach needs at least one step');
+          step.steps.forEach((body, b) => {
+            if ((body as Step).type !== 'task') add(`${at}.steps[${b}]`, 'a forEach body may hold only task steps');
+          });
+          visit(step.steps, `${at}.steps`);
+          break;
+        case 'subRecipe':
+          if (!RECIPE_NAME.test(step.recipe))
+            add(`${at}.recipe`, `recipe name ${JSON.stringify(step.recipe)} must be lower-case: a-z, 0-9, ., _ and -`);
+          inputs(`${at}.input`, step.input);
+          break;
+        case 'sleep':
+          if ((step.durationMs === undefined) === (step.until === undefined))
+            add(at, 'a sleep needs exactly one of duration and until');
+          expr(`${at}.until`, step.until);
+          break;
+        case 'waitForSignal':
+          break;
+      }
+    });
+  };
+
+  if (!RECIPE_NAME.test(plan.name))
+    add('name', `recipe name ${JSON.stringify(plan.name)} must be lower-case: a-z, 0-9, ., _ and -`);
+  if (plan.steps.length === 0) add('steps', 'a recipe needs at least one step');
+  visit(plan.steps, 'steps');
+  expr('output', plan.output);
+  return issues;
+}
