@@ -1,4 +1,5 @@
-// The public surface of sous, exported by name.
+// The public surface of sous, exported by name. Services import `sous/worker`,
+// recipe authors `sous/recipe`; applications and control-plane processes use this entry.
 export {
   SousError,
   ConfigInvalidError,
@@ -7,8 +8,22 @@ export {
   MalformedRecordError,
   MigrationFailedError,
 } from './errors.js';
+export { loadEnvironmentConfig, type EnvironmentConfig } from './config.js';
+export { createControlPlane, type ControlPlane, type ControlPlaneOptions } from './control-plane/control-plane.js';
+export type { StartOptions, Started } from './control-plane/executions.js';
+export type { RegisteredRecipe } from './control-plane/recipes.js';
+export { getExecution, getEvents, type ExecutionView, type StepView } from './control-plane/queries.js';
+export { rebuildExecution } from './control-plane/rebuild.js';
+export {
+  ExecutionNotFoundError,
+  ExecutionFinishedError,
+  RecipeNotFoundError,
+  ReplyInvalidError,
+} from './control-plane/errors.js';
+export type { ExecutionStatus } from './engine/state.js';
+export type { EngineEvent } from './engine/events.js';
 export { createDatabase, type DatabaseOptions } from './db/database.js';
-export { migrate, SqlFileMigrationProvider, MIGRATIONS_FOLDER } from './db/migrate.js';
+export { migrate, migrateAll, SqlFileMigrationProvider, MIGRATIONS_FOLDER } from './db/migrate.js';
 export type { Database, OutboxTable } from './db/schema.js';
 export {
   writeOutbox,
@@ -22,3 +37,14 @@ export { createKafka, type KafkaClientOptions } from './kafka/kafka-client.js';
 export { decodeOutboxRecord, OUTBOX_HEADERS, type OutboxRecord } from './kafka/outbox-record.js';
 export { runOutboxConsumer, type OutboxConsumer, type OutboxConsumerOptions } from './kafka/outbox-consumer.js';
 export { ensureTopics, type EnsureTopicsOptions } from './kafka/topics.js';
+export {
+  commandTopic,
+  deadLetterTopic,
+  REPLY_TOPIC,
+  DLT_HEADERS,
+  stepCommandSchema,
+  stepReplySchema,
+  type StepCommand,
+  type StepReply,
+  type StepError,
+} from './protocol/messages.js';

@@ -67,7 +67,9 @@ export async function commandMessage(
   return {
     id: event.stepExecutionId,
     topic: commandTopic(event.capability),
-    key: state.executionId,
+    // Per step, not per execution: a forEach's items spread over partitions (so over
+    // workers), while the attempts of one step stay in order on one partition.
+    key: idempotencyKey,
     aggregateType: 'execution',
     eventType: 'step.command',
     payload: command,

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Kafka } from './kafka-client.js';
 
 export interface EnsureTopicsOptions {
@@ -5,35 +6,60 @@ export interface EnsureTopicsOptions {
   readonly partitions?: number;
   /** @default 1 (the local stack has one broker) */
   readonly replicationFactor?: number;
+  /** How long to wait for new topics to have leaders. @default 30000 */
+  readonly timeoutMs?: number;
 }
 
 /**
- * Creates the topics that do not exist yet and waits for their leaders. Safe to call
- * again and from several processes at once: existing topics are left as they are.
+ * Creates the topics that do not exist yet and waits until every one has a leader for
+ * each partition. Safe to call again and from several processes at once: existing
+ * topics are left as they are.
  */
 export async function ensureTopics(
   kafka: Kafka,
   topics: readonly string[],
   options: EnsureTopicsOptions = {},
 ): Promise<void> {
+  if (topics.length === 0) return;
   const admin = kafka.admin();
   await admin.connect();
   try {
     const existing = new Set(await admin.listTopics());
     const missing = topics.filter((t) => !existing.has(t));
-    if (missing.length === 0) return;
-    try {
-      await admin.createTopics({
-        waitForLeaders: true,
-        topics: missing.map((topic) => ({
-          topic,
-          numPartitions: options.partitions ?? 6,
-          replicationFactor: options.replicationFactor ?? 1,
-        })),
-      });
-    } catch (error) {
-      // Another process created one of them between listTopics and createTopics.
-      if ((error as { type?: string }).type !== 'TOPIC_ALREADY_EXISTS') throw error;
+    if (missing.length > 0) {
+      try {
+        await admin.createTopics({
+          waitForLeaders: false,
+          topics: missing.map((topic) => ({
+            topic,
+            numPartitions: options.partitions ?? 6,
+            replicationFactor: options.replicationFactor ?? 1,
+          })),
+        });
+      } catch (error) {
+        // Another process created one of them between listTopics and createTopics.
+        if ((error as { type?: string }).type !== 'TOPIC_ALREADY_EXISTS') throw error;
+      }
+    }
+    const deadline = Date.now() + (options.timeoutMs ?? 30_000);
+    for (;;) {
+      try {
+        const { topics: found } = await admin.fetchTopicMetadata({ topics: [...topics] });
+        const ready =
+          found.length === topics.length &&
+          found.every((t) => t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0));
+        if (ready) return;
+      } catch (error) {
+        // Metadata of a topic created a moment ago may not have reached the broker yet.
+        if (
+          (error as { type?: string }).type !== 'UNKNOWN_TOPIC_OR_PARTITION' &&
+          (error as { type?: string }).type !== 'LEADER_NOT_AVAILABLE'
+        )
+          throw error;
+      }
+      if (Date.now() > deadline)
+        throw new Error(`topics ${topics.join(', ')} have no leaders after ${options.timeoutMs ?? 30_000} ms`);
+      await sleep(100);
     }
   } finally {
     await admin.disconnect();

@@ -1,0 +1,96 @@
+// npm start: brings the stack up, runs a control plane and the example services, and
+// drives the example recipes end to end through the public API, printing progress.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createControlPlane, getExecution, type ControlPlane } from 'sous';
+import { parseRecipeYaml } from 'sous/recipe';
+import { createWorker } from 'sous/worker';
+import { databaseUrl, kafkaBrokers, loadStackConfig } from '../scripts/stack/config.js';
+import { stackUp } from '../scripts/stack/stack.js';
+import * as migration from './services/migration.js';
+import * as shop from './services/shop.js';
+
+const say = (line: string) => process.stdout.write(`${line}\n`);
+const config = loadStackConfig();
+await stackUp(config, (line) => say(`[stack] ${line}`));
+
+const controlPlane = createControlPlane({ databaseUrl: databaseUrl(config), brokers: kafkaBrokers(config) });
+await controlPlane.start();
+say('[sous] control plane running');
+
+// Two services, each its own worker (its own consumer group), as they would be deployed.
+const brokers = kafkaBrokers(config);
+const workers = [
+  createWorker({ brokers, capabilities: Object.values(shop), groupId: 'example-shop', concurrency: 8 }),
+  createWorker({ brokers, capabilities: Object.values(migration), groupId: 'example-migration', concurrency: 8 }),
+];
+await Promise.all(workers.map((w) => w.start()));
+say('[sous] example services running: shop (inventory, payments, shipping), migration');
+
+for (const file of ['order-saga.yaml', 'data-migration.yaml']) {
+  const plan = parseRecipeYaml(readFileSync(join(import.meta.dirname, 'recipes', file), 'utf8'));
+  const registered = await controlPlane.registerRecipe(plan);
+  say(
+    `[sous] recipe ${registered.name} v${registered.version}${registered.created ? ' registered' : ' (already registered)'}`,
+  );
+}
+
+/** Prints each step as its status changes, until the execution ends. */
+async function follow(cp: ControlPlane, executionId: string, label: string) {
+  const seen = new Map<string, string>();
+  for (;;) {
+    const view = await getExecution(cp.db, executionId);
+    for (const step of view.steps) {
+      if (seen.get(step.stepKey) !== step.status) {
+        seen.set(step.stepKey, step.status);
+        say(
+          `  ${label} ${step.stepKey.padEnd(22)} ${step.status}${step.attempts > 1 ? ` (attempt ${step.attempts})` : ''}`,
+        );
+      }
+    }
+    if (['completed', 'failed', 'cancelled'].includes(view.status)) {
+      say(`  ${label} → ${view.status}: ${JSON.stringify(view.status === 'completed' ? view.output : view.error)}`);
+      return view;
+    }
+    await sleep(50);
+  }
+}
+
+const run = Date.now().toString(36);
+const runs = [
+  {
+    label: '[order ok]      ',
+    recipe: 'order-saga',
+    input: { orderId: `o-${run}-1`, sku: 'KETTLE', quantity: 2, card: '4242-4242-4242-4242' },
+  },
+  {
+    label: '[order declined]',
+    recipe: 'order-saga',
+    input: { orderId: `o-${run}-2`, sku: 'TOASTER', quantity: 1, card: '4000-0000-0000-0002' },
+  },
+  { label: '[migration]     ', recipe: 'data-migration', input: { table: 'orders', snapshotFirst: true } },
+];
+let failures = 0;
+for (const r of runs) {
+  const started = await controlPlane.startExecution({
+    recipe: r.recipe,
+    input: r.input,
+    idempotencyKey: `${r.recipe}-${run}-${r.label.trim()}`,
+  });
+  say(`[sous] ${r.label} started ${started.executionId}`);
+  const begin = performance.now();
+  const view = await follow(controlPlane, started.executionId, r.label);
+  say(`[sous] ${r.label} took ${Math.round(performance.now() - begin)} ms`);
+  const expected = r.input.card === '4000-0000-0000-0002' ? 'failed' : 'completed';
+  if (view.status !== expected) failures++;
+}
+
+await Promise.all(workers.map((w) => w.stop()));
+await controlPlane.stop();
+say(
+  failures === 0
+    ? '[sous] all example runs ended as expected; the stack keeps running (npm run stack:down stops it)'
+    : `[sous] ${failures} example run(s) ended unexpectedly`,
+);
+process.exitCode = failures === 0 ? 0 : 1;
