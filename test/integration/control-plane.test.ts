@@ -281,6 +281,23 @@ describe('control plane', () => {
     assert.deepEqual(done.output, { left: 'L', each: ['a', 'b', 'c', 'd', 'e'], sub: 10 });
   });
 
+  it('sends an input over the inline limit by reference (claim check)', async () => {
+    const plan = recipe('claim-check', [task('big', 'echo', { input: { fields: { blob: 'input.blob' } } })]);
+    await cp.registerRecipe(plan);
+    const blob = 'x'.repeat(70 * 1024);
+    const { executionId } = await cp.startExecution({ recipe: plan.name, input: { blob } });
+    await waitForExecution(cp, executionId, () => worker.received.some((c) => c.executionId === executionId));
+    const command = worker.received.find((c) => c.executionId === executionId);
+    assert.equal(command?.input, undefined, 'the Kafka message does not carry the data');
+    assert.ok(command?.inputRef);
+    assert.ok(command.inputRef.bytes > 70 * 1024);
+    const stored = await sql<{
+      data: { blob: string };
+    }>`SELECT data FROM sous.payload WHERE id = ${command.inputRef.ref}`.execute(cp.db);
+    assert.equal(stored.rows[0]?.data.blob, blob);
+    await cp.cancelExecution(executionId);
+  });
+
   it('rebuilds the step, attempt and execution rows from the event log alone', async () => {
     const card = uniqueName('card');
     declined.add(card);

@@ -26,6 +26,7 @@ import {
   defineCapability,
   retryableError,
   terminalError,
+  postgresPayloadStore,
   type Capability,
   type Worker,
 } from '../../src/worker/index.js';
@@ -58,7 +59,7 @@ async function send(
     stepId: 'step',
     capability,
     attempt: 1,
-    input,
+    ...(input === undefined ? {} : { input }),
     replyTopic,
     idempotencyKey: `${executionId}/step`,
     completionToken: encodeCompletionToken({ executionId, stepExecutionId, replyTopic, capability }),
@@ -263,6 +264,38 @@ describe('worker SDK', () => {
       (JSON.parse(letter.message.value?.toString() ?? '{}') as StepCommand).stepExecutionId,
       last.stepExecutionId,
     );
+  });
+
+  it('fetches an input sent by reference from the payload store', async () => {
+    const name = capabilityName('bulk');
+    const replyTopic = uniqueName('test.replies');
+    const listener = await listen([replyTopic]);
+    const store = postgresPayloadStore(databaseUrl(stackConfig));
+    cleanup.push(() => store.close());
+    await startWorker(
+      [
+        defineCapability({
+          name,
+          input: z.object({ rows: z.array(z.number()) }),
+          output: z.object({ sum: z.number() }),
+          handler: async ({ rows }) => ({ sum: rows.reduce((a, b) => a + b, 0) }),
+        }),
+      ],
+      { payloadStore: store },
+    );
+    const ref = randomUUID();
+    const data = { rows: Array.from({ length: 20_000 }, (_, i) => i) };
+    await sql`INSERT INTO sous.payload (id, data, bytes) VALUES (${ref}, ${JSON.stringify(data)}::jsonb, ${JSON.stringify(data).length})`.execute(
+      db,
+    );
+    const command = await send(name, replyTopic, undefined, { inputRef: { ref, bytes: JSON.stringify(data).length } });
+    await listener.until(
+      () => listener.replies(command.executionId).some((r) => r.kind === 'step.completed'),
+      'the completion',
+    );
+    const done = listener.replies(command.executionId).find((r) => r.kind === 'step.completed');
+    assert.ok(done?.kind === 'step.completed');
+    assert.deepEqual(done.output, { sum: (19_999 * 20_000) / 2 });
   });
 
   it('never runs more handlers at once than its concurrency', async () => {
