@@ -60,7 +60,8 @@ function spawnControlPlane(replyTopic: string, groupId: string): Promise<ChildPr
 }
 
 async function kill(child: ChildProcess, signal: NodeJS.Signals = 'SIGKILL') {
-  if (child.exitCode !== null) return;
+  // A process ended by a signal keeps exitCode null: check both, or we would wait forever.
+  if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((resolve) => child.once('exit', resolve));
   child.kill(signal);
   await exited;
