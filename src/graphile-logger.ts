@@ -5,7 +5,9 @@ import { logger } from './logger.js';
 export const graphileLogger = new Logger((scope) => {
   const log = logger.child({ component: 'graphile-worker', ...scope });
   return (level, message, meta) => {
-    const method = level === 'error' ? 'error' : level === 'warning' ? 'warn' : level === 'info' ? 'info' : 'debug';
+    // LogLevel is a const enum of strings; compared as text, as isolated modules require.
+    const name: string = level;
+    const method = name === 'error' ? 'error' : name === 'warning' ? 'warn' : name === 'info' ? 'info' : 'debug';
     log[method](meta, message);
   };
 });
