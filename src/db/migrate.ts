@@ -45,7 +45,11 @@ export class SqlFileMigrationProvider implements MigrationProvider {
  * an applied migration is missing from the folder or out of order.
  */
 export async function migrate<DB>(db: Kysely<DB>, folder: string = MIGRATIONS_FOLDER): Promise<string[]> {
-  await sql`CREATE SCHEMA IF NOT EXISTS sous`.execute(db);
+  // CREATE SCHEMA IF NOT EXISTS is not safe against a concurrent twin: serialise it.
+  await db.transaction().execute(async (trx) => {
+    await sql`SELECT pg_advisory_xact_lock(hashtextextended('sous.migrate', 0))`.execute(trx);
+    await sql`CREATE SCHEMA IF NOT EXISTS sous`.execute(trx);
+  });
   const migrator = new Migrator({
     db,
     provider: new SqlFileMigrationProvider(folder),

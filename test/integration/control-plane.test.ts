@@ -295,7 +295,7 @@ describe('control plane', () => {
       data: { blob: string };
     }>`SELECT data FROM sous.payload WHERE id = ${command.inputRef.ref}`.execute(cp.db);
     assert.equal(stored.rows[0]?.data.blob, blob);
-    await cp.cancelExecution(executionId);
+    assert.equal((await waitForExecution(cp, executionId)).status, 'completed');
   });
 
   it('rebuilds the step, attempt and execution rows from the event log alone', async () => {
