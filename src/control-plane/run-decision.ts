@@ -11,6 +11,7 @@ import { writeOutbox } from '../outbox/write-outbox.js';
 import { REPLY_TOPIC, type StepError } from '../protocol/messages.js';
 import { commandMessage, childFinishedMessage } from './command-message.js';
 import { ExecutionNotFoundError, RecipeNotFoundError } from './errors.js';
+import { postgresItemSource, writeOpenedItems } from './foreach-items.js';
 import type { PlanCache } from './plan-cache.js';
 
 /** What decisions need from the process around them; compiled once by the control plane. */
@@ -89,6 +90,7 @@ export async function runDecision(
     now: env.now(),
     newId: randomUUID,
     random: Math.random,
+    items: postgresItemSource(trx, executionId),
   });
   if (decision.events.length === 0 || decision.state === undefined) return decision;
 
@@ -120,6 +122,7 @@ export async function runDecision(
     SELECT ${executionId}, ${firstSeq} + ord - 1, e->>'type', e, (e->>'at')::timestamptz
     FROM jsonb_array_elements(${json(decision.events)}::jsonb) WITH ORDINALITY AS t(e, ord)`.execute(trx);
 
+  await writeOpenedItems(trx, executionId, decision.items);
   await writeStepRows(trx, state, decision.events, plan);
   await writeAttemptRows(trx, executionId, decision.events);
   await writeOutboxAndTimers(trx, env, state, decision.events, traceparent, replyTopic);

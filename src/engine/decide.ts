@@ -4,6 +4,7 @@ import type { ExpressionScope, ForEachStep, RecipePlan, Step, TaskStep } from '.
 import { retryDelayMs } from './backoff.js';
 import type { EngineEvent, TimerPurpose } from './events.js';
 import { evolve } from './evolve.js';
+import type { ItemSource, OpenedItems } from './item-source.js';
 import { compensationKey, indexPlan, itemKey, parseStepKey, taskStep } from './plan-index.js';
 import { type ExecutionState, TERMINAL_STATUSES } from './state.js';
 import type { Trigger } from './triggers.js';
@@ -16,6 +17,8 @@ export interface DecideContext {
   readonly newId: () => string;
   /** A number in [0, 1) for retry jitter. */
   readonly random: () => number;
+  /** forEach item data opened by earlier decisions (immutable once stored). */
+  readonly items: ItemSource;
 }
 
 export interface Decision {
@@ -23,6 +26,8 @@ export interface Decision {
   readonly events: readonly EngineEvent[];
   /** The state after those events (also what `replay` of the whole log gives). */
   readonly state: ExecutionState | undefined;
+  /** forEach item lists opened by this decision: stored apart, in the same transaction. */
+  readonly items: readonly OpenedItems[];
 }
 
 type Progress = 'done' | 'blocked' | 'failed';
@@ -60,6 +65,8 @@ class Decider {
   readonly #ctx: DecideContext;
   readonly #at: string;
   readonly #events: EngineEvent[] = [];
+  /** Items opened by this decision, readable before they are stored. */
+  readonly #opened = new Map<string, readonly unknown[]>();
   #state: ExecutionState | undefined;
 
   constructor(state: ExecutionState | undefined, ctx: DecideContext) {
@@ -100,7 +107,11 @@ class Decider {
   }
 
   #result(): Decision {
-    return { events: this.#events, state: this.#state };
+    return {
+      events: this.#events,
+      state: this.#state,
+      items: [...this.#opened].map(([forEachKey, items]) => ({ forEachKey, items })),
+    };
   }
 
   // ---- triggers -------------------------------------------------------------------
@@ -364,7 +375,7 @@ class Decider {
           output =
             this.#ctx.plan.output === undefined
               ? this.#outputs(undefined)
-              : await evaluate(this.#ctx.plan.output, this.#scope(undefined));
+              : await evaluate(this.#ctx.plan.output, await this.#scope(undefined));
         } catch (error) {
           this.#emit({ type: 'ExecutionFailed', at: this.#at, error: errorOf(error), compensated: false });
           return;
@@ -418,8 +429,8 @@ class Decider {
 
   /** Starts a step not yet begun; returns a result when it finished at once. */
   async #begin(step: Step, key: string, item: number | undefined): Promise<Progress | undefined> {
-    const scope = this.#scope(item, step.id);
     try {
+      const scope = await this.#scope(item, step.id);
       if (step.when !== undefined && !(await evaluateCondition(step.when, scope))) {
         this.#emit({ type: 'StepSkipped', at: this.#at, stepKey: key, reason: 'condition' });
         return 'done';
@@ -437,7 +448,15 @@ class Decider {
             throw new Error(
               `forEach ${step.id}: items must be an array, got ${items === undefined ? 'nothing' : typeof items}`,
             );
-          this.#emit({ type: 'StepOpened', at: this.#at, stepKey: key, stepId: step.id, kind: 'forEach', items });
+          this.#opened.set(key, items);
+          this.#emit({
+            type: 'StepOpened',
+            at: this.#at,
+            stepKey: key,
+            stepId: step.id,
+            kind: 'forEach',
+            itemCount: items.length,
+          });
           return undefined;
         }
         case 'sleep': {
@@ -501,7 +520,7 @@ class Decider {
     const mapping = compensation ? step.compensate?.input : step.input;
     let input: unknown;
     try {
-      input = await evaluateInput(mapping, this.#scope(item, step.id));
+      input = await evaluateInput(mapping, await this.#scope(item, step.id));
     } catch (error) {
       this.#emit({ type: 'StepFailed', at: this.#at, stepKey: key, error: errorOf(error) });
       return;
@@ -583,9 +602,9 @@ class Decider {
     }
     const fe = this.#s.forEach[key];
     if (fe?.failed !== undefined) return this.#forEach(step, key);
-    if (fe !== undefined && fe.done >= fe.items.length) {
+    if (fe !== undefined && fe.done >= fe.count) {
       const last = step.steps[step.steps.length - 1];
-      const output = fe.items.map((_, i) =>
+      const output = Array.from({ length: fe.count }, (_, i) =>
         last === undefined ? null : (this.#s.steps[itemKey(last.id, i)]?.output ?? null),
       );
       this.#emit({ type: 'StepCompleted', at: this.#at, stepKey: key, output });
@@ -689,7 +708,7 @@ class Decider {
   }
 
   /** The scope of a step; for a forEach body step, with its item and the item's outputs. */
-  #scope(item: number | undefined, stepId?: string): ExpressionScope {
+  async #scope(item: number | undefined, stepId?: string): Promise<ExpressionScope> {
     const s = this.#s;
     const forEachKey = stepId === undefined ? undefined : indexPlan(this.#ctx.plan).get(stepId)?.forEach?.key;
     const base = {
@@ -698,6 +717,8 @@ class Decider {
       execution: { id: s.executionId, recipe: s.recipe, version: s.version },
     };
     if (item === undefined || forEachKey === undefined) return base;
-    return { ...base, item: s.forEach[forEachKey]?.items[item], index: item };
+    const opened = this.#opened.get(forEachKey);
+    const value = opened !== undefined ? opened[item] : await this.#ctx.items.get(forEachKey, item);
+    return { ...base, item: value, index: item };
   }
 }

@@ -85,7 +85,8 @@ export type EngineEvent =
       readonly stepKey: string;
       readonly stepId: string;
       readonly kind: 'parallel' | 'forEach' | 'sleep' | 'waitForSignal' | 'subRecipe';
-      readonly items?: readonly unknown[];
+      /** For a forEach: how many items. The items themselves are stored apart (sous.foreach_item). */
+      readonly itemCount?: number;
       readonly childExecutionId?: string;
     })
   | (Base & { readonly type: 'StepRetryReady'; readonly stepKey: string })

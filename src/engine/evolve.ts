@@ -127,10 +127,12 @@ export function evolve(state: ExecutionState | undefined, event: EngineEvent, pl
       if (event.kind !== 'forEach') return { ...s, steps };
       const entry = indexPlan(plan).get(event.stepId)?.step;
       const body = entry?.type === 'forEach' ? entry.steps : [];
-      const items = event.items ?? [];
+      const count = event.itemCount ?? 0;
       const fe: ForEachState = {
-        items,
-        ready: Object.fromEntries(body.map((b, i) => [b.id, i === 0 ? items.map((_, n) => n) : []])),
+        count,
+        ready: Object.fromEntries(
+          body.map((b, i) => [b.id, i === 0 ? Array.from({ length: count }, (_, n) => n) : []]),
+        ),
         inFlight: Object.fromEntries(body.map((b) => [b.id, 0])),
         done: 0,
       };

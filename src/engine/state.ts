@@ -43,7 +43,8 @@ export interface StepState {
  * step keeps working while a slow one drains its own bucket.
  */
 export interface ForEachState {
-  readonly items: readonly unknown[];
+  /** How many items; their data is stored apart and read through the decision's ItemSource. */
+  readonly count: number;
   readonly ready: Readonly<Record<string, readonly number[]>>;
   readonly inFlight: Readonly<Record<string, number>>;
   readonly done: number;

@@ -279,6 +279,25 @@ describe('control plane', () => {
     const done = await waitForExecution(cp, executionId);
     assert.equal(done.status, 'completed', JSON.stringify(done.error));
     assert.deepEqual(done.output, { left: 'L', each: ['a', 'b', 'c', 'd', 'e'], sub: 10 });
+    // The items were staged apart; the execution state references them by index only.
+    const items = await sql<{ item_index: number; data: unknown }>`
+      SELECT item_index, data FROM sous.foreach_item WHERE execution_id = ${executionId} ORDER BY item_index`.execute(
+      cp.db,
+    );
+    assert.deepEqual(
+      items.rows.map((r) => [r.item_index, r.data]),
+      [
+        [0, 'a'],
+        [1, 'b'],
+        [2, 'c'],
+        [3, 'd'],
+        [4, 'e'],
+      ],
+    );
+    const state = await sql<{ fe: Record<string, unknown> }>`
+      SELECT state->'forEach'->'each' AS fe FROM sous.execution WHERE id = ${executionId}`.execute(cp.db);
+    assert.equal(state.rows[0]?.fe.count, 5);
+    assert.equal(state.rows[0].fe.items, undefined);
   });
 
   it('sends an input over the inline limit by reference (claim check)', async () => {

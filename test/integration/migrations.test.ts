@@ -1,13 +1,13 @@
 // Migrations in a database of this test's own, on the stack's PostgreSQL.
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { sql, type Kysely } from 'kysely';
 import pg from 'pg';
 import { createDatabase } from '../../src/db/database.js';
-import { migrate } from '../../src/db/migrate.js';
+import { MIGRATIONS_FOLDER, migrate } from '../../src/db/migrate.js';
 import type { Database } from '../../src/db/schema.js';
 import { MigrationFailedError, OutboxNotInTransactionError } from '../../src/errors.js';
 import { writeOutbox } from '../../src/outbox/write-outbox.js';
@@ -33,16 +33,23 @@ after(async () => {
   await admin.end();
 });
 
+/** Every numbered migration the project ships, by name. */
+const shipped = readdirSync(MIGRATIONS_FOLDER)
+  .filter((f) => /^\d{4}_.+\.sql$/.test(f))
+  .map((f) => f.replace(/\.sql$/, ''))
+  .sort();
+
 describe('migrations', () => {
   it('applies each migration once when two processes migrate at the same time', async () => {
     const [a, b] = await Promise.all([migrate(open()), migrate(open())]);
-    assert.deepEqual([...a, ...b].sort(), ['0001_outbox', '0002_engine']);
+    assert.ok(shipped.length >= 3 && shipped[0] === '0001_outbox');
+    assert.deepEqual([...a, ...b].sort(), shipped);
     assert.deepEqual(await migrate(open()), [], 'a third run has nothing to do');
     const db = open();
     const applied = await sql<{ name: string }>`SELECT name FROM sous.migration ORDER BY name`.execute(db);
     assert.deepEqual(
       applied.rows.map((r) => r.name),
-      ['0001_outbox', '0002_engine'],
+      shipped,
     );
     const publication = await sql<{ pubinsert: boolean; pubdelete: boolean }>`
       SELECT pubinsert, pubdelete FROM pg_publication WHERE pubname = 'sous_outbox'`.execute(db);

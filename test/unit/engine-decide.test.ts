@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { decide } from '../../src/engine/decide.js';
+import { memoryItemSource } from '../../src/engine/item-source.js';
 import type { EngineEvent } from '../../src/engine/events.js';
 import { replay } from '../../src/engine/evolve.js';
 import type { ExecutionState } from '../../src/engine/state.js';
@@ -31,6 +32,8 @@ const T0 = Date.parse('2026-01-01T00:00:00.000Z');
 class Run {
   state: ExecutionState | undefined;
   readonly log: EngineEvent[] = [];
+  /** forEach items as the control plane stores them apart. */
+  readonly items = new Map<string, readonly unknown[]>();
   #ids = 0;
   #clock = T0;
   constructor(readonly plan: RecipePlan) {}
@@ -52,7 +55,9 @@ class Run {
       now: new Date(this.#clock),
       newId: () => `00000000-0000-4000-8000-${String(++this.#ids).padStart(12, '0')}`,
       random: () => 0.5,
+      items: memoryItemSource(this.items),
     });
+    for (const opened of decision.items) this.items.set(opened.forEachKey, opened.items);
     this.state = decision.state;
     this.log.push(...decision.events);
     return [...decision.events];
@@ -217,6 +222,12 @@ describe('decide: forEach', () => {
     );
     const started = await run.start({ parts: ['p0', 'p1', 'p2', 'p3'] });
     assert.deepEqual(scheduled(started), ['fast[0]:x.fast#1', 'fast[1]:x.fast#1']);
+    // The item data goes apart; the state keeps references (indices) only.
+    assert.deepEqual(run.items.get('each'), ['p0', 'p1', 'p2', 'p3']);
+    assert.equal(run.s.forEach.each?.count, 4);
+    assert.deepEqual(Object.keys({ ...run.s.forEach.each }).sort(), ['count', 'done', 'inFlight', 'ready']);
+    const opened = started.find((e) => e.type === 'StepOpened');
+    assert.equal(JSON.stringify(opened).includes('p3'), false);
     assert.deepEqual(inputOf(started, 'fast[1]'), { part: 'p1', i: 1 });
     // fast[0] done: its slot goes to fast[2], and item 0 moves on to slow.
     const e1 = await run.complete('fast[0]', 'f0');
@@ -225,7 +236,7 @@ describe('decide: forEach', () => {
     // slow[0] stays busy; fast keeps draining its bucket.
     assert.deepEqual(scheduled(await run.complete('fast[1]', 'f1')), ['fast[3]:x.fast#1', 'slow[1]:x.slow#1']);
     assert.deepEqual(scheduled(await run.complete('fast[2]', 'f2')), []);
-    assert.deepEqual(run.s.forEach.each?.ready.slow, [2]);
+    assert.deepEqual(run.s.forEach.each.ready.slow, [2]);
     assert.deepEqual(scheduled(await run.complete('slow[0]', 's0')), ['slow[2]:x.slow#1']);
     await run.complete('fast[3]', 'f3');
     await run.complete('slow[1]', 's1');
