@@ -29,7 +29,12 @@ export function triggerOf(message: ReplyTopicMessage): Trigger {
     case 'step.completed':
       return { kind: 'step.completed', stepExecutionId: message.stepExecutionId, output: message.output ?? null };
     case 'step.failed':
-      return { kind: 'step.failed', stepExecutionId: message.stepExecutionId, error: message.error };
+      return {
+        kind: 'step.failed',
+        stepExecutionId: message.stepExecutionId,
+        error: message.error,
+        ...(message.deadLettered === true ? { deadLettered: true } : {}),
+      };
     case 'child.finished':
       return {
         kind: 'child.finished',

@@ -15,11 +15,22 @@ import { logger as rootLogger, type Logger } from '../logger.js';
 import { deadLetterTopic, REPLY_TOPIC } from '../protocol/messages.js';
 import type { RecipePlan } from '../recipe/plan.js';
 import { applyReply, parseReply } from './apply-reply.js';
+import {
+  discardDeadLetters,
+  reprocessDeadLetters,
+  runDeadLetterIngest,
+  type DeadLetterIngest,
+  type DeadLetterSelection,
+  type ReprocessOutcome,
+} from './dead-letters.js';
 import { ExecutionNotFoundError, ReplyInvalidError } from './errors.js';
 import {
   cancelExecution,
   pauseExecution,
+  rerunFromStep,
   resumeExecution,
+  retryStep,
+  skipStep,
   signalExecution,
   startExecution,
   type StartOptions,
@@ -48,6 +59,19 @@ const optionsSchema = z.strictObject({
     .default(64 * 1024),
   migrate: z.boolean().default(true),
   consume: z.boolean().default(true),
+  ingestDeadLetters: z.boolean().default(true),
+  deadLetterTopicPattern: z
+    .string()
+    .refine((p) => {
+      try {
+        new RegExp(p);
+        return true;
+      } catch {
+        return false;
+      }
+    }, 'deadLetterTopicPattern must be a regular expression')
+    .default('\\.DLT$'),
+  deadLetterGroupId: z.string().min(1).default('sous-dead-letters'),
 });
 
 /** Options of a control-plane process. */
@@ -74,6 +98,12 @@ export interface ControlPlaneOptions {
   readonly migrate?: boolean;
   /** Consume replies and run timers (false: an API-only process). @default true */
   readonly consume?: boolean;
+  /** Copy every dead-letter topic into sous.dead_letter (only when consuming). @default true */
+  readonly ingestDeadLetters?: boolean;
+  /** Which topics are dead-letter topics (a regular expression). @default '\\.DLT$' */
+  readonly deadLetterTopicPattern?: string;
+  /** Consumer group of the dead-letter ingest. @default 'sous-dead-letters' */
+  readonly deadLetterGroupId?: string;
   readonly logger?: Logger;
 }
 
@@ -90,6 +120,12 @@ export interface ControlPlane {
   pauseExecution(executionId: string): Promise<string>;
   resumeExecution(executionId: string): Promise<string>;
   signalExecution(executionId: string, name: string, payload?: unknown): Promise<string>;
+  retryStep(executionId: string, stepKey: string): Promise<string>;
+  skipStep(executionId: string, stepKey: string, output?: unknown): Promise<string>;
+  rerunFromStep(executionId: string, stepId: string): Promise<string>;
+  /** Publishes dead letters again (optionally with a replacement payload); a parked step resumes. */
+  reprocessDeadLetters(selection: DeadLetterSelection, actor: string, payload?: unknown): Promise<ReprocessOutcome[]>;
+  discardDeadLetters(selection: DeadLetterSelection, actor: string): Promise<string[]>;
 }
 
 export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
@@ -113,6 +149,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
   const kafka: Kafka = createKafka({ brokers: config.brokers, clientId: 'sous-control-plane' });
   let consumer: RunningConsumer | undefined;
   let runner: Runner | undefined;
+  let ingest: DeadLetterIngest | undefined;
 
   const producer: RecordProducer = createRecordProducer(kafka);
   /** A reply the control plane cannot apply goes to the reply topic's DLT, never nowhere. */
@@ -170,10 +207,20 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
           }
         },
       });
+      if (config.ingestDeadLetters) {
+        ingest = await runDeadLetterIngest({
+          kafka,
+          db,
+          groupId: config.deadLetterGroupId,
+          topicPattern: new RegExp(config.deadLetterTopicPattern),
+          logger: log,
+        });
+      }
       log.info({ replyTopic: config.replyTopic, groupId: config.groupId }, 'control plane consuming replies');
     },
     async stop() {
       await consumer?.stop();
+      await ingest?.stop();
       await runner?.stop();
       await producer.disconnect();
       await db.destroy();
@@ -184,5 +231,11 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     pauseExecution: (id) => pauseExecution(db, environment, id),
     resumeExecution: (id) => resumeExecution(db, environment, id),
     signalExecution: (id, name, payload) => signalExecution(db, environment, id, name, payload),
+    retryStep: (id, stepKey) => retryStep(db, environment, id, stepKey),
+    skipStep: (id, stepKey, output) => skipStep(db, environment, id, stepKey, output),
+    rerunFromStep: (id, stepId) => rerunFromStep(db, environment, id, stepId),
+    reprocessDeadLetters: (selection, actor, payload) =>
+      reprocessDeadLetters(db, environment, selection, actor, payload),
+    discardDeadLetters: (selection, actor) => discardDeadLetters(db, selection, actor),
   };
 }

@@ -70,6 +70,7 @@ async function request(
   executionId: string,
   trigger: Trigger,
   action: string,
+  { finishedToo = false }: { finishedToo?: boolean } = {},
 ): Promise<ExecutionStatus> {
   return db.transaction().execute(async (trx) => {
     const { rows } = await sql<{
@@ -77,7 +78,7 @@ async function request(
     }>`SELECT status FROM sous.execution WHERE id = ${executionId} FOR UPDATE`.execute(trx);
     const status = rows[0]?.status;
     if (status === undefined) throw new ExecutionNotFoundError(`no execution ${executionId}`);
-    if (TERMINAL_STATUSES.includes(status)) {
+    if (TERMINAL_STATUSES.includes(status) && !finishedToo) {
       throw new ExecutionFinishedError(`cannot ${action} execution ${executionId}: it is already ${status}`);
     }
     const decision = await runDecision(trx, env, executionId, trigger);
@@ -108,4 +109,28 @@ export function signalExecution(
   payload: unknown,
 ) {
   return request(db, env, executionId, { kind: 'signal', name, payload: payload ?? null }, 'signal');
+}
+
+/** Operator: a new attempt of a task step now, abandoning one in flight or waiting (dead-lettered, back-off). */
+export function retryStep(db: Kysely<Database>, env: DecisionEnvironment, executionId: string, stepKey: string) {
+  return request(db, env, executionId, { kind: 'retryStep', stepKey }, 'retry a step of');
+}
+
+/** Operator: the step counts as completed with `output`; later steps see that output. */
+export function skipStep(
+  db: Kysely<Database>,
+  env: DecisionEnvironment,
+  executionId: string,
+  stepKey: string,
+  output: unknown,
+) {
+  return request(db, env, executionId, { kind: 'skipStep', stepKey, output: output ?? null }, 'skip a step of');
+}
+
+/**
+ * Operator: forgets a top-level step and everything after it and runs again from there;
+ * also revives a failed, cancelled or completed execution.
+ */
+export function rerunFromStep(db: Kysely<Database>, env: DecisionEnvironment, executionId: string, stepId: string) {
+  return request(db, env, executionId, { kind: 'rerunFromStep', stepId }, 'rerun', { finishedToo: true });
 }

@@ -123,11 +123,29 @@ export async function runDecision(
     FROM jsonb_array_elements(${json(decision.events)}::jsonb) WITH ORDINALITY AS t(e, ord)`.execute(trx);
 
   await writeOpenedItems(trx, executionId, decision.items);
+  await forgetRewoundSteps(trx, executionId, decision.events);
   await writeStepRows(trx, state, decision.events, plan);
   await writeAttemptRows(trx, executionId, decision.events);
   await writeOutboxAndTimers(trx, env, state, decision.events, traceparent, replyTopic);
   await startChildren(trx, env, state, decision.events, traceparent, replyTopic);
   return decision;
+}
+
+/** A rerun forgets steps: their rows go (the event log keeps their history). */
+async function forgetRewoundSteps(trx: Transaction<Database>, executionId: string, events: readonly EngineEvent[]) {
+  for (const event of events) {
+    if (event.type !== 'ExecutionRewound' || event.removedStepKeys.length === 0) continue;
+    const keys = JSON.stringify(event.removedStepKeys);
+    await sql`
+      DELETE FROM sous.step_attempt WHERE execution_id = ${executionId}
+        AND step_key IN (SELECT jsonb_array_elements_text(${keys}::jsonb))`.execute(trx);
+    await sql`
+      DELETE FROM sous.step WHERE execution_id = ${executionId}
+        AND step_key IN (SELECT jsonb_array_elements_text(${keys}::jsonb))`.execute(trx);
+    await sql`
+      DELETE FROM sous.foreach_item WHERE execution_id = ${executionId}
+        AND step_key IN (SELECT jsonb_array_elements_text(${keys}::jsonb))`.execute(trx);
+  }
 }
 
 function json(value: unknown): string {

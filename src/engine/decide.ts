@@ -3,6 +3,7 @@ import { evaluate, evaluateCondition, evaluateInput } from '../recipe/expression
 import type { ExpressionScope, ForEachStep, RecipePlan, Step, TaskStep } from '../recipe/plan.js';
 import { retryDelayMs } from './backoff.js';
 import type { EngineEvent, TimerPurpose } from './events.js';
+import { ActionRefusedError } from './action-refused.js';
 import { evolve } from './evolve.js';
 import type { ItemSource, OpenedItems } from './item-source.js';
 import { compensationKey, indexPlan, itemKey, parseStepKey, taskStep } from './plan-index.js';
@@ -99,7 +100,15 @@ class Decider {
         ...(trigger.parent === undefined ? {} : { parent: trigger.parent }),
       });
     } else {
-      if (this.#state === undefined || TERMINAL_STATUSES.includes(this.#state.status)) return this.#result();
+      if (this.#state === undefined) return this.#result();
+      if (TERMINAL_STATUSES.includes(this.#state.status)) {
+        if (trigger.kind === 'retryStep' || trigger.kind === 'skipStep') {
+          throw new ActionRefusedError(
+            `execution ${this.#state.executionId} is ${this.#state.status}: use rerunFromStep to run it again`,
+          );
+        }
+        if (trigger.kind !== 'rerunFromStep') return this.#result();
+      }
       await this.#apply(trigger);
     }
     await this.#progress();
@@ -174,9 +183,37 @@ class Decider {
       case 'step.failed': {
         const key = this.#current(trigger.stepExecutionId, ['scheduled', 'running']);
         if (key === undefined) return;
+        if (trigger.deadLettered === true) {
+          // The command is kept in a dead-letter topic: the step waits for an operator
+          // (reprocess, retryStep, skipStep) instead of failing the whole execution.
+          this.#clearTimers((p) => 'stepExecutionId' in p && p.stepExecutionId === trigger.stepExecutionId);
+          this.#emit({
+            type: 'StepDeadLettered',
+            at: this.#at,
+            stepKey: key,
+            stepExecutionId: trigger.stepExecutionId,
+            error: trigger.error,
+          });
+          return;
+        }
         this.#fail(key, trigger.error, trigger.stepExecutionId);
         return;
       }
+      case 'requeue': {
+        const key = this.#current(trigger.stepExecutionId, ['dead_lettered']);
+        if (key === undefined) return; // Not parked (retried, skipped, rerun): nothing to put back.
+        this.#emit({ type: 'StepRequeued', at: this.#at, stepKey: key, stepExecutionId: trigger.stepExecutionId });
+        return;
+      }
+      case 'retryStep':
+        this.#operatorRetry(trigger.stepKey);
+        return;
+      case 'skipStep':
+        this.#operatorSkip(trigger.stepKey, trigger.output);
+        return;
+      case 'rerunFromStep':
+        this.#rerunFrom(trigger.stepId);
+        return;
       case 'timer':
         await this.#timerFired(trigger.timerId);
         return;
@@ -230,6 +267,97 @@ class Decider {
         if (this.#s.status === 'paused') this.#emit({ type: 'ExecutionResumed', at: this.#at });
         return;
     }
+  }
+
+  // ---- operator actions ------------------------------------------------------------
+
+  #stepOrRefuse(stepKey: string) {
+    const st = this.#s.steps[stepKey];
+    if (st === undefined) {
+      throw new ActionRefusedError(
+        `execution ${this.#s.executionId} has no step "${stepKey}" (not started or unknown)`,
+      );
+    }
+    return st;
+  }
+
+  /** Statuses in which a task step is waiting or in flight, so an operator may retry or skip it. */
+  static readonly #ACTIONABLE = ['dead_lettered', 'retry_wait', 'retry_ready', 'scheduled', 'running'];
+
+  #operatorRetry(stepKey: string): void {
+    const st = this.#stepOrRefuse(stepKey);
+    if (taskStep(this.#ctx.plan, st.stepId) === undefined) {
+      throw new ActionRefusedError(`step "${stepKey}" is not a task step: only task steps can be retried`);
+    }
+    if (!Decider.#ACTIONABLE.includes(st.status)) {
+      throw new ActionRefusedError(
+        `step "${stepKey}" is ${st.status}: only a step that is dead-lettered, waiting to retry or in flight can be retried`,
+      );
+    }
+    this.#clearTimers((p) => p.stepKey === stepKey);
+    const abandoned = ['dead_lettered', 'scheduled', 'running'].includes(st.status) ? st.stepExecutionId : undefined;
+    this.#emit({
+      type: 'StepRetryReady',
+      at: this.#at,
+      stepKey,
+      byOperator: true,
+      ...(abandoned === undefined ? {} : { abandonedStepExecutionId: abandoned }),
+    });
+  }
+
+  #operatorSkip(stepKey: string, output: unknown): void {
+    const st = this.#stepOrRefuse(stepKey);
+    const kind = parseStepKey(stepKey).compensation ? 'task' : indexPlan(this.#ctx.plan).get(st.stepId)?.step.type;
+    const waiting = (kind === 'sleep' || kind === 'waitForSignal') && st.status === 'open';
+    if (!waiting && !(kind === 'task' && Decider.#ACTIONABLE.includes(st.status))) {
+      throw new ActionRefusedError(
+        `step "${stepKey}" (${kind ?? 'unknown'}, ${st.status}) cannot be skipped: only a task step that is dead-lettered, waiting to retry or in flight, or a sleep or signal wait, can`,
+      );
+    }
+    this.#clearTimers((p) => p.stepKey === stepKey);
+    const abandoned = ['dead_lettered', 'scheduled', 'running'].includes(st.status) ? st.stepExecutionId : undefined;
+    this.#emit({
+      type: 'StepCompleted',
+      at: this.#at,
+      stepKey,
+      output: output ?? null,
+      skippedByOperator: true,
+      ...(abandoned === undefined ? {} : { abandonedStepExecutionId: abandoned }),
+    });
+  }
+
+  #rerunFrom(stepId: string): void {
+    const top = this.#ctx.plan.steps.findIndex((s) => s.id === stepId);
+    if (top < 0) {
+      throw new ActionRefusedError(
+        `"${stepId}" is not a top-level step of ${this.#s.recipe} v${this.#s.version}: rerun from one of ${this.#ctx.plan.steps.map((s) => s.id).join(', ')}`,
+      );
+    }
+    if (this.#s.status === 'compensating') {
+      throw new ActionRefusedError(`execution ${this.#s.executionId} is compensating: rerun once it has failed`);
+    }
+    const forgotten = new Set<string>();
+    const collect = (steps: readonly Step[]) => {
+      for (const step of steps) {
+        forgotten.add(step.id);
+        if (step.type === 'parallel') step.branches.forEach(collect);
+        if (step.type === 'forEach') collect(step.steps);
+      }
+    };
+    collect(this.#ctx.plan.steps.slice(top));
+    const keys = Object.keys(this.#s.steps);
+    const undone = keys.filter((k) => {
+      const { stepId: id, compensation } = parseStepKey(k);
+      return compensation && !forgotten.has(id);
+    });
+    if (undone.length > 0) {
+      throw new ActionRefusedError(
+        `steps before "${stepId}" were compensated (${undone.join(', ')}): rerun from an earlier step`,
+      );
+    }
+    const removedStepKeys = keys.filter((k) => forgotten.has(parseStepKey(k).stepId));
+    this.#clearTimers((p) => removedStepKeys.includes(p.stepKey));
+    this.#emit({ type: 'ExecutionRewound', at: this.#at, fromStepId: stepId, removedStepKeys });
   }
 
   /** The step key of an attempt still in flight in one of `statuses`; undefined for stale replies. */

@@ -69,6 +69,8 @@ export type EngineEvent =
       readonly output: unknown;
       /** Set when an operator supplied the output instead of a worker. */
       readonly skippedByOperator?: boolean;
+      /** The attempt in flight the operator's skip abandons. */
+      readonly abandonedStepExecutionId?: string;
     })
   | (Base & {
       readonly type: 'StepFailed';
@@ -89,7 +91,29 @@ export type EngineEvent =
       readonly itemCount?: number;
       readonly childExecutionId?: string;
     })
-  | (Base & { readonly type: 'StepRetryReady'; readonly stepKey: string })
+  | (Base & {
+      readonly type: 'StepRetryReady';
+      readonly stepKey: string;
+      /** An operator asked for the retry. */
+      readonly byOperator?: boolean;
+      /** The attempt in flight the operator's retry abandons (its replies become stale). */
+      readonly abandonedStepExecutionId?: string;
+    })
+  /** The worker dead-lettered the attempt's command: the step waits for an operator. */
+  | (Base & {
+      readonly type: 'StepDeadLettered';
+      readonly stepKey: string;
+      readonly stepExecutionId: string;
+      readonly error: StepError;
+    })
+  /** The dead-lettered command was published again: the attempt is back in flight. */
+  | (Base & { readonly type: 'StepRequeued'; readonly stepKey: string; readonly stepExecutionId: string })
+  /** An operator reran the execution from a top-level step: these step states are forgotten. */
+  | (Base & {
+      readonly type: 'ExecutionRewound';
+      readonly fromStepId: string;
+      readonly removedStepKeys: readonly string[];
+    })
   | (Base & {
       readonly type: 'TimerScheduled';
       readonly timerId: string;

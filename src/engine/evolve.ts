@@ -101,7 +101,7 @@ export function evolve(state: ExecutionState | undefined, event: EngineEvent, pl
         ...s,
         forEach: bucket(event.stepKey, 'finished'),
         steps: setStep(event.stepKey, { status: 'completed', output: event.output, completionSeq: s.completions + 1 }),
-        attempts: withoutAttempt(event.stepExecutionId),
+        attempts: withoutAttempt(event.stepExecutionId ?? event.abandonedStepExecutionId),
         completions: s.completions + 1,
       };
     case 'StepFailed':
@@ -115,7 +115,30 @@ export function evolve(state: ExecutionState | undefined, event: EngineEvent, pl
         attempts: withoutAttempt(event.stepExecutionId),
       };
     case 'StepRetryReady':
-      return { ...s, steps: setStep(event.stepKey, { status: 'retry_ready' }) };
+      return {
+        ...s,
+        steps: setStep(event.stepKey, { status: 'retry_ready' }),
+        attempts: withoutAttempt(event.abandonedStepExecutionId),
+      };
+    case 'StepDeadLettered':
+      // The attempt stays known: a reprocessed command replies under the same id.
+      return { ...s, steps: setStep(event.stepKey, { status: 'dead_lettered', error: event.error }) };
+    case 'StepRequeued':
+      return { ...s, steps: setStep(event.stepKey, { status: 'scheduled' }) };
+    case 'ExecutionRewound': {
+      const removed = new Set(event.removedStepKeys);
+      const keep = <T>(record: Readonly<Record<string, T>>, key: (value: T, k: string) => string | undefined) =>
+        Object.fromEntries(Object.entries(record).filter(([k, v]) => !removed.has(key(v, k) ?? '')));
+      const { output: _output, error: _error, compensation: _compensation, ...rest } = s;
+      return {
+        ...rest,
+        status: s.status === 'paused' ? 'paused' : 'running',
+        steps: keep(s.steps, (_, k) => k),
+        attempts: keep(s.attempts, (stepKey) => stepKey),
+        forEach: keep(s.forEach, (_, k) => k),
+        timers: keep(s.timers, (purpose) => purpose.stepKey),
+      };
+    }
     case 'StepSkipped':
       return { ...s, forEach: bucket(event.stepKey, 'skipped'), steps: setStep(event.stepKey, { status: 'skipped' }) };
     case 'StepOpened': {

@@ -158,16 +158,58 @@ export function attemptChanges(executionId: string, events: readonly EngineEvent
       case 'StepCompleted':
         if (e.stepExecutionId !== undefined)
           updates.push({ id: e.stepExecutionId, status: 'completed', finished_at: e.at });
+        if (e.abandonedStepExecutionId !== undefined) updates.push(abandoned(e.abandonedStepExecutionId, e.at));
         break;
       case 'StepFailed':
         if (e.stepExecutionId !== undefined)
           updates.push({ id: e.stepExecutionId, status: 'failed', error: e.error, finished_at: e.at });
+        break;
+      case 'StepDeadLettered':
+        // Not finished: the command waits in a dead-letter topic and may be reprocessed.
+        updates.push({ id: e.stepExecutionId, error: e.error });
+        break;
+      case 'StepRequeued':
+        updates.push({ id: e.stepExecutionId, status: 'scheduled' });
+        break;
+      case 'StepRetryReady':
+        if (e.abandonedStepExecutionId !== undefined) updates.push(abandoned(e.abandonedStepExecutionId, e.at));
         break;
       default:
         break;
     }
   }
   return { inserts, updates };
+}
+
+/** An attempt an operator gave up on (retry or skip): failed, with the reason. */
+function abandoned(id: string, at: string): AttemptUpdate {
+  return {
+    id,
+    status: 'failed',
+    error: { code: 'abandoned_by_operator', message: 'an operator retried or skipped the step', retryable: false },
+    finished_at: at,
+  };
+}
+
+/**
+ * Attempt rows of a whole event log, as the decisions left them: a rerun from a step
+ * deletes the attempts of the steps it forgets (the log keeps their history).
+ */
+export function attemptRowsOf(executionId: string, events: readonly EngineEvent[]): Map<string, AttemptRow> {
+  const rows = new Map<string, AttemptRow>();
+  let segment: EngineEvent[] = [];
+  for (const e of events) {
+    if (e.type !== 'ExecutionRewound') {
+      segment.push(e);
+      continue;
+    }
+    applyAttemptChanges(rows, attemptChanges(executionId, segment));
+    segment = [];
+    const removed = new Set(e.removedStepKeys);
+    for (const [id, row] of rows) if (removed.has(row.step_key)) rows.delete(id);
+  }
+  applyAttemptChanges(rows, attemptChanges(executionId, segment));
+  return rows;
 }
 
 /** Applies updates to rows in memory, as the UPDATE statement does (rebuilds, tests). */

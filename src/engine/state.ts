@@ -13,6 +13,8 @@ export type StepStatus =
   | 'retry_wait'
   /** The retry timer fired; dispatched again when the execution runs. */
   | 'retry_ready'
+  /** The worker dead-lettered the command: waits for an operator (reprocess, retry, skip). */
+  | 'dead_lettered'
   /** A container or wait in progress (parallel, forEach, sleep, signal, sub-recipe). */
   | 'open'
   | 'completed'

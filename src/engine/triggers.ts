@@ -14,7 +14,13 @@ export type Trigger =
   | { readonly kind: 'step.started'; readonly stepExecutionId: string; readonly workerId: string }
   | { readonly kind: 'step.heartbeat'; readonly stepExecutionId: string; readonly progress?: unknown }
   | { readonly kind: 'step.completed'; readonly stepExecutionId: string; readonly output: unknown }
-  | { readonly kind: 'step.failed'; readonly stepExecutionId: string; readonly error: StepError }
+  | {
+      readonly kind: 'step.failed';
+      readonly stepExecutionId: string;
+      readonly error: StepError;
+      /** The worker kept the command in its dead-letter topic: the step waits for an operator. */
+      readonly deadLettered?: boolean;
+    }
   | { readonly kind: 'timer'; readonly timerId: string }
   | { readonly kind: 'signal'; readonly name: string; readonly payload: unknown }
   | {
@@ -26,4 +32,12 @@ export type Trigger =
     }
   | { readonly kind: 'cancel'; readonly reason?: string }
   | { readonly kind: 'pause' }
-  | { readonly kind: 'resume' };
+  | { readonly kind: 'resume' }
+  /** Operator: a new attempt of a task step now (abandoning one in flight or waiting). */
+  | { readonly kind: 'retryStep'; readonly stepKey: string }
+  /** Operator: the step counts as completed with this output. */
+  | { readonly kind: 'skipStep'; readonly stepKey: string; readonly output: unknown }
+  /** Operator: forget a top-level step and everything after it, and run again from there. */
+  | { readonly kind: 'rerunFromStep'; readonly stepId: string }
+  /** A dead-lettered attempt's command was published again (dead-letter reprocessing). */
+  | { readonly kind: 'requeue'; readonly stepExecutionId: string };

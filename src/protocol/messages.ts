@@ -76,7 +76,13 @@ export const stepReplySchema = z.discriminatedUnion('kind', [
     output: z.unknown().optional(),
     outputRef: payloadRefSchema.optional(),
   }),
-  z.strictObject({ ...replyBase, kind: z.literal('step.failed'), error: stepErrorSchema }),
+  z.strictObject({
+    ...replyBase,
+    kind: z.literal('step.failed'),
+    error: stepErrorSchema,
+    /** The worker kept the command in `<topic>.DLT`: the step waits for an operator. */
+    deadLettered: z.boolean().optional(),
+  }),
   z.strictObject({ ...replyBase, kind: z.literal('step.heartbeat'), progress: z.unknown().optional() }),
 ]);
 export type StepReply = z.infer<typeof stepReplySchema>;

@@ -166,9 +166,12 @@ export function createWorker(options: WorkerOptions): Worker {
     } catch (error) {
       if (!(error instanceof InputInvalidError || error instanceof PayloadUnavailableError)) throw error;
       // The step fails for good (so the execution does not hang) and the command is kept.
+      // The command is kept in the DLT and the step waits for an operator: fix the
+      // worker (or patch the input) and reprocess the dead letter.
       await send(command, {
         kind: 'step.failed',
         error: { code: error.code, message: error.message, retryable: false },
+        deadLettered: true,
       });
       throw new Poison(error);
     }
@@ -236,8 +239,9 @@ export function createWorker(options: WorkerOptions): Worker {
       if (timer !== undefined) clearTimeout(timer);
       inFlight.delete(controller);
     }
-    await send(command, { kind: 'step.failed', error: failure });
-    if (failure.retryable && command.maxAttempts !== undefined && command.attempt >= command.maxAttempts) {
+    const exhausted = failure.retryable && command.maxAttempts !== undefined && command.attempt >= command.maxAttempts;
+    await send(command, { kind: 'step.failed', error: failure, ...(exhausted ? { deadLettered: true } : {}) });
+    if (exhausted) {
       // Retries exhausted: keep the command for inspection and reprocessing.
       const error = Object.assign(
         new Error(`retries exhausted after ${command.attempt} attempts: ${failure.message}`),

@@ -1,11 +1,20 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createControlPlane, type ControlPlane } from '../../src/control-plane/control-plane.js';
+import {
+  createControlPlane,
+  type ControlPlane,
+  type ControlPlaneOptions,
+} from '../../src/control-plane/control-plane.js';
 import { getExecution, type ExecutionView } from '../../src/control-plane/queries.js';
 import { databaseUrl, kafkaBrokers } from '../../scripts/stack/config.js';
 import { stackConfig, uniqueName } from './stack.js';
 
-/** A control plane of the test's own: its own reply topic and consumer group. */
-export async function startTestControlPlane(): Promise<ControlPlane & { replyTopic: string }> {
+/**
+ * A control plane of the test's own: its own reply topic and consumer groups. It ingests
+ * no dead letters unless the test names its own dead-letter topics (`deadLetterTopicPattern`).
+ */
+export async function startTestControlPlane(
+  overrides: Partial<ControlPlaneOptions> = {},
+): Promise<ControlPlane & { replyTopic: string }> {
   const replyTopic = uniqueName('test.replies');
   const controlPlane = createControlPlane({
     databaseUrl: databaseUrl(stackConfig),
@@ -13,6 +22,9 @@ export async function startTestControlPlane(): Promise<ControlPlane & { replyTop
     replyTopic,
     groupId: uniqueName('test-control-plane'),
     poolSize: 5,
+    ingestDeadLetters: false,
+    deadLetterGroupId: uniqueName('test-dead-letters'),
+    ...overrides,
   });
   await controlPlane.start();
   return Object.assign(controlPlane, { replyTopic });

@@ -226,6 +226,7 @@ describe('worker SDK', () => {
       { code: 'input_invalid', retryable: false },
     );
     assert.match(failed.error.message, /address/);
+    assert.equal(failed.deadLettered, true, 'the reply says the command waits in the DLT');
     const header = (m: KafkaMessage | undefined, name: string) => m?.headers?.[name]?.toString();
     // The two letters come from different partitions: find each by its error code.
     const first = dlt().find((l) => header(l.message, DLT_HEADERS.errorCode) === 'input_invalid');
@@ -258,6 +259,17 @@ describe('worker SDK', () => {
     await listener.until(() => listener.seen.some((s) => s.topic.endsWith('.DLT')), 'a dead letter');
     const letters = listener.seen.filter((s) => s.topic.endsWith('.DLT'));
     assert.equal(letters.length, 1, 'only the last attempt is dead-lettered');
+    const earlier = await send(name, replyTopic, {}, { attempt: 1, maxAttempts: 3 });
+    const failedReply = (executionId: string) =>
+      listener
+        .replies(executionId)
+        .find((r): r is Extract<StepReply, { kind: 'step.failed' }> => r.kind === 'step.failed');
+    await listener.until(
+      () => failedReply(last.executionId) !== undefined && failedReply(earlier.executionId) !== undefined,
+      'both failure replies',
+    );
+    assert.equal(failedReply(last.executionId)?.deadLettered, true, 'the last attempt waits in the DLT');
+    assert.equal(failedReply(earlier.executionId)?.deadLettered, undefined, 'an attempt with retries left does not');
     const letter = letters[0];
     assert.ok(letter);
     assert.equal(letter.message.headers?.[DLT_HEADERS.errorClass]?.toString(), 'RetriesExhausted');

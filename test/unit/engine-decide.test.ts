@@ -479,3 +479,124 @@ describe('decide: cancel, pause, resume', () => {
     run.assertReplays();
   });
 });
+
+describe('decide: dead letters and operator actions', () => {
+  const chain = () =>
+    new Run(
+      plan([
+        task('a', 'x.a'),
+        task('b', 'x.b', { input: { fields: { from: 'outputs.a' } } }),
+        task('c', 'x.c', { input: { fields: { from: 'outputs.b' } } }),
+      ]),
+    );
+  const deadLetter = (run: Run, stepKey: string) =>
+    run.send({
+      kind: 'step.failed',
+      stepExecutionId: run.attempt(stepKey),
+      error: { code: 'input_invalid', message: 'bad input', retryable: false },
+      deadLettered: true,
+    });
+
+  it('parks a dead-lettered step instead of failing; a requeued command completes it', async () => {
+    const run = chain();
+    await run.start();
+    const seid = run.attempt('a');
+    assert.deepEqual(types(await deadLetter(run, 'a')), ['StepDeadLettered']);
+    assert.equal(run.s.status, 'running', 'the execution waits for an operator');
+    assert.equal(run.s.steps.a?.status, 'dead_lettered');
+    assert.deepEqual(await run.send({ kind: 'step.completed', stepExecutionId: seid, output: 1 }), [], 'not in flight');
+    assert.deepEqual(types(await run.send({ kind: 'requeue', stepExecutionId: seid })), ['StepRequeued']);
+    assert.deepEqual(
+      await run.send({ kind: 'requeue', stepExecutionId: seid }),
+      [],
+      'a second requeue changes nothing',
+    );
+    const next = await run.send({ kind: 'step.completed', stepExecutionId: seid, output: 'A' });
+    assert.deepEqual(scheduled(next), ['b:x.b#1']);
+    assert.deepEqual(inputOf(next, 'b'), { from: 'A' });
+    run.assertReplays();
+  });
+
+  it('retryStep sends a new attempt now and makes the abandoned one stale', async () => {
+    const run = chain();
+    await run.start();
+    const first = run.attempt('a');
+    await deadLetter(run, 'a');
+    const retried = await run.send({ kind: 'retryStep', stepKey: 'a' });
+    assert.deepEqual(scheduled(retried), ['a:x.a#2']);
+    assert.equal(run.s.attempts[first], undefined);
+    assert.deepEqual(await run.send({ kind: 'step.completed', stepExecutionId: first, output: 'old' }), []);
+    // Also an attempt in flight (a hung worker, no timeout): retried at once.
+    const second = run.attempt('a');
+    assert.deepEqual(scheduled(await run.send({ kind: 'retryStep', stepKey: 'a' })), ['a:x.a#3']);
+    assert.deepEqual(await run.send({ kind: 'step.completed', stepExecutionId: second, output: 'old' }), []);
+    assert.deepEqual(scheduled(await run.complete('a', 'A3')), ['b:x.b#1']);
+    run.assertReplays();
+  });
+
+  it('skipStep completes the step with the operator output, which later steps see', async () => {
+    const run = chain();
+    await run.start();
+    await run.complete('a', 'A');
+    await run.fail('b', 'busy', true);
+    assert.equal(run.s.steps.b?.status, 'retry_wait');
+    const skipped = await run.send({ kind: 'skipStep', stepKey: 'b', output: { patched: true } });
+    assert.deepEqual(types(skipped).slice(0, 2), ['TimerCleared', 'StepCompleted']);
+    assert.deepEqual(inputOf(skipped, 'c'), { from: { patched: true } });
+    assert.equal(Object.keys(run.s.timers).length, 0, 'the retry timer is gone');
+    run.assertReplays();
+  });
+
+  it('refuses actions that do not apply, changing nothing', async () => {
+    const run = chain();
+    await run.start();
+    await run.complete('a', 'A');
+    const before = run.s;
+    await assert.rejects(run.send({ kind: 'retryStep', stepKey: 'a' }), {
+      code: 'SOUS_ACTION_REFUSED',
+      message: /is completed/,
+    });
+    await assert.rejects(run.send({ kind: 'skipStep', stepKey: 'zzz', output: 1 }), { message: /no step "zzz"/ });
+    await assert.rejects(run.send({ kind: 'rerunFromStep', stepId: 'nope' }), { message: /not a top-level step/ });
+    assert.equal(run.s, before);
+    await run.send({ kind: 'cancel' });
+    await assert.rejects(run.send({ kind: 'retryStep', stepKey: 'b' }), { message: /cancelled: use rerunFromStep/ });
+  });
+
+  it('rerunFromStep runs a failed execution again from a top-level step, forgetting what came after', async () => {
+    const run = chain();
+    await run.start();
+    await run.complete('a', 'A');
+    await run.fail('b', 'boom', false);
+    assert.equal(run.s.status, 'failed');
+    const rerun = await run.send({ kind: 'rerunFromStep', stepId: 'b' });
+    assert.deepEqual(types(rerun).slice(0, 1), ['ExecutionRewound']);
+    assert.deepEqual(scheduled(rerun), ['b:x.b#1'], 'a first attempt again');
+    assert.equal(run.s.status, 'running');
+    assert.equal(run.s.error, undefined);
+    assert.equal(run.s.steps.a?.output, 'A', 'earlier steps are kept');
+    await run.complete('b', 'B');
+    await run.complete('c', 'C');
+    assert.equal(run.s.status, 'completed');
+    run.assertReplays();
+  });
+
+  it('refuses a rerun past steps whose compensations already ran', async () => {
+    const run = new Run(
+      plan([
+        task('reserve', 'inv.reserve', { compensate: { capability: 'inv.release' } }),
+        task('charge', 'pay.charge'),
+      ]),
+    );
+    await run.start();
+    await run.complete('reserve', 'R');
+    await run.fail('charge', 'card_declined', false);
+    await run.complete('reserve~compensate');
+    assert.equal(run.s.status, 'failed');
+    await assert.rejects(run.send({ kind: 'rerunFromStep', stepId: 'charge' }), { message: /were compensated/ });
+    const again = await run.send({ kind: 'rerunFromStep', stepId: 'reserve' });
+    assert.deepEqual(scheduled(again), ['reserve:inv.reserve#1']);
+    assert.equal(run.s.steps['reserve~compensate'], undefined);
+    run.assertReplays();
+  });
+});
