@@ -72,6 +72,7 @@ const optionsSchema = z.strictObject({
     }, 'deadLetterTopicPattern must be a regular expression')
     .default('\\.DLT$'),
   deadLetterGroupId: z.string().min(1).default('sous-dead-letters'),
+  deadLetterRefreshMs: z.number().int().positive().default(10_000),
 });
 
 /** Options of a control-plane process. */
@@ -104,6 +105,8 @@ export interface ControlPlaneOptions {
   readonly deadLetterTopicPattern?: string;
   /** Consumer group of the dead-letter ingest. @default 'sous-dead-letters' */
   readonly deadLetterGroupId?: string;
+  /** How often the ingest looks for new dead-letter topics. @default 10000 */
+  readonly deadLetterRefreshMs?: number;
   readonly logger?: Logger;
 }
 
@@ -213,6 +216,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
           db,
           groupId: config.deadLetterGroupId,
           topicPattern: new RegExp(config.deadLetterTopicPattern),
+          refreshMs: config.deadLetterRefreshMs,
           logger: log,
         });
       }

@@ -55,8 +55,17 @@ export async function evaluateCondition(source: Expression, scope: ExpressionSco
 /** A step's input from its mapping: `{}` without one. */
 export async function evaluateInput(mapping: InputMapping | undefined, scope: ExpressionScope): Promise<unknown> {
   if (mapping === undefined) return {};
-  if ('expression' in mapping) return evaluate(mapping.expression, scope);
+  if ('expression' in mapping) return plainJson(await evaluate(mapping.expression, scope));
   const input: Record<string, unknown> = {};
-  for (const [name, source] of Object.entries(mapping.fields)) input[name] = await evaluate(source, scope);
+  for (const [name, source] of Object.entries(mapping.fields)) {
+    // A field whose expression gives nothing is left out, as JSONata leaves it out of an object.
+    const value = await evaluate(source, scope);
+    if (value !== undefined) input[name] = plainJson(value);
+  }
   return input;
+}
+
+/** A JSONata result as plain JSON: no undefined members, no sequence markers. */
+function plainJson(value: unknown): unknown {
+  return value === undefined ? undefined : (JSON.parse(JSON.stringify(value)) as unknown);
 }

@@ -211,6 +211,10 @@ describe('recipes: expressions', () => {
       id: 'e1',
     });
     assert.deepEqual(await evaluateInput({ expression: '{ "n": $count(input.items) }' }, scope), { n: 2 });
+    // A field that evaluates to nothing is left out: the command stays valid JSON.
+    const sparse = await evaluateInput({ fields: { qty: 'input.qty', missing: 'input.nothing' } }, scope);
+    assert.deepEqual(sparse, { qty: 3 });
+    assert.equal(Object.hasOwn(sparse as object, 'missing'), false);
     assert.deepEqual(await evaluateInput(undefined, scope), {});
     assert.equal(await evaluateCondition('input.qty > 2', scope), true);
     assert.equal(await evaluateCondition('input.missing', scope), false);

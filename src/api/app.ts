@@ -1,0 +1,147 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { ExecutionResult, GraphQLFormattedError } from 'graphql';
+import mercurius from 'mercurius';
+import type { ControlPlane } from '../control-plane/control-plane.js';
+import { logger as rootLogger, type Logger } from '../logger.js';
+import { authenticate, type Caller } from './auth.js';
+import { costLimitRule } from './cost.js';
+import { extensionsOf, UnauthenticatedError } from './errors.js';
+import { listenForExecutionChanges, type ChangeListener } from './notifications.js';
+import { loaders, resolvers } from './resolvers.js';
+import { DateTimeScalar, JsonScalar } from './scalars.js';
+
+const SCHEMA = readFileSync(join(import.meta.dirname, 'schema.graphql'), 'utf8');
+
+/** Options of the API app; every default is what `npm start` serves. */
+export interface ApiOptions {
+  /** The control plane the API drives (an API-only process uses `consume: false`). */
+  readonly controlPlane: ControlPlane;
+  /** PostgreSQL to LISTEN on for committed execution changes (subscriptions). */
+  readonly databaseUrl: string;
+  /** Serve GraphiQL at /graphiql. @default false */
+  readonly graphiql?: boolean;
+  /** Deepest query accepted. @default 10 */
+  readonly maxDepth?: number;
+  /**
+   * Highest estimated query cost accepted: a field costs 1, a list multiplies its fields
+   * by `first` (10 when it has none). @default 50000
+   */
+  readonly maxCost?: number;
+  readonly logger?: Logger;
+}
+
+/** Mercurius's own refusal of a request (MER_ERR_*), holding the GraphQL errors in `errors`. */
+function isMercuriusRefusal(error: unknown): error is Error & { code: string; errors?: unknown } {
+  if (!(error instanceof Error) || !('code' in error)) return false;
+  const code: unknown = error.code;
+  return typeof code === 'string' && code.startsWith('MER_ERR_');
+}
+
+/**
+ * Builds the GraphQL app (Fastify + Mercurius) without listening: tests inject requests
+ * or listen on a port of their own; `serve` listens.
+ */
+export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
+  const log = (options.logger ?? rootLogger).child({ component: 'api' });
+  const { controlPlane } = options;
+  const db = controlPlane.db;
+  // Requests are not logged one by one; errors are, through sous's logger.
+  const app = Fastify({ logger: false });
+
+  const callerOf = new WeakMap<object, Caller>();
+  // Every HTTP GraphQL request authenticates first; websocket connections authenticate
+  // in connection_init (browsers cannot set headers on a websocket).
+  app.addHook('preHandler', async (request, reply) => {
+    if (!request.url.startsWith('/graphql') || request.headers.upgrade !== undefined) return;
+    try {
+      callerOf.set(request, await authenticate(db, request.headers.authorization));
+    } catch (error) {
+      if (!(error instanceof UnauthenticatedError)) throw error;
+      await reply.code(401).send({ data: null, errors: [{ message: error.message, extensions: extensionsOf(error) }] });
+    }
+  });
+
+  await app.register(mercurius, {
+    schema: SCHEMA,
+    resolvers: { ...resolvers, JSON: JsonScalar, DateTime: DateTimeScalar },
+    loaders,
+    graphiql: options.graphiql ?? false,
+    queryDepth: options.maxDepth ?? 10,
+    // The cost rule reads each request's variables, which a cached validation cannot.
+    cache: false,
+    validationRules: ({ variables }) => [costLimitRule(options.maxCost ?? 50_000, variables ?? {})],
+    context: (request) => {
+      const caller = callerOf.get(request);
+      if (caller === undefined) throw new UnauthenticatedError('not authenticated');
+      return { caller, db, controlPlane };
+    },
+    subscription: {
+      onConnect: async ({ payload }) => {
+        const raw = (payload as Record<string, unknown> | undefined) ?? {};
+        const header = raw.authorization ?? raw.Authorization;
+        try {
+          const caller = await authenticate(db, typeof header === 'string' ? header : undefined);
+          return { caller, db, controlPlane };
+        } catch {
+          return false;
+        }
+      },
+    },
+    errorFormatter: (execution: ExecutionResult) => {
+      const errors: GraphQLFormattedError[] = (execution.errors ?? []).flatMap((error) => {
+        // Mercurius reports a request it refused before running (unparsable, invalid,
+        // too deep) as one error holding the GraphQL errors: each becomes its own.
+        const refused: unknown = error.originalError;
+        if (isMercuriusRefusal(refused)) {
+          const inner = Array.isArray(refused.errors) ? (refused.errors as GraphQLFormattedError[]) : [error];
+          return inner.map((e) => ({
+            message: e.message,
+            ...(e.locations === undefined ? {} : { locations: e.locations }),
+            extensions:
+              typeof e.extensions?.code === 'string'
+                ? e.extensions
+                : { code: 'SOUS_GRAPHQL_INVALID', retryable: false, mercurius: refused.code },
+          }));
+        }
+        const original = error.originalError;
+        const given = error.extensions as Record<string, unknown> | undefined;
+        const extensions =
+          given !== undefined && typeof given.code === 'string'
+            ? given
+            : original === undefined
+              ? { code: 'SOUS_GRAPHQL_INVALID', retryable: false }
+              : extensionsOf(original);
+        if (extensions.code === 'SOUS_INTERNAL') log.error({ err: original ?? error }, 'internal error in a resolver');
+        return {
+          message: extensions.code === 'SOUS_INTERNAL' ? 'internal error' : error.message,
+          ...(error.locations === undefined ? {} : { locations: error.locations }),
+          ...(error.path === undefined ? {} : { path: error.path }),
+          extensions,
+        };
+      });
+      // A request that could not run at all (unparsable, invalid, too deep or costly) is a
+      // 400; one that ran and whose fields failed is a 200 with the errors at their paths.
+      const ran = errors.length === 0 || errors.some((e) => e.path !== undefined);
+      return { statusCode: ran ? 200 : 400, response: { data: execution.data ?? null, errors } };
+    },
+  });
+
+  let listener: ChangeListener | undefined;
+  app.addHook('onReady', async () => {
+    listener = await listenForExecutionChanges(
+      options.databaseUrl,
+      (change) => {
+        app.graphql.pubsub.publish({ topic: `execution:${change.id}`, payload: { change } });
+        app.graphql.pubsub.publish({ topic: 'executions', payload: { change } });
+      },
+      log,
+    );
+  });
+  app.addHook('onClose', async () => {
+    await listener?.close();
+  });
+  app.get('/healthz', async () => ({ ok: true }));
+  return app;
+}
