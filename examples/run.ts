@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createControlPlane, getExecution, type ControlPlane } from 'sous';
+import { buildApi, createApiToken, createControlPlane, getExecution, serveApi, type ControlPlane } from 'sous';
 import { parseRecipeYaml } from 'sous/recipe';
 import { createWorker } from 'sous/worker';
 import { databaseUrl, kafkaBrokers, loadStackConfig } from '../scripts/stack/config.js';
@@ -86,11 +86,31 @@ for (const r of runs) {
   if (view.status !== expected) failures++;
 }
 
-await Promise.all(workers.map((w) => w.stop()));
-await controlPlane.stop();
 say(
-  failures === 0
-    ? '[sous] all example runs ended as expected; the stack keeps running (npm run stack:down stops it)'
-    : `[sous] ${failures} example run(s) ended unexpectedly`,
+  failures === 0 ? '[sous] all example runs ended as expected' : `[sous] ${failures} example run(s) ended unexpectedly`,
 );
 process.exitCode = failures === 0 ? 0 : 1;
+
+// The GraphQL API over the same control plane; the example services keep running, so
+// recipes started through the API run to their end.
+const api = await buildApi({ controlPlane, databaseUrl: databaseUrl(config), graphiql: true });
+const port = Number(process.env.SOUS_API_PORT ?? 4000);
+const url = await serveApi(api, { port });
+const admin = await createApiToken(controlPlane.db, `npm-start-${run}`, 'admin', 'npm start');
+say(`[sous] GraphQL API at ${url} (GraphiQL: ${url.replace(/graphql$/, 'graphiql')})`);
+say(`[sous] admin token for this run (store it; only its hash is kept): ${admin.token}`);
+say(
+  `[sous] try: curl -s ${url} -H 'authorization: Bearer ${admin.token}' -H 'content-type: application/json' -d '{"query":"{ executions(first: 3) { edges { node { id recipe status } } } }"}'`,
+);
+say('[sous] Ctrl-C stops the API, the services and the control plane; npm run stack:down stops the stack');
+
+const shutdown = async () => {
+  await api.close();
+  await Promise.all(workers.map((w) => w.stop()));
+  await controlPlane.stop();
+};
+await new Promise<void>((resolve) => {
+  process.once('SIGINT', () => resolve());
+  process.once('SIGTERM', () => resolve());
+});
+await shutdown();

@@ -48,3 +48,19 @@ export {
   type StepReply,
   type StepError,
 } from './protocol/messages.js';
+export { ActionRefusedError } from './engine/action-refused.js';
+export {
+  DeadLetterNotReprocessableError,
+  type DeadLetterSelection,
+  type ReprocessOutcome,
+} from './control-plane/dead-letters.js';
+export { buildApi, type ApiOptions } from './api/app.js';
+export { serveApi } from './api/serve.js';
+export { createApiToken, revokeApiToken, ROLES, type Role, type Caller } from './api/auth.js';
+export {
+  UnauthenticatedError,
+  ForbiddenError,
+  InvalidArgumentError,
+  QueryTooComplexError,
+  TokenExistsError,
+} from './api/errors.js';

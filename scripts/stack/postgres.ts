@@ -167,6 +167,10 @@ export async function startPostgres(config: StackConfig, log: (line: string) => 
     `SELECT 1 FROM pg_roles WHERE rolname = ${pg.escapeLiteral(config.pgUser)}`,
   );
   if (role.rowCount === 0) await query(config, 'postgres', `CREATE ROLE ${user} LOGIN REPLICATION`);
+  // The read-only reporting role (migration 0005 grants it the reporting views). Roles
+  // are the cluster's, and sous's own user may not create roles: the superuser does.
+  const reporting = await query(config, 'postgres', `SELECT 1 FROM pg_roles WHERE rolname = 'sous_reporting'`);
+  if (reporting.rowCount === 0) await query(config, 'postgres', 'CREATE ROLE sous_reporting NOLOGIN');
   const db = await query(
     config,
     'postgres',

@@ -8,13 +8,15 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import { createClient, type Client } from 'graphql-ws';
-import { sql } from 'kysely';
+import { Kysely, PostgresDialect, sql } from 'kysely';
+import pg from 'pg';
 import WebSocket from 'ws';
 import { z } from 'zod';
 import { buildApi } from '../../src/api/app.js';
 import { createApiToken, type Role } from '../../src/api/auth.js';
 import { ensureTopics } from '../../src/kafka/topics.js';
 import type { ControlPlane } from '../../src/control-plane/control-plane.js';
+import type { Database } from '../../src/db/schema.js';
 import { createWorker, defineCapability, type Worker } from '../../src/worker/index.js';
 import { databaseUrl, kafkaBrokers } from '../../scripts/stack/config.js';
 import { startTestControlPlane } from '../helpers/control-plane.js';
@@ -346,6 +348,45 @@ steps:
     assert.equal(future.executions.edges.length, 0);
     const badCursor = await gql(tokens.viewer, `{ executions(after: "garbage") { edges { cursor } } }`);
     assert.equal(badCursor.errors[0]?.extensions.code, 'SOUS_INVALID_ARGUMENT');
+  });
+
+  it('costs a fixed number of queries per request, however long the list (loaders)', async () => {
+    let queries = 0;
+    const counting = new Kysely<Database>({
+      dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: databaseUrl(stackConfig), max: 2 }) }),
+      log: (event) => {
+        if (event.level === 'query') queries++;
+      },
+    });
+    const counted = await buildApi({ controlPlane: { ...cp, db: counting }, databaseUrl: databaseUrl(stackConfig) });
+    await counted.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const at = `http://127.0.0.1:${(counted.server.address() as AddressInfo).port}`;
+      const name = recipeName('pair');
+      for (let i = 0; i < 3; i++) await waitFor(await start(name), terminal);
+      const cost = async (first: number) => {
+        queries = 0;
+        const result = await gql(
+          tokens.viewer,
+          `query($r: String, $n: Int) { executions(filter: { recipe: $r }, first: $n) { edges { node {
+             id steps { key attempts { id } } events { seq } buckets { stepKey } } } } }`,
+          { r: name, n: first },
+          at,
+        );
+        assert.equal(result.errors.length, 0, JSON.stringify(result.errors));
+        const edges = (result.data?.executions as { edges: unknown[] }).edges;
+        return { queries, edges: edges.length };
+      };
+      const one = await cost(1);
+      const many = await cost(3);
+      assert.equal(one.edges, 1);
+      assert.equal(many.edges, 3);
+      assert.equal(many.queries, one.queries, 'three executions cost the queries of one');
+      assert.ok(one.queries <= 7, `${one.queries} queries: auth, the page, steps, attempts, events, buckets`);
+    } finally {
+      await counted.close();
+      await counting.destroy();
+    }
   });
 
   it('gives clear codes for unknown ids and wrong types, changing nothing', async () => {

@@ -1,0 +1,38 @@
+// npm run api: an API-only process (GraphQL over HTTP and websockets). It consumes no
+// replies: control-plane processes (npm run control-plane) do; run several of either.
+import { buildApi, createControlPlane, serveApi } from 'sous';
+import { z } from 'zod';
+
+const env = z
+  .object({
+    SOUS_DATABASE_URL: z.string().min(1, 'SOUS_DATABASE_URL must be a PostgreSQL connection string'),
+    SOUS_KAFKA_BROKERS: z.string().min(1, 'SOUS_KAFKA_BROKERS must list host:port brokers'),
+    SOUS_API_HOST: z.string().default('127.0.0.1'),
+    SOUS_API_PORT: z.coerce.number().int().min(1).max(65535).default(4000),
+    SOUS_API_GRAPHIQL: z.enum(['true', 'false']).default('false'),
+  })
+  .safeParse(process.env);
+if (!env.success) {
+  process.stderr.write(`sous api: ${env.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}\n`);
+  process.exit(2);
+}
+const config = env.data;
+const controlPlane = createControlPlane({
+  databaseUrl: config.SOUS_DATABASE_URL,
+  brokers: config.SOUS_KAFKA_BROKERS.split(','),
+  consume: false,
+});
+await controlPlane.start();
+const app = await buildApi({
+  controlPlane,
+  databaseUrl: config.SOUS_DATABASE_URL,
+  graphiql: config.SOUS_API_GRAPHIQL === 'true',
+});
+const url = await serveApi(app, { host: config.SOUS_API_HOST, port: config.SOUS_API_PORT });
+process.stdout.write(`sous api listening at ${url}\n`);
+const stop = async () => {
+  await app.close();
+  await controlPlane.stop();
+};
+process.once('SIGTERM', () => void stop());
+process.once('SIGINT', () => void stop());
