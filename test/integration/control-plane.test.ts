@@ -9,6 +9,7 @@ import type { ControlPlane } from '../../src/control-plane/control-plane.js';
 import { ExecutionFinishedError, RecipeNotFoundError } from '../../src/control-plane/errors.js';
 import { getEvents, getExecution } from '../../src/control-plane/queries.js';
 import { rebuildExecution } from '../../src/control-plane/rebuild.js';
+import { verifyExecution } from '../../src/control-plane/verify.js';
 import type { RecipePlan, RetryPolicy, Step, TaskStep } from '../../src/recipe/plan.js';
 import { startTestControlPlane, waitForExecution } from '../helpers/control-plane.js';
 import { testKafka, uniqueName } from '../helpers/stack.js';
@@ -342,5 +343,18 @@ describe('control plane', () => {
     assert.ok(before.steps.length >= 3);
     await rebuildExecution(cp.db, cp.environment.plans, executionId);
     assert.deepEqual(await snapshot(), before);
+    // verifyExecution compares the tables with the log without writing: they agree, and
+    // a row changed behind the engine's back is found.
+    assert.deepEqual(await verifyExecution(cp.db, cp.environment.plans, executionId), []);
+    await sql`UPDATE sous.step SET attempts = 99 WHERE execution_id = ${executionId} AND step_key = 'reserve'`.execute(
+      cp.db,
+    );
+    const found = await verifyExecution(cp.db, cp.environment.plans, executionId);
+    assert.deepEqual(
+      found.map((d) => [d.table, d.key, d.column, d.inTable]),
+      [['step', 'reserve', 'attempts', 99]],
+    );
+    await rebuildExecution(cp.db, cp.environment.plans, executionId);
+    assert.deepEqual(await verifyExecution(cp.db, cp.environment.plans, executionId), []);
   });
 });

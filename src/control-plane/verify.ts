@@ -1,0 +1,130 @@
+import { isDeepStrictEqual } from 'node:util';
+import { sql, type Kysely } from 'kysely';
+import type { Database } from '../db/schema.js';
+import type { EngineEvent } from '../engine/events.js';
+import { replay } from '../engine/evolve.js';
+import { attemptRowsOf, executionRow, stepRow } from '../engine/projection.js';
+import { ExecutionNotFoundError } from './errors.js';
+import type { PlanCache } from './plan-cache.js';
+
+/** One way the state tables differ from what the event log says. */
+export interface Disagreement {
+  readonly executionId: string;
+  readonly table: 'execution' | 'step' | 'step_attempt';
+  readonly key: string;
+  readonly column: string;
+  readonly fromLog: unknown;
+  readonly inTable: unknown;
+}
+
+const time = (value: unknown) => (value instanceof Date ? value.toISOString() : value);
+/** Timestamps compare as instants, JSON as values. */
+const normalise = (value: unknown): unknown =>
+  value === null || value === undefined
+    ? null
+    : value instanceof Date
+      ? value.toISOString()
+      : typeof value === 'string' && /^\d{4}-\d{2}-\d{2}T/.test(value)
+        ? new Date(value).toISOString()
+        : value;
+
+function compare(
+  out: Disagreement[],
+  executionId: string,
+  table: Disagreement['table'],
+  key: string,
+  expected: Record<string, unknown> | undefined,
+  actual: Record<string, unknown> | undefined,
+  columns: readonly string[],
+): void {
+  if (expected === undefined || actual === undefined) {
+    out.push({ executionId, table, key, column: '(row)', fromLog: expected ?? null, inTable: actual ?? null });
+    return;
+  }
+  for (const column of columns) {
+    const fromLog = normalise(expected[column]);
+    const inTable = normalise(time(actual[column]));
+    if (!isDeepStrictEqual(fromLog, inTable)) out.push({ executionId, table, key, column, fromLog, inTable });
+  }
+}
+
+/**
+ * Compares an execution's rows in sous.execution, sous.step and sous.step_attempt with
+ * what its event log alone gives (the same projection rebuildExecution writes); an empty
+ * list means they agree. Reads under the execution's row lock, so no decision interleaves.
+ */
+export async function verifyExecution(
+  db: Kysely<Database>,
+  plans: PlanCache,
+  executionId: string,
+): Promise<Disagreement[]> {
+  return db.transaction().execute(async (trx) => {
+    const head = await sql<Record<string, unknown> & { recipe_name: string; recipe_version: number }>`
+      SELECT * FROM sous.execution WHERE id = ${executionId} FOR SHARE`.execute(trx);
+    const row = head.rows[0];
+    if (row === undefined) throw new ExecutionNotFoundError(`no execution ${executionId}`);
+    const plan = await plans.get(trx, row.recipe_name, row.recipe_version);
+    const { rows: eventRows } = await sql<{ data: EngineEvent }>`
+      SELECT data FROM sous.execution_event WHERE execution_id = ${executionId} ORDER BY seq`.execute(trx);
+    const events = eventRows.map((r) => r.data);
+    const state = replay(events, plan);
+    const out: Disagreement[] = [];
+    if (state === undefined) {
+      out.push({
+        executionId,
+        table: 'execution',
+        key: executionId,
+        column: '(events)',
+        fromLog: null,
+        inTable: 'row',
+      });
+      return out;
+    }
+    const expected = executionRow(state, events.length) as unknown as Record<string, unknown>;
+    compare(out, executionId, 'execution', executionId, expected, row, [
+      'status',
+      'output',
+      'error',
+      'last_seq',
+      'created_at',
+      'updated_at',
+      'finished_at',
+      'state',
+    ]);
+
+    const steps = await sql<Record<string, unknown> & { step_key: string }>`
+      SELECT * FROM sous.step WHERE execution_id = ${executionId}`.execute(trx);
+    const stepRows = new Map(steps.rows.map((r) => [r.step_key, r]));
+    const expectedSteps = new Map(
+      Object.entries(state.steps).map(([key, st]) => [key, stepRow(executionId, key, st, plan)]),
+    );
+    for (const key of new Set([...stepRows.keys(), ...expectedSteps.keys()])) {
+      compare(
+        out,
+        executionId,
+        'step',
+        key,
+        expectedSteps.get(key) as unknown as Record<string, unknown> | undefined,
+        stepRows.get(key),
+        ['status', 'attempts', 'output', 'error', 'kind', 'item_index', 'compensation', 'finished_at'],
+      );
+    }
+
+    const attempts = await sql<Record<string, unknown> & { id: string }>`
+      SELECT * FROM sous.step_attempt WHERE execution_id = ${executionId}`.execute(trx);
+    const attemptRows = new Map(attempts.rows.map((r) => [r.id, r]));
+    const expectedAttempts = attemptRowsOf(executionId, events);
+    for (const id of new Set([...attemptRows.keys(), ...expectedAttempts.keys()])) {
+      compare(
+        out,
+        executionId,
+        'step_attempt',
+        id,
+        expectedAttempts.get(id) as unknown as Record<string, unknown> | undefined,
+        attemptRows.get(id),
+        ['step_key', 'attempt', 'capability', 'status', 'worker_id', 'error', 'started_at', 'finished_at'],
+      );
+    }
+    return out;
+  });
+}
