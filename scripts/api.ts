@@ -7,6 +7,8 @@ const env = z
   .object({
     SOUS_DATABASE_URL: z.string().min(1, 'SOUS_DATABASE_URL must be a PostgreSQL connection string'),
     SOUS_KAFKA_BROKERS: z.string().min(1, 'SOUS_KAFKA_BROKERS must list host:port brokers'),
+    // Executions started here reply where the control-plane processes consume.
+    SOUS_REPLY_TOPIC: z.string().min(1).default('sous.replies'),
     SOUS_API_HOST: z.string().default('127.0.0.1'),
     SOUS_API_PORT: z.coerce.number().int().min(1).max(65535).default(4000),
     SOUS_API_GRAPHIQL: z.enum(['true', 'false']).default('false'),
@@ -20,6 +22,7 @@ const config = env.data;
 const controlPlane = createControlPlane({
   databaseUrl: config.SOUS_DATABASE_URL,
   brokers: config.SOUS_KAFKA_BROKERS.split(','),
+  replyTopic: config.SOUS_REPLY_TOPIC,
   consume: false,
 });
 await controlPlane.start();

@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Consumer, KafkaMessage } from 'kafkajs';
+import type { KafkaMessage } from 'kafkajs';
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
 import { SousError } from '../errors.js';
 import type { Kafka } from '../kafka/kafka-client.js';
 import { OUTBOX_HEADERS } from '../kafka/outbox-record.js';
+import { runSupervisedConsumer, type SupervisedConsumer } from '../kafka/supervised-consumer.js';
 import type { Logger } from '../logger.js';
 import { writeOutbox } from '../outbox/write-outbox.js';
 import { DLT_HEADERS, stepCommandSchema } from '../protocol/messages.js';
@@ -154,7 +155,7 @@ export interface DeadLetterIngest {
 export async function runDeadLetterIngest(options: DeadLetterIngestOptions): Promise<DeadLetterIngest> {
   const pattern = options.topicPattern ?? /\.DLT$/;
   const log = options.logger.child({ component: 'dead-letter-ingest' });
-  let consumer: Consumer | undefined;
+  let consumer: SupervisedConsumer | undefined;
   let subscribed: string[] = [];
   const stopping = new AbortController();
   const admin = options.kafka.admin();
@@ -164,25 +165,27 @@ export async function runDeadLetterIngest(options: DeadLetterIngestOptions): Pro
     (await admin.listTopics()).filter((t) => pattern.test(t) && !t.startsWith('__')).sort();
 
   const subscribe = async (topics: string[]) => {
-    await consumer?.disconnect();
+    await consumer?.stop();
     consumer = undefined;
     subscribed = topics;
     if (topics.length === 0) return;
-    const next = options.kafka.consumer({
-      groupId: options.groupId ?? 'sous-dead-letters',
-      sessionTimeout: 10_000,
-      heartbeatInterval: 2_500,
-      maxWaitTimeInMs: 200,
-    });
-    await next.connect();
-    await next.subscribe({ topics, fromBeginning: true });
-    await next.run({
-      eachMessage: async ({ topic, partition, message }) => {
-        const stored = await storeDeadLetter(options.db, deadLetterRow(topic, partition, message));
-        if (stored) log.info({ topic, partition, offset: message.offset }, 'dead letter stored');
+    consumer = await runSupervisedConsumer(
+      options.kafka,
+      {
+        groupId: options.groupId ?? 'sous-dead-letters',
+        sessionTimeout: 10_000,
+        heartbeatInterval: 2_500,
+        maxWaitTimeInMs: 200,
       },
-    });
-    consumer = next;
+      { topics, fromBeginning: true },
+      {
+        eachMessage: async ({ topic, partition, message }) => {
+          const stored = await storeDeadLetter(options.db, deadLetterRow(topic, partition, message));
+          if (stored) log.info({ topic, partition, offset: message.offset }, 'dead letter stored');
+        },
+      },
+      log,
+    );
   };
 
   await subscribe(await listDeadLetterTopics());
@@ -213,7 +216,7 @@ export async function runDeadLetterIngest(options: DeadLetterIngestOptions): Pro
     async stop() {
       stopping.abort();
       await refresh;
-      await consumer?.disconnect();
+      await consumer?.stop();
       await admin.disconnect();
     },
   };

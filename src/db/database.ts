@@ -25,5 +25,13 @@ export function createDatabase(options: DatabaseOptions): Kysely<Database> {
   pool.on('error', (error: Error & { code?: string }) => {
     logger.warn({ component: 'pg-pool', code: error.code, reason: error.message }, 'idle PostgreSQL connection lost');
   });
+  // A connection checked out but between queries (inside a transaction) that dies emits
+  // 'error' on its client, which would crash the process: the query in hand fails
+  // instead, and the pool drops the broken client when it comes back.
+  pool.on('connect', (client) => {
+    client.on('error', (error: Error & { code?: string }) => {
+      logger.warn({ component: 'pg-pool', code: error.code, reason: error.message }, 'PostgreSQL connection lost');
+    });
+  });
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
 }

@@ -1,5 +1,6 @@
 import type { KafkaMessage } from 'kafkajs';
 import type { Kafka } from './kafka-client.js';
+import { runSupervisedConsumer } from './supervised-consumer.js';
 
 /** Where a record came from, for errors and dead letters. */
 export interface RecordOrigin {
@@ -36,35 +37,37 @@ export interface RunningConsumer {
 /** A consumer group member over JSON-valued records (read_committed). */
 export async function runJsonConsumer(options: JsonConsumerOptions): Promise<RunningConsumer> {
   const sessionTimeout = options.sessionTimeoutMs ?? 10_000;
-  const consumer = options.kafka.consumer({
-    groupId: options.groupId,
-    readUncommitted: false,
-    maxWaitTimeInMs: 50,
-    sessionTimeout,
-    heartbeatInterval: Math.max(500, Math.floor(sessionTimeout / 4)),
-  });
-  await consumer.connect();
-  await consumer.subscribe({ topics: [...options.topics], fromBeginning: options.fromBeginning ?? false });
-  await consumer.run({
-    partitionsConsumedConcurrently: options.partitionsConsumedConcurrently ?? 1,
-    eachMessage: async ({ topic, partition, message }) => {
-      const origin: RecordOrigin = {
-        topic,
-        partition,
-        offset: message.offset,
-        key: message.key?.toString('utf8'),
-        message,
-      };
-      let value: unknown;
-      try {
-        if (message.value === null) throw new Error('the record has no value');
-        value = JSON.parse(message.value.toString('utf8'));
-      } catch (error) {
-        await options.onUndecodable(error instanceof Error ? error : new Error(String(error)), origin);
-        return;
-      }
-      await options.handle(value, origin);
+  const consumer = await runSupervisedConsumer(
+    options.kafka,
+    {
+      groupId: options.groupId,
+      readUncommitted: false,
+      maxWaitTimeInMs: 50,
+      sessionTimeout,
+      heartbeatInterval: Math.max(500, Math.floor(sessionTimeout / 4)),
     },
-  });
-  return { stop: () => consumer.disconnect() };
+    { topics: [...options.topics], fromBeginning: options.fromBeginning ?? false },
+    {
+      partitionsConsumedConcurrently: options.partitionsConsumedConcurrently ?? 1,
+      eachMessage: async ({ topic, partition, message }) => {
+        const origin: RecordOrigin = {
+          topic,
+          partition,
+          offset: message.offset,
+          key: message.key?.toString('utf8'),
+          message,
+        };
+        let value: unknown;
+        try {
+          if (message.value === null) throw new Error('the record has no value');
+          value = JSON.parse(message.value.toString('utf8'));
+        } catch (error) {
+          await options.onUndecodable(error instanceof Error ? error : new Error(String(error)), origin);
+          return;
+        }
+        await options.handle(value, origin);
+      },
+    },
+  );
+  return { stop: () => consumer.stop() };
 }

@@ -1,7 +1,8 @@
-import type { Consumer, KafkaMessage } from 'kafkajs';
+import type { KafkaMessage } from 'kafkajs';
 import { MalformedRecordError } from '../errors.js';
 import type { Kafka } from './kafka-client.js';
 import { decodeOutboxRecord, type OutboxRecord } from './outbox-record.js';
+import { runSupervisedConsumer } from './supervised-consumer.js';
 
 export interface OutboxConsumerOptions {
   readonly kafka: Kafka;
@@ -37,39 +38,31 @@ export interface OutboxConsumer {
 
 /** Consumes outbox records with a kafkajs consumer group (read_committed). */
 export async function runOutboxConsumer(options: OutboxConsumerOptions): Promise<OutboxConsumer> {
-  const consumer: Consumer = options.kafka.consumer({
-    groupId: options.groupId,
-    // Only records of committed Connect transactions (exactly-once source delivery).
-    readUncommitted: false,
-    maxWaitTimeInMs: 100,
-    sessionTimeout: options.sessionTimeoutMs ?? 10_000,
-    heartbeatInterval: Math.max(500, Math.floor((options.sessionTimeoutMs ?? 10_000) / 4)),
-  });
-  let markReady: () => void = () => undefined;
-  const ready = new Promise<void>((resolvePromise) => {
-    markReady = resolvePromise;
-  });
-  consumer.on(consumer.events.GROUP_JOIN, () => markReady());
-  await consumer.connect();
-  await consumer.subscribe({ topics: [...options.topics], fromBeginning: options.fromBeginning ?? false });
-  await consumer.run({
-    partitionsConsumedConcurrently: options.partitionsConsumedConcurrently ?? 1,
-    eachMessage: async ({ topic, partition, message }) => {
-      let record: OutboxRecord;
-      try {
-        record = decodeOutboxRecord(topic, partition, message);
-      } catch (error) {
-        if (!(error instanceof MalformedRecordError)) throw error;
-        await options.onMalformed(error, message, { topic, partition });
-        return;
-      }
-      await options.handle(record, message);
+  const sessionTimeout = options.sessionTimeoutMs ?? 10_000;
+  return runSupervisedConsumer(
+    options.kafka,
+    {
+      groupId: options.groupId,
+      // Only records of committed Connect transactions (exactly-once source delivery).
+      readUncommitted: false,
+      maxWaitTimeInMs: 100,
+      sessionTimeout,
+      heartbeatInterval: Math.max(500, Math.floor(sessionTimeout / 4)),
     },
-  });
-  return {
-    ready,
-    stop: async () => {
-      await consumer.disconnect();
+    { topics: [...options.topics], fromBeginning: options.fromBeginning ?? false },
+    {
+      partitionsConsumedConcurrently: options.partitionsConsumedConcurrently ?? 1,
+      eachMessage: async ({ topic, partition, message }) => {
+        let record: OutboxRecord;
+        try {
+          record = decodeOutboxRecord(topic, partition, message);
+        } catch (error) {
+          if (!(error instanceof MalformedRecordError)) throw error;
+          await options.onMalformed(error, message, { topic, partition });
+          return;
+        }
+        await options.handle(record, message);
+      },
     },
-  };
+  );
 }

@@ -1,0 +1,82 @@
+import type { Consumer, ConsumerConfig, ConsumerRunConfig, ConsumerSubscribeTopics } from 'kafkajs';
+import { logger as rootLogger, type Logger } from '../logger.js';
+import type { Kafka } from './kafka-client.js';
+
+export interface SupervisedConsumer {
+  /** Resolves once the group has first been joined. */
+  readonly ready: Promise<void>;
+  /** Leaves the group; no restart follows. */
+  stop(): Promise<void>;
+}
+
+/**
+ * A kafkajs consumer that comes back after any crash. kafkajs restarts a crashed
+ * consumer only when the cause is retriable; after a broker outage the cause can be
+ * anything (coordinator moved, connection refused while rejoining), and a consumer
+ * that stays down leaves a process alive that does nothing. Here every crash the
+ * consumer does not restart itself is followed by a new consumer, with back-off, until
+ * `stop()`. Redelivery is safe: offsets are committed only after a record is handled.
+ */
+export async function runSupervisedConsumer(
+  kafka: Kafka,
+  config: ConsumerConfig,
+  topics: ConsumerSubscribeTopics,
+  run: ConsumerRunConfig,
+  logger: Logger = rootLogger,
+): Promise<SupervisedConsumer> {
+  const log = logger.child({ component: 'consumer', groupId: config.groupId });
+  let current: Consumer | undefined;
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  let backoffMs = 1000;
+  let markReady: () => void = () => undefined;
+  const ready = new Promise<void>((resolve) => {
+    markReady = resolve;
+  });
+
+  const start = async (): Promise<void> => {
+    const consumer = kafka.consumer(config);
+    current = consumer;
+    consumer.on(consumer.events.GROUP_JOIN, () => {
+      backoffMs = 1000;
+      markReady();
+    });
+    consumer.on(consumer.events.CRASH, (event) => {
+      if (event.payload.restart || stopped) return;
+      log.error({ reason: event.payload.error.message }, 'consumer crashed; starting a new one');
+      restartLater();
+    });
+    await consumer.connect();
+    await consumer.subscribe(topics);
+    await consumer.run(run);
+  };
+
+  const restartLater = () => {
+    if (stopped || timer !== undefined) return;
+    const delay = backoffMs;
+    backoffMs = Math.min(backoffMs * 2, 30_000);
+    timer = setTimeout(() => {
+      timer = undefined;
+      void (async () => {
+        await current?.disconnect().catch(() => undefined);
+        if (stopped) return;
+        try {
+          await start();
+        } catch (error) {
+          log.warn({ reason: error instanceof Error ? error.message : String(error) }, 'consumer restart failed');
+          restartLater();
+        }
+      })();
+    }, delay);
+  };
+
+  await start();
+  return {
+    ready,
+    async stop() {
+      stopped = true;
+      if (timer !== undefined) clearTimeout(timer);
+      await current?.disconnect();
+    },
+  };
+}
