@@ -9,7 +9,7 @@ import { ALL_FAULTS, runChaos } from '../../chaos/chaos.js';
 import { stackConfig } from '../helpers/stack.js';
 
 describe('chaos (short form)', () => {
-  it('loses nothing and applies nothing twice through crashes of every part', async () => {
+  it('loses nothing and applies nothing twice through crashes of every part', { timeout: 900_000 }, async () => {
     const lines: string[] = [];
     const report = await runChaos({
       stack: stackConfig,
