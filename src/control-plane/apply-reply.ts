@@ -69,3 +69,45 @@ export async function applyReply(
     return 'applied';
   });
 }
+
+export interface BatchOutcome {
+  readonly applied: number;
+  readonly duplicates: number;
+  /** Replies naming no execution: nothing was written for them (the caller dead-letters them). */
+  readonly unknown: readonly ReplyTopicMessage[];
+}
+
+/**
+ * Applies several replies in one transaction — one commit (one WAL flush) instead of one
+ * per reply — each exactly as `applyReply` would, in order. If anything fails the whole
+ * transaction rolls back and nothing of the batch is applied, so the caller can retry the
+ * batch or fall back to one reply at a time.
+ */
+export async function applyReplies(
+  db: Kysely<Database>,
+  env: DecisionEnvironment,
+  messages: readonly ReplyTopicMessage[],
+): Promise<BatchOutcome> {
+  return db.transaction().execute(async (trx) => {
+    let applied = 0;
+    let duplicates = 0;
+    const unknown: ReplyTopicMessage[] = [];
+    for (const message of messages) {
+      const exists = await sql`SELECT 1 FROM sous.execution WHERE id = ${message.executionId}`.execute(trx);
+      if (exists.rows.length === 0) {
+        unknown.push(message);
+        continue;
+      }
+      const fresh = await sql`
+        INSERT INTO sous.processed_message (message_id, execution_id) VALUES (${message.messageId}, ${message.executionId})
+        ON CONFLICT (message_id) DO NOTHING RETURNING 1`.execute(trx);
+      if (fresh.rows.length === 0) {
+        duplicates++;
+        continue;
+      }
+      await runDecision(trx, env, message.executionId, triggerOf(message));
+      applied++;
+    }
+    return { applied, duplicates, unknown };
+  });
+}

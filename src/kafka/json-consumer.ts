@@ -26,6 +26,14 @@ export interface JsonConsumerOptions {
   readonly partitionsConsumedConcurrently?: number;
   /** Called per record whose value parsed as JSON; a throw retries the record. */
   readonly handle: (value: unknown, origin: RecordOrigin) => Promise<void>;
+  /**
+   * When given, records of one partition come in chunks of up to `maxBatch`, in order,
+   * instead of one by one to `handle`; a throw retries the chunk (so handling must be
+   * idempotent, as it must be anyway). Offsets advance only past chunks handled.
+   */
+  readonly handleBatch?: (records: readonly { value: unknown; origin: RecordOrigin }[]) => Promise<void>;
+  /** Largest chunk given to `handleBatch`. @default 50 */
+  readonly maxBatch?: number;
   /** Called per record whose value is missing or not JSON; its offset is committed after. */
   readonly onUndecodable: (error: Error, origin: RecordOrigin) => Promise<void>;
 }
@@ -34,9 +42,25 @@ export interface RunningConsumer {
   stop(): Promise<void>;
 }
 
+/** The record's JSON value, or the reason it has none. */
+function decode(message: KafkaMessage): { value: unknown } | { error: Error } {
+  try {
+    if (message.value === null) throw new Error('the record has no value');
+    return { value: JSON.parse(message.value.toString('utf8')) as unknown };
+  } catch (error) {
+    return { error: error instanceof Error ? error : new Error(String(error)) };
+  }
+}
+
+function originOf(topic: string, partition: number, message: KafkaMessage): RecordOrigin {
+  return { topic, partition, offset: message.offset, key: message.key?.toString('utf8'), message };
+}
+
 /** A consumer group member over JSON-valued records (read_committed). */
 export async function runJsonConsumer(options: JsonConsumerOptions): Promise<RunningConsumer> {
   const sessionTimeout = options.sessionTimeoutMs ?? 10_000;
+  const handleBatch = options.handleBatch;
+  const maxBatch = options.maxBatch ?? 50;
   const consumer = await runSupervisedConsumer(
     options.kafka,
     {
@@ -47,27 +71,38 @@ export async function runJsonConsumer(options: JsonConsumerOptions): Promise<Run
       heartbeatInterval: Math.max(500, Math.floor(sessionTimeout / 4)),
     },
     { topics: [...options.topics], fromBeginning: options.fromBeginning ?? false },
-    {
-      partitionsConsumedConcurrently: options.partitionsConsumedConcurrently ?? 1,
-      eachMessage: async ({ topic, partition, message }) => {
-        const origin: RecordOrigin = {
-          topic,
-          partition,
-          offset: message.offset,
-          key: message.key?.toString('utf8'),
-          message,
-        };
-        let value: unknown;
-        try {
-          if (message.value === null) throw new Error('the record has no value');
-          value = JSON.parse(message.value.toString('utf8'));
-        } catch (error) {
-          await options.onUndecodable(error instanceof Error ? error : new Error(String(error)), origin);
-          return;
+    handleBatch === undefined
+      ? {
+          partitionsConsumedConcurrently: options.partitionsConsumedConcurrently ?? 1,
+          eachMessage: async ({ topic, partition, message }) => {
+            const origin = originOf(topic, partition, message);
+            const decoded = decode(message);
+            if ('error' in decoded) await options.onUndecodable(decoded.error, origin);
+            else await options.handle(decoded.value, origin);
+          },
         }
-        await options.handle(value, origin);
-      },
-    },
+      : {
+          partitionsConsumedConcurrently: options.partitionsConsumedConcurrently ?? 1,
+          eachBatchAutoResolve: false,
+          eachBatch: async (payload) => {
+            const { batch } = payload;
+            for (let start = 0; start < batch.messages.length; start += maxBatch) {
+              if (!payload.isRunning() || payload.isStale()) return;
+              const chunk = batch.messages.slice(start, start + maxBatch);
+              const good: { value: unknown; origin: RecordOrigin }[] = [];
+              for (const message of chunk) {
+                const origin = originOf(batch.topic, batch.partition, message);
+                const decoded = decode(message);
+                if ('error' in decoded) await options.onUndecodable(decoded.error, origin);
+                else good.push({ value: decoded.value, origin });
+              }
+              if (good.length > 0) await handleBatch(good);
+              const last = chunk.at(-1);
+              if (last !== undefined) payload.resolveOffset(last.offset);
+              await payload.heartbeat();
+            }
+          },
+        },
   );
   return { stop: () => consumer.stop() };
 }
