@@ -11,7 +11,20 @@ export interface EnvironmentConfig {
   readonly replyTopic: string;
   /** SOUS_CONTROL_PLANE_GROUP. @default 'sous-control-plane' */
   readonly groupId: string;
+  /** SOUS_REPLY_BATCH_SIZE: replies decided in one transaction. @default 50 */
+  readonly replyBatchSize: number;
+  /** SOUS_REPLY_CONCURRENCY: reply partitions decided at once. @default 4 */
+  readonly partitionsConsumedConcurrently: number;
+  /** SOUS_PG_POOL_SIZE: PostgreSQL connections of the process. @default 10 */
+  readonly poolSize: number;
 }
+
+const positiveInt = (name: string, fallback: number) =>
+  z.coerce
+    .number({ error: `${name} must be a whole number` })
+    .int(`${name} must be a whole number`)
+    .min(1, `${name} must be at least 1`)
+    .default(fallback);
 
 const schema = z.object({
   SOUS_DATABASE_URL: z
@@ -23,6 +36,9 @@ const schema = z.object({
     .pipe(z.array(z.string().regex(/^[^:\s]+:\d+$/, 'SOUS_KAFKA_BROKERS entries must be host:port')).min(1)),
   SOUS_REPLY_TOPIC: z.string().min(1).default('sous.replies'),
   SOUS_CONTROL_PLANE_GROUP: z.string().min(1).default('sous-control-plane'),
+  SOUS_REPLY_BATCH_SIZE: positiveInt('SOUS_REPLY_BATCH_SIZE', 50),
+  SOUS_REPLY_CONCURRENCY: positiveInt('SOUS_REPLY_CONCURRENCY', 4),
+  SOUS_PG_POOL_SIZE: positiveInt('SOUS_PG_POOL_SIZE', 10),
 });
 
 export function loadEnvironmentConfig(env: NodeJS.ProcessEnv = process.env): EnvironmentConfig {
@@ -36,5 +52,8 @@ export function loadEnvironmentConfig(env: NodeJS.ProcessEnv = process.env): Env
     brokers: parsed.data.SOUS_KAFKA_BROKERS,
     replyTopic: parsed.data.SOUS_REPLY_TOPIC,
     groupId: parsed.data.SOUS_CONTROL_PLANE_GROUP,
+    replyBatchSize: parsed.data.SOUS_REPLY_BATCH_SIZE,
+    partitionsConsumedConcurrently: parsed.data.SOUS_REPLY_CONCURRENCY,
+    poolSize: parsed.data.SOUS_PG_POOL_SIZE,
   };
 }

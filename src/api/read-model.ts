@@ -199,6 +199,7 @@ export interface BucketNode {
   readonly stepKey: string;
   readonly items: number;
   readonly done: number;
+  readonly notStarted: number;
   readonly ready: Readonly<Record<string, readonly number[]>>;
   readonly inFlight: Readonly<Record<string, number>>;
   readonly failed: string | null;
@@ -218,6 +219,7 @@ export async function bucketsOf(
         stepKey,
         items: fe.count,
         done: fe.done,
+        notStarted: fe.count - fe.entered,
         ready: fe.ready,
         inFlight: fe.inFlight,
         failed: fe.failed ?? null,

@@ -26,6 +26,13 @@ export function postgresItemSource(trx: Transaction<Database>, executionId: stri
       for (const row of rows) known.set(row.item_index, row.data);
       return known.get(index);
     },
+    async finished(stepIds) {
+      const { rows } = await sql<{ step_key: string; output: unknown }>`
+        SELECT step_key, output FROM sous.step
+        WHERE execution_id = ${executionId} AND step_id = ANY(${stepIds}::text[]) AND item_index IS NOT NULL
+          AND NOT compensation AND status IN ('completed', 'skipped')`.execute(trx);
+      return new Map(rows.map((r) => [r.step_key, r.output]));
+    },
   };
 }
 

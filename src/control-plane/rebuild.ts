@@ -2,7 +2,7 @@ import { sql, type Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
 import type { EngineEvent } from '../engine/events.js';
 import { replay } from '../engine/evolve.js';
-import { attemptRowsOf, executionRow, stepRow } from '../engine/projection.js';
+import { attemptRowsOf, executionRow, stepRowsOf } from '../engine/projection.js';
 import { ExecutionNotFoundError } from './errors.js';
 import type { PlanCache } from './plan-cache.js';
 
@@ -24,7 +24,7 @@ export async function rebuildExecution(db: Kysely<Database>, plans: PlanCache, e
     const state = replay(events, plan);
     if (state === undefined) throw new ExecutionNotFoundError(`execution ${executionId} has no events`);
     const attempts = attemptRowsOf(executionId, events);
-    const steps = Object.entries(state.steps).map(([key, st]) => stepRow(executionId, key, st, plan));
+    const steps = [...stepRowsOf(executionId, undefined, events, plan).values()];
     const row = executionRow(state, events.length);
 
     await sql`DELETE FROM sous.step_attempt WHERE execution_id = ${executionId}`.execute(trx);

@@ -3,7 +3,7 @@ import { sql, type Transaction } from 'kysely';
 import type { Database } from '../db/schema.js';
 import { decide, type Decision } from '../engine/decide.js';
 import type { EngineEvent } from '../engine/events.js';
-import { attemptChanges, executionRow, stepRow, touchedStepKeys } from '../engine/projection.js';
+import { attemptChanges, executionRow, stepRowsOf, type StepRow } from '../engine/projection.js';
 import type { ExecutionState } from '../engine/state.js';
 import type { Trigger } from '../engine/triggers.js';
 import type { OutboxMessage } from '../outbox/outbox-message.js';
@@ -124,7 +124,7 @@ export async function runDecision(
 
   await writeOpenedItems(trx, executionId, decision.items);
   await forgetRewoundSteps(trx, executionId, decision.events);
-  await writeStepRows(trx, state, decision.events, plan);
+  await writeStepRows(trx, stepRowsOf(executionId, locked?.state, decision.events, plan));
   await writeAttemptRows(trx, executionId, decision.events);
   await writeOutboxAndTimers(trx, env, state, decision.events, traceparent, replyTopic);
   await startChildren(trx, env, state, decision.events, traceparent, replyTopic);
@@ -152,16 +152,8 @@ function json(value: unknown): string {
   return JSON.stringify(value ?? null);
 }
 
-async function writeStepRows(
-  trx: Transaction<Database>,
-  state: ExecutionState,
-  events: readonly EngineEvent[],
-  plan: Parameters<typeof stepRow>[3],
-) {
-  const rows = [...touchedStepKeys(events)].flatMap((key) => {
-    const st = state.steps[key];
-    return st === undefined ? [] : [stepRow(state.executionId, key, st, plan)];
-  });
+async function writeStepRows(trx: Transaction<Database>, stepRows: ReadonlyMap<string, StepRow>) {
+  const rows = [...stepRows.values()];
   if (rows.length === 0) return;
   await sql`
     INSERT INTO sous.step (execution_id, step_key, step_id, item_index, compensation, kind, status, attempts, output, error,

@@ -3,7 +3,7 @@ import { sql, type Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
 import type { EngineEvent } from '../engine/events.js';
 import { replay } from '../engine/evolve.js';
-import { attemptRowsOf, executionRow, stepRow } from '../engine/projection.js';
+import { attemptRowsOf, executionRow, stepRowsOf } from '../engine/projection.js';
 import { ExecutionNotFoundError } from './errors.js';
 import type { PlanCache } from './plan-cache.js';
 
@@ -95,9 +95,7 @@ export async function verifyExecution(
     const steps = await sql<Record<string, unknown> & { step_key: string }>`
       SELECT * FROM sous.step WHERE execution_id = ${executionId}`.execute(trx);
     const stepRows = new Map(steps.rows.map((r) => [r.step_key, r]));
-    const expectedSteps = new Map(
-      Object.entries(state.steps).map(([key, st]) => [key, stepRow(executionId, key, st, plan)]),
-    );
+    const expectedSteps = stepRowsOf(executionId, undefined, events, plan);
     for (const key of new Set([...stepRows.keys(), ...expectedSteps.keys()])) {
       compare(
         out,

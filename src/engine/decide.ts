@@ -4,10 +4,10 @@ import type { ExpressionScope, ForEachStep, RecipePlan, Step, TaskStep } from '.
 import { retryDelayMs } from './backoff.js';
 import type { EngineEvent, TimerPurpose } from './events.js';
 import { ActionRefusedError } from './action-refused.js';
-import { evolve } from './evolve.js';
+import { evolveRetiring } from './evolve.js';
 import type { ItemSource, OpenedItems } from './item-source.js';
 import { compensationKey, indexPlan, itemKey, parseStepKey, taskStep } from './plan-index.js';
-import { type ExecutionState, TERMINAL_STATUSES } from './state.js';
+import { type ExecutionState, type StepState, TERMINAL_STATUSES } from './state.js';
 import type { Trigger } from './triggers.js';
 
 /** What a decision may use besides state and trigger; fixed values make it replayable. */
@@ -68,6 +68,8 @@ class Decider {
   readonly #events: EngineEvent[] = [];
   /** Items opened by this decision, readable before they are stored. */
   readonly #opened = new Map<string, readonly unknown[]>();
+  /** Item step states this decision's events took out of the state (not yet in the step rows). */
+  readonly #retired = new Map<string, StepState>();
   #state: ExecutionState | undefined;
 
   constructor(state: ExecutionState | undefined, ctx: DecideContext) {
@@ -83,7 +85,9 @@ class Decider {
 
   #emit(event: EngineEvent): void {
     this.#events.push(event);
-    this.#state = evolve(this.#state, event, this.#ctx.plan);
+    const { state, retired } = evolveRetiring(this.#state, event, this.#ctx.plan);
+    this.#state = state;
+    for (const [key, st] of Object.entries(retired)) this.#retired.set(key, st);
   }
 
   async run(trigger: Trigger): Promise<Decision> {
@@ -212,7 +216,7 @@ class Decider {
         this.#operatorSkip(trigger.stepKey, trigger.output);
         return;
       case 'rerunFromStep':
-        this.#rerunFrom(trigger.stepId);
+        await this.#rerunFrom(trigger.stepId);
         return;
       case 'timer':
         await this.#timerFired(trigger.timerId);
@@ -326,7 +330,7 @@ class Decider {
     });
   }
 
-  #rerunFrom(stepId: string): void {
+  async #rerunFrom(stepId: string): Promise<void> {
     const top = this.#ctx.plan.steps.findIndex((s) => s.id === stepId);
     if (top < 0) {
       throw new ActionRefusedError(
@@ -355,7 +359,11 @@ class Decider {
         `steps before "${stepId}" were compensated (${undone.join(', ')}): rerun from an earlier step`,
       );
     }
-    const removedStepKeys = keys.filter((k) => forgotten.has(parseStepKey(k).stepId));
+    // Finished forEach items are no longer in the state: their step rows name them.
+    const retired = await this.#ctx.items.finished([...forgotten]);
+    const removedStepKeys = [
+      ...new Set([...keys.filter((k) => forgotten.has(parseStepKey(k).stepId)), ...retired.keys()]),
+    ];
     this.#clearTimers((p) => removedStepKeys.includes(p.stepKey));
     this.#emit({ type: 'ExecutionRewound', at: this.#at, fromStepId: stepId, removedStepKeys });
   }
@@ -719,9 +727,14 @@ class Decider {
             await this.#dispatch(body, k, st.attempt + 1, parseStepKey(k).itemIndex, false);
           }
         }
+        const first = body === step.steps[0];
         for (;;) {
           const now = this.#s.forEach[key];
-          const next = now?.ready[body.id]?.[0];
+          const next = first
+            ? now !== undefined && now.entered < now.count
+              ? now.entered
+              : undefined
+            : now?.ready[body.id]?.[0];
           if (now === undefined || next === undefined || (now.inFlight[body.id] ?? 0) >= step.concurrency) break;
           const result = await this.#step(body, next);
           if (result === 'failed') break;
@@ -732,9 +745,14 @@ class Decider {
     if (fe?.failed !== undefined) return this.#forEach(step, key);
     if (fe !== undefined && fe.done >= fe.count) {
       const last = step.steps[step.steps.length - 1];
-      const output = Array.from({ length: fe.count }, (_, i) =>
-        last === undefined ? null : (this.#s.steps[itemKey(last.id, i)]?.output ?? null),
-      );
+      // Finished items left the state: their outputs come from this decision or the step rows.
+      const stored = last === undefined ? new Map<string, unknown>() : await this.#ctx.items.finished([last.id]);
+      const output = Array.from({ length: fe.count }, (_, i) => {
+        if (last === undefined) return null;
+        const k = itemKey(last.id, i);
+        const st = this.#s.steps[k] ?? this.#retired.get(k);
+        return (st === undefined ? stored.get(k) : st.output) ?? null;
+      });
       this.#emit({ type: 'StepCompleted', at: this.#at, stepKey: key, output });
       return 'done';
     }

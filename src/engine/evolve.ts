@@ -1,13 +1,58 @@
 import type { RecipePlan } from '../recipe/plan.js';
 import type { EngineEvent } from './events.js';
-import { indexPlan, parseStepKey } from './plan-index.js';
+import { indexPlan, itemKey, parseStepKey } from './plan-index.js';
 import type { ExecutionState, ForEachState, StepState } from './state.js';
+
+/** The state after one event, and the item step states that event took out of it. */
+export interface Evolved {
+  readonly state: ExecutionState;
+  /** Step states retired by the event (a forEach item that finished): the step rows keep them. */
+  readonly retired: Readonly<Record<string, StepState>>;
+}
 
 /**
  * Folds one event into the state. Pure: replaying an execution's events from the first
  * gives the state the control plane stored (the event log is the source of truth).
  */
 export function evolve(state: ExecutionState | undefined, event: EngineEvent, plan: RecipePlan): ExecutionState {
+  return evolveRetiring(state, event, plan).state;
+}
+
+/**
+ * `evolve`, also giving the step states the event retired. A forEach item whose last body
+ * step completed or was skipped leaves the state: otherwise every decision of a long list
+ * would read and rewrite every finished item (quadratic in the list). Items of a body
+ * with a compensation stay, since a failing saga undoes them in completion order.
+ */
+export function evolveRetiring(state: ExecutionState | undefined, event: EngineEvent, plan: RecipePlan): Evolved {
+  const next = fold(state, event, plan);
+  const keys = finishedItemKeys(event, plan);
+  if (keys.length === 0) return { state: next, retired: {} };
+  const leaving = new Set(keys);
+  const retired: Record<string, StepState> = {};
+  const steps: Record<string, StepState> = {};
+  for (const [key, st] of Object.entries(next.steps)) {
+    if (leaving.has(key)) retired[key] = st;
+    else steps[key] = st;
+  }
+  return { state: { ...next, steps }, retired };
+}
+
+/** Step keys of the item whose last body step this event finished, when they may leave the state. */
+function finishedItemKeys(event: EngineEvent, plan: RecipePlan): string[] {
+  if (event.type !== 'StepCompleted' && event.type !== 'StepSkipped') return [];
+  const { stepId, itemIndex, compensation } = parseStepKey(event.stepKey);
+  if (itemIndex === undefined || compensation) return [];
+  const index = indexPlan(plan);
+  const place = index.get(stepId)?.forEach;
+  if (place === undefined || place.next !== undefined) return [];
+  const container = index.get(place.key)?.step;
+  if (container?.type !== 'forEach') return [];
+  if (container.steps.some((b) => 'compensate' in b && b.compensate !== undefined)) return [];
+  return container.steps.map((b) => itemKey(b.id, itemIndex));
+}
+
+function fold(state: ExecutionState | undefined, event: EngineEvent, plan: RecipePlan): ExecutionState {
   if (event.type === 'ExecutionStarted') {
     return {
       executionId: event.executionId,
@@ -60,19 +105,25 @@ export function evolve(state: ExecutionState | undefined, event: EngineEvent, pl
     const inFlight = { ...fe.inFlight };
     let done = fe.done;
     let failed = fe.failed;
+    let entered = fe.entered;
+    // Leaving the wait for a body step: the first step's wait is the cursor.
+    const leaveWait = () => {
+      if (place.position === 0) entered = Math.max(entered, itemIndex + 1);
+      else ready[stepId] = (ready[stepId] ?? []).filter((i) => i !== itemIndex);
+    };
     if (change === 'dispatched') {
-      ready[stepId] = (ready[stepId] ?? []).filter((i) => i !== itemIndex);
+      leaveWait();
       inFlight[stepId] = (inFlight[stepId] ?? 0) + 1;
     } else if (change === 'finished' || change === 'skipped') {
       if (change === 'finished') inFlight[stepId] = Math.max(0, (inFlight[stepId] ?? 0) - 1);
-      else ready[stepId] = (ready[stepId] ?? []).filter((i) => i !== itemIndex);
+      else leaveWait();
       if (place.next === undefined) done += 1;
       else ready[place.next] = [...(ready[place.next] ?? []), itemIndex];
     } else if (change === 'failed') {
       inFlight[stepId] = Math.max(0, (inFlight[stepId] ?? 0) - 1);
       failed = failed ?? key;
     }
-    const next: ForEachState = { ...fe, ready, inFlight, done, ...(failed === undefined ? {} : { failed }) };
+    const next: ForEachState = { ...fe, entered, ready, inFlight, done, ...(failed === undefined ? {} : { failed }) };
     return { ...s.forEach, [place.key]: next };
   };
 
@@ -153,9 +204,8 @@ export function evolve(state: ExecutionState | undefined, event: EngineEvent, pl
       const count = event.itemCount ?? 0;
       const fe: ForEachState = {
         count,
-        ready: Object.fromEntries(
-          body.map((b, i) => [b.id, i === 0 ? Array.from({ length: count }, (_, n) => n) : []]),
-        ),
+        entered: 0,
+        ready: Object.fromEntries(body.map((b) => [b.id, []])),
         inFlight: Object.fromEntries(body.map((b) => [b.id, 0])),
         done: 0,
       };

@@ -7,6 +7,12 @@
 export interface ItemSource {
   /** The item at `index` of the forEach opened as `forEachKey`; undefined when there is none. */
   get(forEachKey: string, index: number): Promise<unknown>;
+  /**
+   * Item steps of these body steps that finished (completed or skipped) and whose state
+   * left the execution state, by step key, with their outputs (null when skipped): what
+   * a forEach's output and a rerun need once items have gone from the state.
+   */
+  finished(stepIds: readonly string[]): Promise<ReadonlyMap<string, unknown>>;
 }
 
 /** Items a decision opened, for the caller to store apart in the same transaction. */
@@ -15,9 +21,14 @@ export interface OpenedItems {
   readonly items: readonly unknown[];
 }
 
-/** An ItemSource over items held in memory (tests, replays). */
-export function memoryItemSource(items: ReadonlyMap<string, readonly unknown[]> = new Map()): ItemSource {
+/** An ItemSource over items and finished item steps held in memory (tests, replays). */
+export function memoryItemSource(
+  items: ReadonlyMap<string, readonly unknown[]> = new Map(),
+  finished: ReadonlyMap<string, unknown> = new Map(),
+): ItemSource {
   return {
     get: (forEachKey, index) => Promise.resolve(items.get(forEachKey)?.[index]),
+    finished: (stepIds) =>
+      Promise.resolve(new Map([...finished].filter(([key]) => stepIds.some((id) => key.startsWith(`${id}[`))))),
   };
 }

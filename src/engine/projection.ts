@@ -1,5 +1,6 @@
 import type { RecipePlan } from '../recipe/plan.js';
 import type { EngineEvent } from './events.js';
+import { evolveRetiring } from './evolve.js';
 import { indexPlan, parseStepKey } from './plan-index.js';
 import type { ExecutionState, StepState } from './state.js';
 
@@ -82,6 +83,32 @@ export function stepRow(executionId: string, key: string, st: StepState, plan: R
     updated_at: st.updatedAt,
     finished_at: st.finishedAt ?? null,
   };
+}
+
+/**
+ * The step rows events leave behind, starting from `before` (undefined: from the first
+ * event): each touched step as the event left it, including item steps the same event
+ * retired from the state; steps a rerun forgot are dropped. From the whole log, the
+ * step table; from one decision's events, the rows that decision writes.
+ */
+export function stepRowsOf(
+  executionId: string,
+  before: ExecutionState | undefined,
+  events: readonly EngineEvent[],
+  plan: RecipePlan,
+): Map<string, StepRow> {
+  const rows = new Map<string, StepRow>();
+  let state = before;
+  for (const event of events) {
+    const evolved = evolveRetiring(state, event, plan);
+    state = evolved.state;
+    if (event.type === 'ExecutionRewound') for (const key of event.removedStepKeys) rows.delete(key);
+    for (const key of touchedStepKeys([event])) {
+      const st = state.steps[key] ?? evolved.retired[key];
+      if (st !== undefined) rows.set(key, stepRow(executionId, key, st, plan));
+    }
+  }
+  return rows;
 }
 
 /** Step keys an event batch touched. */

@@ -42,11 +42,17 @@ export interface StepState {
 /**
  * A forEach's buckets: per body step, the item indices waiting for it and how many are
  * in flight. An item moves to the next step's bucket as soon as it leaves one, so a fast
- * step keeps working while a slow one drains its own bucket.
+ * step keeps working while a slow one drains its own bucket. Items enter the first body
+ * step in index order, so that bucket is a cursor (`entered`), not a list: the state
+ * stays small however long the list. An item that leaves the last body step leaves the
+ * state too (see `evolve`): its step rows keep its outputs.
  */
 export interface ForEachState {
   /** How many items; their data is stored apart and read through the decision's ItemSource. */
   readonly count: number;
+  /** Items [0, entered) have entered the first body step; the others wait for it. */
+  readonly entered: number;
+  /** Per body step after the first, items waiting for it (the first step's list stays empty). */
   readonly ready: Readonly<Record<string, readonly number[]>>;
   readonly inFlight: Readonly<Record<string, number>>;
   readonly done: number;

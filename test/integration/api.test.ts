@@ -287,12 +287,12 @@ steps:
         output: unknown;
         steps: { key: string; attempts: { capability: string }[] }[];
         events: { seq: number; type: string }[];
-        buckets: { stepKey: string; items: number; done: number }[];
+        buckets: { stepKey: string; items: number; done: number; notStarted: number }[];
       };
     }>(
       tokens.viewer,
       `query($id: ID!) { execution(id: $id) { status output steps { key attempts { capability } }
-         events { seq type at } buckets { stepKey items done ready inFlight } } }`,
+         events { seq type at } buckets { stepKey items done notStarted ready inFlight } } }`,
       { id },
     );
     const e = data.execution;
@@ -305,7 +305,9 @@ steps:
       e.events.map((ev) => ev.seq),
       e.events.map((_, i) => i + 1),
     );
-    assert.deepEqual(e.buckets, [{ stepKey: 'each', items: 3, done: 3, ready: { item: [] }, inFlight: { item: 0 } }]);
+    assert.deepEqual(e.buckets, [
+      { stepKey: 'each', items: 3, done: 3, notStarted: 0, ready: { item: [] }, inFlight: { item: 0 } },
+    ]);
   });
 
   it('lists executions with filters and cursor pagination', async () => {

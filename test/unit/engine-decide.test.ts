@@ -5,6 +5,7 @@ import { decide } from '../../src/engine/decide.js';
 import { memoryItemSource } from '../../src/engine/item-source.js';
 import type { EngineEvent } from '../../src/engine/events.js';
 import { replay } from '../../src/engine/evolve.js';
+import { stepRowsOf } from '../../src/engine/projection.js';
 import type { ExecutionState } from '../../src/engine/state.js';
 import type { Trigger } from '../../src/engine/triggers.js';
 import type { RecipePlan, RetryPolicy, Step, TaskStep } from '../../src/recipe/plan.js';
@@ -34,6 +35,8 @@ class Run {
   readonly log: EngineEvent[] = [];
   /** forEach items as the control plane stores them apart. */
   readonly items = new Map<string, readonly unknown[]>();
+  /** Finished item steps as the step rows keep them (output, null when skipped). */
+  readonly finished = new Map<string, unknown>();
   #ids = 0;
   #clock = T0;
   constructor(readonly plan: RecipePlan) {}
@@ -55,9 +58,15 @@ class Run {
       now: new Date(this.#clock),
       newId: () => `00000000-0000-4000-8000-${String(++this.#ids).padStart(12, '0')}`,
       random: () => 0.5,
-      items: memoryItemSource(this.items),
+      items: memoryItemSource(this.items, this.finished),
     });
     for (const opened of decision.items) this.items.set(opened.forEachKey, opened.items);
+    for (const e of decision.events) {
+      if (e.type === 'ExecutionRewound') for (const k of e.removedStepKeys) this.finished.delete(k);
+      if (!('stepKey' in e) || !e.stepKey.includes('[')) continue;
+      if (e.type === 'StepCompleted') this.finished.set(e.stepKey, e.output);
+      if (e.type === 'StepSkipped') this.finished.set(e.stepKey, null);
+    }
     this.state = decision.state;
     this.log.push(...decision.events);
     return [...decision.events];
@@ -225,7 +234,8 @@ describe('decide: forEach', () => {
     // The item data goes apart; the state keeps references (indices) only.
     assert.deepEqual(run.items.get('each'), ['p0', 'p1', 'p2', 'p3']);
     assert.equal(run.s.forEach.each?.count, 4);
-    assert.deepEqual(Object.keys({ ...run.s.forEach.each }).sort(), ['count', 'done', 'inFlight', 'ready']);
+    assert.deepEqual(Object.keys({ ...run.s.forEach.each }).sort(), ['count', 'done', 'entered', 'inFlight', 'ready']);
+    assert.equal(run.s.forEach.each.entered, 2, 'items 0 and 1 entered the first step; 2 and 3 wait behind the cursor');
     const opened = started.find((e) => e.type === 'StepOpened');
     assert.equal(JSON.stringify(opened).includes('p3'), false);
     assert.deepEqual(inputOf(started, 'fast[1]'), { part: 'p1', i: 1 });
@@ -244,6 +254,59 @@ describe('decide: forEach', () => {
     const done = await run.complete('slow[3]', 's3');
     assert.deepEqual(types(done).slice(-2), ['StepCompleted', 'ExecutionCompleted']);
     assert.deepEqual(run.s.steps.each?.output, ['s0', 's1', 's2', 's3']);
+    assert.deepEqual(Object.keys(run.s.steps), ['each'], 'finished items left the state');
+    run.assertReplays();
+  });
+
+  it('keeps the state small over a long list: finished items leave it, their step rows keep them', async () => {
+    const body = [task('work', 'x.work', { input: { fields: { n: 'item' } } })];
+    const run = new Run(
+      plan([{ id: 'each', type: 'forEach', items: 'input.list', concurrency: 5, output: 'each', steps: body }]),
+    );
+    const count = 300;
+    await run.start({ list: Array.from({ length: count }, (_, i) => i) });
+    let largest = 0;
+    for (let i = 0; i < count; i++) {
+      await run.complete(`work[${i}]`, { doubled: i * 2 });
+      // Before the last item: the state less the input (which holds the list itself).
+      if (i < count - 1) largest = Math.max(largest, JSON.stringify({ ...run.s, input: null }).length);
+      assert.ok(Object.keys(run.s.steps).length <= 6, `at most the forEach and 5 items in flight (item ${i})`);
+    }
+    assert.equal(run.s.status, 'completed');
+    assert.ok(largest < 4000, `the state stays under 4 kB whatever the list's length (largest ${largest} bytes)`);
+    assert.deepEqual(
+      run.s.steps.each?.output,
+      Array.from({ length: count }, (_, i) => ({ doubled: i * 2 })),
+      'the output gathers every item, from the rows of retired items',
+    );
+    // The step rows (projected from the log alone) still hold every item.
+    const rows = stepRowsOf(run.s.executionId, undefined, run.log, run.plan);
+    assert.equal(rows.size, count + 1);
+    assert.deepEqual(rows.get('work[123]')?.output, { doubled: 246 });
+    assert.equal(rows.get('work[299]')?.status, 'completed');
+    run.assertReplays();
+    // A rerun forgets retired items too.
+    const rerun = await run.send({ kind: 'rerunFromStep', stepId: 'each' });
+    const rewound = rerun.find((e) => e.type === 'ExecutionRewound');
+    assert.equal(rewound?.type === 'ExecutionRewound' ? rewound.removedStepKeys.length : 0, count + 1);
+    assert.equal(run.s.forEach.each?.entered, 5);
+    run.assertReplays();
+  });
+
+  it('keeps the items of a body with a compensation in the state, for the saga', async () => {
+    const body = [task('work', 'x.work', { compensate: { capability: 'x.undo' } })];
+    const run = new Run(
+      plan([
+        { id: 'each', type: 'forEach', items: 'input.list', concurrency: 2, output: 'each', steps: body },
+        task('after', 'x.after'),
+      ]),
+    );
+    await run.start({ list: [0, 1] });
+    await run.complete('work[0]');
+    await run.complete('work[1]');
+    assert.deepEqual(Object.keys(run.s.steps).sort(), ['after', 'each', 'work[0]', 'work[1]']);
+    await run.fail('after', 'boom', false);
+    assert.deepEqual(scheduled(run.log.slice(-3)).at(-1), 'work[1]~compensate:x.undo#1');
     run.assertReplays();
   });
 
