@@ -5,7 +5,7 @@ import type { Trigger } from '../engine/triggers.js';
 import { childFinishedMessageSchema } from '../protocol/control-messages.js';
 import { stepReplySchema } from '../protocol/messages.js';
 import { ExecutionNotFoundError, ReplyInvalidError } from './errors.js';
-import { runDecision, type DecisionEnvironment } from './run-decision.js';
+import { runDecision, runDecisions, type DecisionEnvironment } from './run-decision.js';
 
 /** Everything the control plane accepts on its reply topic. */
 export const replyTopicMessageSchema = z.union([stepReplySchema, childFinishedMessageSchema]);
@@ -89,9 +89,11 @@ export async function applyReplies(
   messages: readonly ReplyTopicMessage[],
 ): Promise<BatchOutcome> {
   return db.transaction().execute(async (trx) => {
-    let applied = 0;
     let duplicates = 0;
     const unknown: ReplyTopicMessage[] = [];
+    // Fresh replies grouped by execution, each group in arrival order: one execution's
+    // replies are decided in turn under one lock with one state write (runDecisions).
+    const groups = new Map<string, Trigger[]>();
     for (const message of messages) {
       const exists = await sql`SELECT 1 FROM sous.execution WHERE id = ${message.executionId}`.execute(trx);
       if (exists.rows.length === 0) {
@@ -105,8 +107,14 @@ export async function applyReplies(
         duplicates++;
         continue;
       }
-      await runDecision(trx, env, message.executionId, triggerOf(message));
-      applied++;
+      const group = groups.get(message.executionId) ?? [];
+      group.push(triggerOf(message));
+      groups.set(message.executionId, group);
+    }
+    let applied = 0;
+    for (const [executionId, triggers] of groups) {
+      await runDecisions(trx, env, executionId, triggers);
+      applied += triggers.length;
     }
     return { applied, duplicates, unknown };
   });

@@ -5,6 +5,7 @@ import { decide, type Decision } from '../engine/decide.js';
 import type { EngineEvent } from '../engine/events.js';
 import { attemptChanges, executionRow, stepRowsOf, type StepRow } from '../engine/projection.js';
 import type { ExecutionState } from '../engine/state.js';
+import type { OpenedItems } from '../engine/item-source.js';
 import type { Trigger } from '../engine/triggers.js';
 import type { OutboxMessage } from '../outbox/outbox-message.js';
 import { writeOutbox } from '../outbox/write-outbox.js';
@@ -68,12 +69,30 @@ export async function runDecision(
   trigger: Trigger,
   options: { traceparent?: string; replyTopic?: string } = {},
 ): Promise<Decision> {
+  return runDecisions(trx, env, executionId, [trigger], options);
+}
+
+/**
+ * Several triggers of one execution decided in turn under one lock, as `runDecision` would
+ * one after the other, but with the execution row (its state) and the event log written
+ * once: a batch of replies for one busy execution (a forEach's items) costs one state
+ * write, not one per reply.
+ */
+export async function runDecisions(
+  trx: Transaction<Database>,
+  env: DecisionEnvironment,
+  executionId: string,
+  triggers: readonly Trigger[],
+  options: { traceparent?: string; replyTopic?: string } = {},
+): Promise<Decision> {
+  const first = triggers[0];
+  if (first === undefined) return { events: [], state: undefined, items: [] };
   let locked: LockedExecution | undefined;
   let recipe: string;
   let version: number;
-  if (trigger.kind === 'start') {
-    recipe = trigger.recipe;
-    version = trigger.version;
+  if (first.kind === 'start') {
+    recipe = first.recipe;
+    version = first.version;
   } else {
     const { rows } = await sql<LockedExecution>`
       SELECT state, last_seq, traceparent, reply_topic FROM sous.execution WHERE id = ${executionId} FOR UPDATE`.execute(
@@ -85,18 +104,38 @@ export async function runDecision(
     version = locked.state.version;
   }
   const plan = await env.plans.get(trx, recipe, version);
-  const decision = await decide(locked?.state, trigger, {
-    plan,
-    now: env.now(),
-    newId: randomUUID,
-    random: Math.random,
-    items: postgresItemSource(trx, executionId),
-  });
-  if (decision.events.length === 0 || decision.state === undefined) return decision;
+  let state = locked?.state;
+  const events: EngineEvent[] = [];
+  const items: OpenedItems[] = [];
+  // Rows of each decision: written at once when a later trigger's decision may read them
+  // (items, finished item steps), else after the execution row (whose key they reference).
+  const deferred: (() => Promise<void>)[] = [];
+  for (const [i, trigger] of triggers.entries()) {
+    const decision = await decide(state, trigger, {
+      plan,
+      now: env.now(),
+      newId: randomUUID,
+      random: Math.random,
+      items: postgresItemSource(trx, executionId),
+    });
+    if (decision.events.length === 0 || decision.state === undefined) continue;
+    const before = state;
+    const writeRows = async () => {
+      await writeOpenedItems(trx, executionId, decision.items);
+      await forgetRewoundSteps(trx, executionId, decision.events);
+      await writeStepRows(trx, stepRowsOf(executionId, before, decision.events, plan));
+      await writeAttemptRows(trx, executionId, decision.events);
+    };
+    if (locked !== undefined && i < triggers.length - 1) await writeRows();
+    else deferred.push(writeRows);
+    events.push(...decision.events);
+    items.push(...decision.items);
+    state = decision.state;
+  }
+  if (events.length === 0 || state === undefined) return { events, state, items };
 
-  const state = decision.state;
   const firstSeq = (locked?.last_seq ?? 0) + 1;
-  const lastSeq = firstSeq + decision.events.length - 1;
+  const lastSeq = firstSeq + events.length - 1;
   const traceparent = locked?.traceparent ?? options.traceparent ?? childTraceparent(undefined);
   const replyTopic = locked?.reply_topic ?? options.replyTopic ?? env.replyTopic;
   const row = executionRow(state, lastSeq);
@@ -120,15 +159,12 @@ export async function runDecision(
   await sql`
     INSERT INTO sous.execution_event (execution_id, seq, type, data, created_at)
     SELECT ${executionId}, ${firstSeq} + ord - 1, e->>'type', e, (e->>'at')::timestamptz
-    FROM jsonb_array_elements(${json(decision.events)}::jsonb) WITH ORDINALITY AS t(e, ord)`.execute(trx);
+    FROM jsonb_array_elements(${json(events)}::jsonb) WITH ORDINALITY AS t(e, ord)`.execute(trx);
 
-  await writeOpenedItems(trx, executionId, decision.items);
-  await forgetRewoundSteps(trx, executionId, decision.events);
-  await writeStepRows(trx, stepRowsOf(executionId, locked?.state, decision.events, plan));
-  await writeAttemptRows(trx, executionId, decision.events);
-  await writeOutboxAndTimers(trx, env, state, decision.events, traceparent, replyTopic);
-  await startChildren(trx, env, state, decision.events, traceparent, replyTopic);
-  return decision;
+  for (const writeRows of deferred) await writeRows();
+  await writeOutboxAndTimers(trx, env, state, events, traceparent, replyTopic);
+  await startChildren(trx, env, state, events, traceparent, replyTopic);
+  return { events, state, items };
 }
 
 /** A rerun forgets steps: their rows go (the event log keeps their history). */
