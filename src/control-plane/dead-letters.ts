@@ -47,10 +47,29 @@ export interface DeadLetterRow {
   readonly status: 'pending' | 'reprocessed' | 'discarded';
 }
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** An integer column's value (int4), or null when the header is not one. */
 const intOrNull = (text: string | undefined): number | null => {
-  if (text === undefined || !/^\d+$/.test(text)) return null;
-  return Number(text);
+  if (text === undefined || !/^\d{1,10}$/.test(text)) return null;
+  const n = Number(text);
+  return n <= 2_147_483_647 ? n : null;
 };
+
+/** A bigint column's value (as text), or null when the header is not one. */
+const bigintOrNull = (text: string | undefined): string | null =>
+  text !== undefined && /^\d{1,18}$/.test(text) ? text : null;
+
+/** A timestamptz column's value, or null when the header is not an ISO instant. */
+const instantOrNull = (text: string | undefined): string | null =>
+  text !== undefined && /^\d{4}-\d{2}-\d{2}T[\d:.]+(Z|[+-]\d{2}:?\d{2})$/.test(text) && !Number.isNaN(Date.parse(text))
+    ? text
+    : null;
+
+/** PostgreSQL text (and jsonb strings) cannot hold NUL: it becomes U+FFFD. */
+const storable = (text: string): string => text.replaceAll('\u0000', '\uFFFD');
+const storableOrNull = (text: string | undefined): string | null => (text === undefined ? null : storable(text));
+const base64 = (value: Buffer): string => `base64:${value.toString('base64')}`;
 
 /**
  * The row of one record read from a `<topic>.DLT` topic: where it came from and why it
@@ -61,11 +80,13 @@ export function deadLetterRow(topic: string, partition: number, message: KafkaMe
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(message.headers ?? {})) {
     if (value === undefined) continue;
-    headers[name] = (Array.isArray(value) ? value.map(String).join(',') : value).toString();
+    headers[storable(name)] = storable((Array.isArray(value) ? value.map(String).join(',') : value).toString());
   }
   const text = message.value?.toString('utf8') ?? null;
   let payload: unknown = null;
-  let payloadText: string | null = text;
+  // Text PostgreSQL cannot store as it is (it holds NUL) is kept whole, in base64.
+  let payloadText: string | null =
+    text === null || message.value === null ? null : text.includes('\u0000') ? base64(message.value) : text;
   if (text !== null) {
     try {
       payload = JSON.parse(text) as unknown;
@@ -80,7 +101,7 @@ export function deadLetterRow(topic: string, partition: number, message: KafkaMe
   const executionId = command.success
     ? command.data.executionId
     : typeof (payload as { executionId?: unknown } | null)?.executionId === 'string' &&
-        /^[0-9a-f-]{36}$/i.test((payload as { executionId: string }).executionId)
+        UUID.test((payload as { executionId: string }).executionId)
       ? (payload as { executionId: string }).executionId
       : null;
   return {
@@ -90,8 +111,8 @@ export function deadLetterRow(topic: string, partition: number, message: KafkaMe
     dlt_offset: message.offset,
     original_topic: originalTopic,
     original_partition: intOrNull(headers[DLT_HEADERS.originalPartition]),
-    original_offset: headers[DLT_HEADERS.originalOffset] ?? null,
-    message_key: message.key?.toString('utf8') ?? null,
+    original_offset: bigintOrNull(headers[DLT_HEADERS.originalOffset]),
+    message_key: storableOrNull(message.key?.toString('utf8')),
     headers,
     payload,
     payload_text: payloadText,
@@ -101,21 +122,65 @@ export function deadLetterRow(topic: string, partition: number, message: KafkaMe
     error_stack: headers[DLT_HEADERS.errorStack] ?? null,
     consumer_group: headers[DLT_HEADERS.consumerGroup] ?? null,
     attempts: intOrNull(headers[DLT_HEADERS.attempts]),
-    failed_at: headers[DLT_HEADERS.failedAt] ?? null,
-    capability: command.success ? command.data.capability : capability,
+    failed_at: instantOrNull(headers[DLT_HEADERS.failedAt]),
+    capability: command.success ? storable(command.data.capability) : capability,
     execution_id: executionId,
     step_key: command.success
-      ? command.data.itemIndex === undefined
-        ? command.data.stepId
-        : itemKey(command.data.stepId, command.data.itemIndex)
+      ? storable(
+          command.data.itemIndex === undefined
+            ? command.data.stepId
+            : itemKey(command.data.stepId, command.data.itemIndex),
+        )
       : null,
     step_execution_id: command.success ? command.data.stepExecutionId : null,
-    idempotency_key: headers[OUTBOX_HEADERS.idempotencyKey] ?? (command.success ? command.data.idempotencyKey : null),
+    idempotency_key:
+      headers[OUTBOX_HEADERS.idempotencyKey] ?? (command.success ? storable(command.data.idempotencyKey) : null),
   };
 }
 
-/** Stores a dead letter once: the same DLT topic, partition and offset read again changes nothing. */
-export async function storeDeadLetter(db: Kysely<Database>, row: Omit<DeadLetterRow, 'status'>): Promise<boolean> {
+/** PostgreSQL refused a value (SQLSTATE class 22, data exception: bad text, number, date, JSON). */
+function isDataException(error: unknown): boolean {
+  return (
+    error instanceof Error &&
+    'code' in error &&
+    typeof error.code === 'string' &&
+    error.code.length === 5 &&
+    error.code.startsWith('22')
+  );
+}
+
+/**
+ * Stores a dead letter once: the same DLT topic, partition and offset read again changes
+ * nothing. A record PostgreSQL refuses as it is (a value it cannot store, such as JSON
+ * holding `\u0000`) is stored minimally instead: its raw value in base64 in payload_text,
+ * no parsed payload and no typed fields taken from it, so one poison record never stops
+ * the ingest and is still kept for inspection.
+ */
+export async function storeDeadLetter(
+  db: Kysely<Database>,
+  row: Omit<DeadLetterRow, 'status'>,
+  rawValue?: Buffer | null,
+): Promise<boolean> {
+  try {
+    return await insertDeadLetter(db, row);
+  } catch (error) {
+    if (!isDataException(error)) throw error;
+    return insertDeadLetter(db, {
+      ...row,
+      payload: null,
+      payload_text: rawValue === undefined || rawValue === null ? row.payload_text : base64(rawValue),
+      original_partition: null,
+      original_offset: null,
+      attempts: null,
+      failed_at: null,
+      execution_id: null,
+      step_key: null,
+      step_execution_id: null,
+    });
+  }
+}
+
+async function insertDeadLetter(db: Kysely<Database>, row: Omit<DeadLetterRow, 'status'>): Promise<boolean> {
   const { rows } = await sql`
     INSERT INTO sous.dead_letter (id, dlt_topic, dlt_partition, dlt_offset, original_topic, original_partition,
       original_offset, message_key, headers, payload, payload_text, error_class, error_code, error_message, error_stack,
@@ -180,7 +245,7 @@ export async function runDeadLetterIngest(options: DeadLetterIngestOptions): Pro
       { topics, fromBeginning: true },
       {
         eachMessage: async ({ topic, partition, message }) => {
-          const stored = await storeDeadLetter(options.db, deadLetterRow(topic, partition, message));
+          const stored = await storeDeadLetter(options.db, deadLetterRow(topic, partition, message), message.value);
           if (stored) log.info({ topic, partition, offset: message.offset }, 'dead letter stored');
         },
       },
@@ -230,8 +295,6 @@ export interface DeadLetterSelection {
   readonly originalTopic?: string;
   readonly executionId?: string;
 }
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
  * The pending dead letters selected. Explicit ids must all name pending letters, or the

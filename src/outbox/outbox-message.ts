@@ -6,7 +6,15 @@ export const TOPIC_NAME = /^[a-zA-Z0-9._-]{1,249}$/;
 /** W3C trace context `traceparent` (version 00). */
 const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 
-const nonEmpty = (what: string) => z.string(`${what} must be a string`).min(1, `${what} must not be empty`);
+/** PostgreSQL text and jsonb cannot hold NUL. */
+const noNul = (what: string) =>
+  [(s: string) => !s.includes('\u0000'), `${what} must not hold a NUL character`] as const;
+
+const nonEmpty = (what: string) =>
+  z
+    .string(`${what} must be a string`)
+    .min(1, `${what} must not be empty`)
+    .refine(...noNul(what));
 
 export const outboxMessageSchema = z.strictObject({
   id: z.uuid('id must be a UUID').optional(),
@@ -23,7 +31,12 @@ export const outboxMessageSchema = z.strictObject({
     .optional(),
   correlationId: nonEmpty('correlationId').optional(),
   idempotencyKey: nonEmpty('idempotencyKey').optional(),
-  headers: z.record(z.string(), z.string('header values must be strings')).optional(),
+  headers: z
+    .record(
+      z.string().refine(...noNul('header names')),
+      z.string('header values must be strings').refine(...noNul('header values')),
+    )
+    .optional(),
 });
 
 /**

@@ -28,6 +28,33 @@ export interface OutboxRow {
   readonly idempotencyKey: string | null;
 }
 
+/** A string PostgreSQL cannot store (in text or jsonb) because it holds NUL. */
+class NulInPayload extends Error {}
+
+/**
+ * The payload as JSON text, or OutboxMessageInvalidError when it has none (a cycle, a
+ * bigint) or holds a NUL character (`\u0000`), which jsonb refuses: the error is raised
+ * before any statement runs, so the caller's transaction stays usable.
+ */
+function serialisePayload(payload: unknown, index: number): string {
+  try {
+    return JSON.stringify(payload, (key, value: unknown) => {
+      if (key.includes('\u0000') || (typeof value === 'string' && value.includes('\u0000'))) {
+        throw new NulInPayload(`key ${JSON.stringify(key)}`);
+      }
+      return value;
+    });
+  } catch (error) {
+    const reason =
+      error instanceof NulInPayload
+        ? `holds a NUL character (\\u0000) at ${error.message}, which PostgreSQL cannot store`
+        : `is not JSON-serialisable (${error instanceof Error ? error.message.split('\n')[0] : String(error)})`;
+    throw new OutboxMessageInvalidError(`invalid outbox message: messages.${index}.payload ${reason}`, {
+      cause: error,
+    });
+  }
+}
+
 /**
  * Validates messages and turns them into rows, assigning ids where missing. Throws
  * OutboxMessageInvalidError listing every problem of the first bad message, by path.
@@ -41,7 +68,7 @@ export function toOutboxRows(messages: readonly OutboxMessage[], options: WriteO
       throw new OutboxMessageInvalidError(`invalid outbox message: ${problems.join('; ')}`, { cause: parsed.error });
     }
     const m = parsed.data;
-    const payload = JSON.stringify(m.payload);
+    const payload = serialisePayload(m.payload, index);
     const size = Buffer.byteLength(payload);
     if (size > maxPayloadBytes) {
       throw new OutboxMessageInvalidError(

@@ -68,23 +68,58 @@ const replyBase = {
   at: z.iso.datetime(),
 };
 
-export const stepReplySchema = z.discriminatedUnion('kind', [
-  z.strictObject({ ...replyBase, kind: z.literal('step.started') }),
-  z.strictObject({
-    ...replyBase,
-    kind: z.literal('step.completed'),
-    output: z.unknown().optional(),
-    outputRef: payloadRefSchema.optional(),
-  }),
-  z.strictObject({
-    ...replyBase,
-    kind: z.literal('step.failed'),
-    error: stepErrorSchema,
-    /** The worker kept the command in `<topic>.DLT`: the step waits for an operator. */
-    deadLettered: z.boolean().optional(),
-  }),
-  z.strictObject({ ...replyBase, kind: z.literal('step.heartbeat'), progress: z.unknown().optional() }),
-]);
+/**
+ * Where a JSON value holds a NUL character (`\u0000`) in a string or a key, or undefined.
+ * PostgreSQL's text and jsonb cannot store NUL, so such a value must be refused at the
+ * boundary: applying it would fail on every redelivery.
+ */
+export function nulPath(value: unknown, path: readonly (string | number)[] = []): (string | number)[] | undefined {
+  if (typeof value === 'string') return value.includes('\u0000') ? [...path] : undefined;
+  if (Array.isArray(value)) {
+    for (const [i, item] of value.entries()) {
+      const found = nulPath(item, [...path, i]);
+      if (found !== undefined) return found;
+    }
+    return undefined;
+  }
+  if (typeof value === 'object' && value !== null) {
+    for (const [key, item] of Object.entries(value)) {
+      if (key.includes('\u0000')) return [...path, key];
+      const found = nulPath(item, [...path, key]);
+      if (found !== undefined) return found;
+    }
+  }
+  return undefined;
+}
+
+export const stepReplySchema = z
+  .discriminatedUnion('kind', [
+    z.strictObject({ ...replyBase, kind: z.literal('step.started') }),
+    z.strictObject({
+      ...replyBase,
+      kind: z.literal('step.completed'),
+      output: z.unknown().optional(),
+      outputRef: payloadRefSchema.optional(),
+    }),
+    z.strictObject({
+      ...replyBase,
+      kind: z.literal('step.failed'),
+      error: stepErrorSchema,
+      /** The worker kept the command in `<topic>.DLT`: the step waits for an operator. */
+      deadLettered: z.boolean().optional(),
+    }),
+    z.strictObject({ ...replyBase, kind: z.literal('step.heartbeat'), progress: z.unknown().optional() }),
+  ])
+  .superRefine((reply, ctx) => {
+    const path = nulPath(reply);
+    if (path !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path,
+        message: 'holds a NUL character (\\u0000), which PostgreSQL cannot store',
+      });
+    }
+  });
 export type StepReply = z.infer<typeof stepReplySchema>;
 
 /** Kafka headers of a dead-lettered record (besides the original record's own headers). */

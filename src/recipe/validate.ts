@@ -6,17 +6,68 @@ const RECIPE_NAME = /^[a-z][a-z0-9._-]*$/;
 const STEP_ID = /^[A-Za-z][A-Za-z0-9_-]*$/;
 const CAPABILITY = /^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)+$/;
 
+/** Names read as `outputs.<name>` anywhere in a parsed JSONata expression. */
+function outputsRead(node: unknown, into: Set<string> = new Set()): Set<string> {
+  if (Array.isArray(node)) {
+    for (const item of node) outputsRead(item, into);
+  } else if (typeof node === 'object' && node !== null) {
+    const { type, steps } = node as { type?: unknown; steps?: unknown };
+    if (type === 'path' && Array.isArray(steps)) {
+      const [first, second] = steps as { type?: unknown; value?: unknown }[];
+      if (first?.type === 'name' && first.value === 'outputs' && second?.type === 'name') {
+        into.add(String(second.value));
+      }
+    }
+    for (const value of Object.values(node)) outputsRead(value, into);
+  }
+  return into;
+}
+
+/** Each output name with where it is declared and its step's place in document order. */
+function declaredOutputs(plan: RecipePlan): Map<string, { at: string; order: number }> {
+  const declared = new Map<string, { at: string; order: number }>();
+  let order = 0;
+  const visit = (steps: readonly Step[], path: string) => {
+    steps.forEach((step, i) => {
+      const at = `${path}[${i}]`;
+      if ('output' in step && !declared.has(step.output)) declared.set(step.output, { at, order });
+      order++;
+      if (step.type === 'parallel') step.branches.forEach((branch, b) => visit(branch, `${at}.branches[${b}]`));
+      if (step.type === 'forEach') visit(step.steps, `${at}.steps`);
+    });
+  };
+  visit(plan.steps, 'steps');
+  return declared;
+}
+
 /** Checks what the schema cannot: names, uniqueness, shapes, and that expressions parse. */
 export function validatePlan(plan: RecipePlan): RecipeIssue[] {
   const issues: RecipeIssue[] = [];
   const add = (path: string, message: string) => issues.push({ path, message });
   const ids = new Map<string, string>();
   const outputs = new Map<string, string>();
+  const declared = declaredOutputs(plan);
+  /** Place in document order of the step whose own expressions are being checked. */
+  let current = -1;
+  let order = 0;
 
-  const expr = (path: string, source: string | undefined) => {
+  const expr = (path: string, source: string | undefined, readsOutputs = true) => {
     if (source === undefined) return;
     try {
-      compileExpression(source);
+      const compiled = compileExpression(source);
+      if (readsOutputs) {
+        for (const name of outputsRead(compiled.ast())) {
+          const later = declared.get(name);
+          if (later !== undefined && later.order >= current) {
+            add(
+              path,
+              later.order === current
+                ? `outputs.${name} is this step's own output: it is not there yet when the expression runs`
+                : `outputs.${name} is the output of a later step (${later.at}): it is not there yet when the expression runs`,
+            );
+          }
+        }
+      }
     } catch (error) {
       add(
         path,
@@ -26,10 +77,10 @@ export function validatePlan(plan: RecipePlan): RecipeIssue[] {
       );
     }
   };
-  const inputs = (path: string, mapping: InputMapping | undefined) => {
+  const inputs = (path: string, mapping: InputMapping | undefined, readsOutputs = true) => {
     if (mapping === undefined) return;
-    if ('expression' in mapping) expr(path, mapping.expression);
-    else for (const [name, source] of Object.entries(mapping.fields)) expr(`${path}.${name}`, source);
+    if ('expression' in mapping) expr(path, mapping.expression, readsOutputs);
+    else for (const [name, source] of Object.entries(mapping.fields)) expr(`${path}.${name}`, source, readsOutputs);
   };
   const capability = (path: string, name: string) => {
     if (!CAPABILITY.test(name))
@@ -39,6 +90,7 @@ export function validatePlan(plan: RecipePlan): RecipeIssue[] {
   const visit = (steps: readonly Step[], path: string) => {
     steps.forEach((step, i) => {
       const at = `${path}[${i}]`;
+      current = order++;
       if (!STEP_ID.test(step.id))
         add(
           `${at}.id`,
@@ -62,7 +114,8 @@ export function validatePlan(plan: RecipePlan): RecipeIssue[] {
             add(`${at}.retry.maxInterval`, 'must not be less than initialInterval');
           if (step.compensate !== undefined) {
             capability(`${at}.compensate.capability`, step.compensate.capability);
-            inputs(`${at}.compensate.input`, step.compensate.input);
+            // Compensation runs after its step (and maybe later ones) completed.
+            inputs(`${at}.compensate.input`, step.compensate.input, false);
           }
           break;
         case 'parallel':
@@ -100,6 +153,6 @@ export function validatePlan(plan: RecipePlan): RecipeIssue[] {
     add('name', `recipe name ${JSON.stringify(plan.name)} must be lower-case: a-z, 0-9, ., _ and -`);
   if (plan.steps.length === 0) add('steps', 'a recipe needs at least one step');
   visit(plan.steps, 'steps');
-  expr('output', plan.output);
+  expr('output', plan.output, false);
   return issues;
 }
