@@ -12,7 +12,9 @@ export const replyTopicMessageSchema = z.union([stepReplySchema, childFinishedMe
 export type ReplyTopicMessage = z.infer<typeof replyTopicMessageSchema>;
 
 export function parseReply(value: unknown): ReplyTopicMessage {
-  const parsed = replyTopicMessageSchema.safeParse(value);
+  // By kind, so the error names the fields of the message meant, not the union's "Invalid input".
+  const kind = typeof value === 'object' && value !== null && 'kind' in value ? value.kind : undefined;
+  const parsed = (kind === 'child.finished' ? childFinishedMessageSchema : stepReplySchema).safeParse(value);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
     throw new ReplyInvalidError(`invalid reply: ${problems.join('; ')}`, { cause: parsed.error });

@@ -23,7 +23,7 @@ import {
   type DeadLetterSelection,
   type ReprocessOutcome,
 } from './dead-letters.js';
-import { ExecutionNotFoundError, ReplyInvalidError } from './errors.js';
+import { ExecutionNotFoundError, isDataException, ReplyInvalidError, ReplyNotStorableError } from './errors.js';
 import {
   cancelExecution,
   pauseExecution,
@@ -190,6 +190,15 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
       await applyReply(db, environment, message);
     } catch (error) {
       if (error instanceof ExecutionNotFoundError) return deadLetter(error, origin);
+      if (isDataException(error)) {
+        const reason = error instanceof Error ? error.message : String(error);
+        return deadLetter(
+          new ReplyNotStorableError(`reply ${message.messageId}: PostgreSQL refused a value (${reason})`, {
+            cause: error,
+          }),
+          origin,
+        );
+      }
       throw error; // Transient (connection, deadlock): kafkajs retries the record.
     }
   };

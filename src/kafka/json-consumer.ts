@@ -1,3 +1,4 @@
+import { MalformedRecordError } from '../errors.js';
 import type { KafkaMessage } from 'kafkajs';
 import type { Kafka } from './kafka-client.js';
 import { runSupervisedConsumer } from './supervised-consumer.js';
@@ -43,12 +44,14 @@ export interface RunningConsumer {
 }
 
 /** The record's JSON value, or the reason it has none. */
-function decode(message: KafkaMessage): { value: unknown } | { error: Error } {
+function decode(topic: string, partition: number, message: KafkaMessage): { value: unknown } | { error: Error } {
+  const where = { topic, partition, offset: message.offset };
+  if (message.value === null) return { error: new MalformedRecordError('the record has no value', where) };
   try {
-    if (message.value === null) throw new Error('the record has no value');
     return { value: JSON.parse(message.value.toString('utf8')) as unknown };
   } catch (error) {
-    return { error: error instanceof Error ? error : new Error(String(error)) };
+    const reason = error instanceof Error ? error.message : String(error);
+    return { error: new MalformedRecordError(`the record's value is not JSON (${reason})`, where, { cause: error }) };
   }
 }
 
@@ -76,7 +79,7 @@ export async function runJsonConsumer(options: JsonConsumerOptions): Promise<Run
           partitionsConsumedConcurrently: options.partitionsConsumedConcurrently ?? 1,
           eachMessage: async ({ topic, partition, message }) => {
             const origin = originOf(topic, partition, message);
-            const decoded = decode(message);
+            const decoded = decode(topic, partition, message);
             if ('error' in decoded) await options.onUndecodable(decoded.error, origin);
             else await options.handle(decoded.value, origin);
           },
@@ -92,7 +95,7 @@ export async function runJsonConsumer(options: JsonConsumerOptions): Promise<Run
               const good: { value: unknown; origin: RecordOrigin }[] = [];
               for (const message of chunk) {
                 const origin = originOf(batch.topic, batch.partition, message);
-                const decoded = decode(message);
+                const decoded = decode(batch.topic, batch.partition, message);
                 if ('error' in decoded) await options.onUndecodable(decoded.error, origin);
                 else good.push({ value: decoded.value, origin });
               }

@@ -115,20 +115,19 @@ describe('bad input on the reply topic', () => {
     const large = reply({ output: { blob: 'x'.repeat(1_000_000) }, surprise: true });
     // Keyed by the execution: one partition, so the valid reply comes after every poison record.
     const poison: { name: string; value: string | null; code: RegExp; reason: RegExp }[] = [
-      { name: 'not JSON', value: 'not json {', code: /.+/, reason: /JSON/ },
-      { name: 'tombstone', value: null, code: /.+/, reason: /no value/ },
-      // These two say only "invalid reply: (root): Invalid input" for now (see the report on apply-reply.ts).
+      { name: 'not JSON', value: 'not json {', code: /^SOUS_MALFORMED_RECORD$/, reason: /not JSON/ },
+      { name: 'tombstone', value: null, code: /^SOUS_MALFORMED_RECORD$/, reason: /no value/ },
       {
         name: 'missing fields',
         value: '{"kind":"step.completed"}',
         code: /^SOUS_REPLY_INVALID$/,
-        reason: /^invalid reply: /,
+        reason: /^invalid reply: .*messageId/,
       },
       {
         name: 'wrong types',
         value: reply({ stepExecutionId: 42, at: 'yesterday' }),
         code: /^SOUS_REPLY_INVALID$/,
-        reason: /^invalid reply: /,
+        reason: /^invalid reply: .*stepExecutionId/,
       },
       { name: 'not an object', value: '[1,2,3]', code: /^SOUS_REPLY_INVALID$/, reason: /invalid reply/ },
       {
@@ -161,8 +160,14 @@ describe('bad input on the reply topic', () => {
     assert.deepEqual(done.steps[0]?.output, { ok: true }, 'the output is the valid reply’s, not a poison one’s');
     await listener.until(() => listener.seen.length >= poison.length, `${poison.length} dead letters`);
     assert.equal(listener.seen.length, poison.length, 'one dead letter per poison record, none for the valid reply');
+    // Dead letters may come out of order (a batch dead-letters what does not parse before
+    // what names no execution): match them to the poison records by original offset.
+    const byOffset = [...listener.seen].sort(
+      (a, b) =>
+        Number(header(a.message, DLT_HEADERS.originalOffset)) - Number(header(b.message, DLT_HEADERS.originalOffset)),
+    );
     poison.forEach((p, i) => {
-      const letter = listener.seen[i];
+      const letter = byOffset[i];
       assert.ok(letter, p.name);
       assert.equal(letter.message.value?.toString() ?? null, p.value, `${p.name}: the original value is kept`);
       assert.equal(letter.message.key?.toString(), executionId, `${p.name}: the original key is kept`);
