@@ -140,6 +140,7 @@ const stepKey = (stepId: string, itemIndex: number | undefined) =>
   itemIndex === undefined ? stepId : `${stepId}[${itemIndex}]`;
 
 interface Rig {
+  readonly tag: string;
   readonly starter: ControlPlane;
   readonly child: ChildProcess;
   readonly capability: string;
@@ -147,8 +148,10 @@ interface Rig {
 }
 
 /** A control-plane child, a starting (non-consuming) control plane and a worker, all on topics of their own. */
+let rigs = 0;
 async function rig(name: string, slowMs: number): Promise<Rig> {
-  const tag = `${session}-${name}`;
+  // Topics, groups, capability and recipe of their own per run: nothing carries over.
+  const tag = `${session}-${name}-${++rigs}`;
   const replyTopic = `sous.bench.replies.${tag}`;
   const capability = `bench${tag.replace(/[^a-z0-9]/g, '')}.step`;
   const starter = createControlPlane({
@@ -179,6 +182,7 @@ async function rig(name: string, slowMs: number): Promise<Rig> {
   });
   await worker.start();
   return {
+    tag,
     starter,
     child,
     capability,
@@ -244,7 +248,7 @@ async function sequentialWorkload(
 ): Promise<Figures> {
   const r = await rig(name, 0);
   try {
-    const plan = sequential(`bench-${steps}-steps`, r.capability, steps);
+    const plan = sequential(`bench-${steps}-steps-${r.tag}`, r.capability, steps);
     await r.starter.registerRecipe(plan);
     const start = () => r.starter.startExecution({ recipe: plan.name }).then((s) => s.executionId);
     await waitAll(r.starter.db, await Promise.all(Array.from({ length: 3 }, start))); // warm-up
@@ -290,7 +294,7 @@ async function sequentialWorkload(
 async function forEachWorkload(items: number, slowMs: number): Promise<Figures> {
   const r = await rig('foreach', slowMs);
   try {
-    const plan = recipe('bench-foreach')
+    const plan = recipe(`bench-foreach-${r.tag}`)
       .forEach('each', { items: `[1..${items}]`, concurrency: 100 }, (body) =>
         body.task('slow', r.capability, { input: { n: 'item' } }),
       )
