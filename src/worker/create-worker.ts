@@ -14,6 +14,7 @@ import { logger as rootLogger, type Logger } from '../logger.js';
 import {
   commandTopic,
   deadLetterTopic,
+  nulPath,
   stepCommandSchema,
   type StepCommand,
   type StepError,
@@ -69,7 +70,14 @@ export interface Worker {
   stop(): Promise<void>;
 }
 
-const optionsSchema = z.object({
+// Strict: a misspelt option is an error, not silently ignored. Objects the worker takes
+// as they are (a Kafka client, a payload store, a logger) are only checked for presence.
+const optionsSchema = z.strictObject({
+  kafka: z.custom<Kafka>((v) => typeof v === 'object' && v !== null).optional(),
+  // An empty list is refused below, with "give kafka or brokers".
+  brokers: z.array(z.string().regex(/^[^:\s]+:\d+$/, 'brokers must be host:port')).optional(),
+  payloadStore: z.custom<PayloadStore>((v) => typeof v === 'object' && v !== null).optional(),
+  logger: z.custom<Logger>((v) => typeof v === 'object' && v !== null).optional(),
   capabilities: z.array(z.object({ name: z.string() })).min(1, 'capabilities must declare at least one capability'),
   concurrency: z.number().int().min(1, 'concurrency must be at least 1').default(10),
   maxDeliveryAttempts: z.number().int().min(1, 'maxDeliveryAttempts must be at least 1').default(3),
@@ -212,6 +220,12 @@ export function createWorker(options: WorkerOptions): Worker {
       if (!checked.success) {
         const problems = checked.error.issues.map((i) => `${i.path.join('.') || '(output)'}: ${i.message}`).join('; ');
         const error = new OutputInvalidError(`output of ${command.capability} is invalid: ${problems}`);
+        failure = { code: error.code, message: error.message, retryable: false };
+      } else if (nulPath(checked.data) !== undefined) {
+        // PostgreSQL cannot store it: the control plane would refuse the reply and the step hang.
+        const error = new OutputInvalidError(
+          `output of ${command.capability} is invalid: ${(nulPath(checked.data) ?? []).join('.') || '(output)'} holds a NUL character (\\u0000)`,
+        );
         failure = { code: error.code, message: error.message, retryable: false };
       } else {
         await send(command, { kind: 'step.completed', output: checked.data ?? null });

@@ -215,7 +215,8 @@ describe('bad input on a command topic (worker SDK)', () => {
           output: z.object({ shipped: z.string() }),
           handler: async (input) => {
             handled.push(input);
-            return { shipped: input.address };
+            // An output PostgreSQL could not store: the SDK fails the step instead of replying it.
+            return { shipped: input.address === 'nul' ? 'a\u0000b' : input.address };
           },
         }),
       ],
@@ -254,6 +255,7 @@ describe('bad input on a command topic (worker SDK)', () => {
     const wrongTypes = commandFor({ address: 'A' }, { attempt: 'first', stepExecutionId: 'nope' });
     const otherCapability = commandFor({ address: 'B' }, { capability: cap('fly') });
     const invalidInput = commandFor({ address: 42 });
+    const nulOutput = commandFor({ address: 'nul' });
     const good = commandFor({ address: 'Main St' });
     const message = (payload: unknown): OutboxMessage => ({
       topic,
@@ -264,7 +266,7 @@ describe('bad input on a command topic (worker SDK)', () => {
     });
     await db
       .transaction()
-      .execute((trx) => writeOutbox(trx, [wrongTypes, otherCapability, invalidInput, good].map(message)));
+      .execute((trx) => writeOutbox(trx, [wrongTypes, otherCapability, invalidInput, nulOutput, good].map(message)));
 
     const letters = () => listener.seen.filter((s) => s.topic === deadLetterTopic(topic));
     const repliesOf = (id: string) =>
@@ -302,10 +304,18 @@ describe('bad input on a command topic (worker SDK)', () => {
       [['input_invalid', false, true]],
     );
     assert.deepEqual(
+      repliesOf(nulOutput.executionId).map((r) =>
+        r.kind === 'step.failed'
+          ? [r.error.code, r.error.retryable, /shipped holds a NUL/.test(r.error.message)]
+          : r.kind,
+      ),
+      ['step.started', ['output_invalid', false, true]],
+    );
+    assert.deepEqual(
       repliesOf(good.executionId).map((r) => r.kind),
       ['step.started', 'step.completed'],
     );
-    assert.deepEqual(handled, [{ address: 'Main St' }], 'the handler only ever saw the valid command');
+    assert.deepEqual(handled, [{ address: 'nul' }, { address: 'Main St' }], 'the handler only saw the valid commands');
   });
 });
 
@@ -554,6 +564,7 @@ describe('invalid configuration', () => {
       [{ drainTimeoutMs: -1 }, /drainTimeoutMs/],
       [{ capabilities: [capability, capability] }, /capability declared twice/],
       [{ kafka: undefined, brokers: [] }, /give kafka or brokers/],
+      [{ concurency: 4 }, /concurency/],
     ];
     for (const [options, reason] of wrong) {
       assert.throws(
