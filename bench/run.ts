@@ -9,8 +9,6 @@
 // BENCH_SLOW_MS 20 (the forEach's slow step), BENCH_WORKLOADS (comma list: low,saturation,
 // long,foreach). Control-plane settings under test: SOUS_REPLY_BATCH_SIZE,
 // SOUS_REPLY_CONCURRENCY, SOUS_PG_POOL_SIZE (passed on to the child).
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +19,7 @@ import { createControlPlane, type ControlPlane } from '../src/control-plane/cont
 import type { Database } from '../src/db/schema.js';
 import { recipe } from '../src/recipe/builder.js';
 import { createWorker, defineCapability } from '../src/worker/index.js';
+import { NodeChild } from '../scripts/node-child.js';
 import { databaseUrl, kafkaBrokers, loadStackConfig } from '../scripts/stack/config.js';
 
 const settingsSchema = z.object({
@@ -100,38 +99,23 @@ function memoryOf(pid: number): { peakMiB: number; rssMiB: number } {
 // ---------------------------------------------------------------- the processes
 
 /** A control plane in a child process of its own, consuming `replyTopic`. */
-async function startControlPlaneChild(replyTopic: string, groupId: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'scripts', 'control-plane.ts')], {
-    cwd: root,
-    env: {
-      ...process.env,
+async function startControlPlaneChild(replyTopic: string, groupId: string, tag: string): Promise<NodeChild> {
+  const logs = join(root, '.cache', 'bench', 'logs');
+  mkdirSync(logs, { recursive: true });
+  const child = new NodeChild(
+    'control plane',
+    'scripts/control-plane.ts',
+    {
       SOUS_DATABASE_URL: databaseUrl(config),
       SOUS_KAFKA_BROKERS: kafkaBrokers(config).join(','),
       SOUS_REPLY_TOPIC: replyTopic,
       SOUS_CONTROL_PLANE_GROUP: groupId,
-      SOUS_LOG_LEVEL: process.env.SOUS_LOG_LEVEL ?? 'warn',
     },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let output = '';
-  child.stdout.setEncoding('utf8');
-  const ready = new Promise<void>((resolve, reject) => {
-    child.stdout.on('data', (chunk: string) => {
-      output += chunk;
-      if (output.includes('control plane ready')) resolve();
-    });
-    child.once('exit', (code) => reject(new Error(`the control plane exited (${code}) before it was ready`)));
-  });
-  await ready;
+    'control plane ready',
+    join(logs, `control-plane-${tag}.log`),
+  );
+  await child.start();
   return child;
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-  await once(child, 'exit');
-  clearTimeout(timer);
 }
 
 /** When the worker got each command: `${executionId}/${stepKey}` → epoch ms. */
@@ -142,7 +126,7 @@ const stepKey = (stepId: string, itemIndex: number | undefined) =>
 interface Rig {
   readonly tag: string;
   readonly starter: ControlPlane;
-  readonly child: ChildProcess;
+  readonly child: NodeChild;
   readonly capability: string;
   stop(): Promise<void>;
 }
@@ -162,7 +146,7 @@ async function rig(name: string, slowMs: number): Promise<Rig> {
     poolSize: 4,
   });
   await starter.start(); // migrates and creates the reply topic before the child joins it
-  const child = await startControlPlaneChild(replyTopic, `sous-bench-cp-${tag}`);
+  const child = await startControlPlaneChild(replyTopic, `sous-bench-cp-${tag}`, tag);
   const step = defineCapability({
     name: capability,
     input: z.object({ n: z.number() }),
@@ -188,7 +172,7 @@ async function rig(name: string, slowMs: number): Promise<Rig> {
     capability,
     async stop() {
       await worker.stop();
-      await stopChild(child);
+      await child.stop();
       await starter.stop();
     },
   };

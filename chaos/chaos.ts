@@ -2,8 +2,7 @@
 // the control plane, Kafka Connect and the Kafka broker are SIGKILLed and PostgreSQL is
 // restarted at random moments; then the invariants are checked. `npm run chaos` runs the
 // full form, test/integration/chaos.test.ts a short one.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { randomInt } from 'node:crypto';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -17,6 +16,7 @@ import { createKafka } from '../src/kafka/kafka-client.js';
 import { commandTopic } from '../src/protocol/messages.js';
 import { recipe } from '../src/recipe/builder.js';
 import { resolveArtifacts } from '../scripts/stack/artifacts.js';
+import { NodeChild } from '../scripts/node-child.js';
 import { databaseUrl, kafkaBrokers, type StackConfig } from '../scripts/stack/config.js';
 import { startConnect, stopConnect } from '../scripts/stack/connect.js';
 import { startKafka, stopKafka } from '../scripts/stack/kafka.js';
@@ -55,66 +55,6 @@ export interface ChaosReport {
   /** Every invariant held. */
   readonly ok: boolean;
   readonly problems: string[];
-}
-
-const ROOT = join(import.meta.dirname, '..');
-
-/** A child node process running a TypeScript entry point, its output kept for errors. */
-class Child {
-  #process: ChildProcess | undefined;
-  #output = '';
-  constructor(
-    readonly name: string,
-    readonly entry: string,
-    readonly env: Record<string, string>,
-    readonly readyLine: string,
-    /** Everything the process prints, across restarts. */
-    readonly logFile: string,
-  ) {}
-
-  async start(timeoutMs = 60_000): Promise<void> {
-    this.#output = '';
-    const child = spawn(process.execPath, ['--import', 'tsx', this.entry], {
-      cwd: ROOT,
-      env: { ...process.env, ...this.env, SOUS_LOG_LEVEL: process.env.SOUS_LOG_LEVEL ?? 'warn' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    this.#process = child;
-    const keep = (chunk: Buffer) => {
-      this.#output = (this.#output + chunk.toString('utf8')).slice(-20_000);
-      appendFileSync(this.logFile, chunk);
-    };
-    child.stdout.on('data', keep);
-    child.stderr.on('data', keep);
-    const deadline = Date.now() + timeoutMs;
-    while (!this.#output.includes(this.readyLine)) {
-      if (child.exitCode !== null || child.signalCode !== null) {
-        throw new Error(`${this.name} exited before it was ready: ${this.#output.slice(-2000)}`);
-      }
-      if (Date.now() > deadline)
-        throw new Error(`${this.name} not ready after ${timeoutMs} ms: ${this.#output.slice(-2000)}`);
-      await sleep(100);
-    }
-  }
-
-  /** SIGKILL: no drain, no goodbye — a crash. */
-  async kill(): Promise<void> {
-    const child = this.#process;
-    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    child.kill('SIGKILL');
-    await exited;
-  }
-
-  async stop(): Promise<void> {
-    const child = this.#process;
-    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-    await exited;
-    clearTimeout(timer);
-  }
 }
 
 /** Retries an operation through outages (PostgreSQL restarting, a broker down). */
@@ -178,7 +118,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const plan = builder.build();
   await starter.registerRecipe(plan);
 
-  const controlPlane = new Child(
+  const controlPlane = new NodeChild(
     'control plane',
     'scripts/control-plane.ts',
     {
@@ -191,7 +131,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     join(logDir, 'control-plane.log'),
   );
   const worker = (n: number) =>
-    new Child(
+    new NodeChild(
       `worker ${n}`,
       'chaos/worker.ts',
       {

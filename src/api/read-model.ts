@@ -1,38 +1,21 @@
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
 import type { ForEachState } from '../engine/state.js';
+import type { ExecutionView } from '../control-plane/queries.js';
 import { InvalidArgumentError } from './errors.js';
+import { isUuid } from '../uuid.js';
 
 /*
  * What the API reads, one query per list: resolvers call these through loaders, so a
  * page of executions with their steps and attempts costs a fixed number of queries.
  */
 
-export interface ExecutionNode {
-  readonly id: string;
-  readonly recipe: string;
-  readonly version: number;
-  readonly status: string;
-  readonly input: unknown;
-  readonly output: unknown;
-  readonly error: unknown;
-  readonly idempotencyKey: string | null;
-  readonly parentExecutionId: string | null;
-  readonly createdAt: Date;
-  readonly updatedAt: Date;
-  readonly finishedAt: Date | null;
-}
+/** An execution as the API shows it: the control plane's view without steps, status in upper case. */
+export type ExecutionNode = Omit<ExecutionView, 'steps' | 'status'> & { readonly status: string };
 
 const EXECUTION_COLUMNS = sql`id, recipe_name AS recipe, recipe_version AS version, upper(status) AS status, input, output,
   error, idempotency_key AS "idempotencyKey", parent_execution_id AS "parentExecutionId", created_at AS "createdAt",
   updated_at AS "updatedAt", finished_at AS "finishedAt"`;
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-/** Ids must be UUIDs: anything else names nothing (and must not reach a uuid cast). */
-export function isUuid(id: string): boolean {
-  return UUID.test(id);
-}
 
 export async function executionsById(
   db: Kysely<Database>,

@@ -9,6 +9,7 @@ import type { DeadLetterSelection } from '../control-plane/dead-letters.js';
 import type { Database } from '../db/schema.js';
 import { compileRecipe } from '../recipe/schema.js';
 import { parseRecipeYaml } from '../recipe/parse-yaml.js';
+import { isUuid } from '../uuid.js';
 import { writeAudit } from './audit.js';
 import { createApiToken, requireRole, revokeApiToken, type Caller, type Role } from './auth.js';
 import { extensionsOf, InvalidArgumentError } from './errors.js';
@@ -18,7 +19,6 @@ import {
   bucketsOf,
   eventsOf,
   executionsById,
-  isUuid,
   listDeadLetters,
   listExecutions,
   recipeNames,

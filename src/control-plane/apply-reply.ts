@@ -5,7 +5,7 @@ import type { Trigger } from '../engine/triggers.js';
 import { childFinishedMessageSchema } from '../protocol/control-messages.js';
 import { stepReplySchema } from '../protocol/messages.js';
 import { ExecutionNotFoundError, ReplyInvalidError } from './errors.js';
-import { runDecision, runDecisions, type DecisionEnvironment } from './run-decision.js';
+import { runDecisions, type DecisionEnvironment } from './run-decision.js';
 
 /** Everything the control plane accepts on its reply topic. */
 export const replyTopicMessageSchema = z.union([stepReplySchema, childFinishedMessageSchema]);
@@ -59,17 +59,14 @@ export async function applyReply(
   env: DecisionEnvironment,
   message: ReplyTopicMessage,
 ): Promise<ReplyOutcome> {
-  return db.transaction().execute(async (trx) => {
-    const fresh = await sql`
-      INSERT INTO sous.processed_message (message_id, execution_id) VALUES (${message.messageId}, ${message.executionId})
-      ON CONFLICT (message_id) DO NOTHING RETURNING 1`.execute(trx);
-    if (fresh.rows.length === 0) return 'duplicate';
-    const exists = await sql`SELECT 1 FROM sous.execution WHERE id = ${message.executionId}`.execute(trx);
-    if (exists.rows.length === 0)
-      throw new ExecutionNotFoundError(`reply ${message.messageId} names unknown execution ${message.executionId}`);
-    await runDecision(trx, env, message.executionId, triggerOf(message));
-    return 'applied';
-  });
+  const outcome = await applyReplies(db, env, [message]);
+  if (outcome.unknown.length > 0) throw unknownExecution(message);
+  return outcome.applied === 1 ? 'applied' : 'duplicate';
+}
+
+/** The error of a reply that names no execution. */
+export function unknownExecution(message: ReplyTopicMessage): ExecutionNotFoundError {
+  return new ExecutionNotFoundError(`reply ${message.messageId} names unknown execution ${message.executionId}`);
 }
 
 export interface BatchOutcome {

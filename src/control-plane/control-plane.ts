@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { createDatabase } from '../db/database.js';
 import { migrateAll } from '../db/migrate.js';
 import type { Database } from '../db/schema.js';
+import { isDataException } from '../db/sqlstate.js';
 import { ConfigInvalidError } from '../errors.js';
 import { graphileLogger } from '../graphile-logger.js';
 import { runJsonConsumer, type RecordOrigin, type RunningConsumer } from '../kafka/json-consumer.js';
@@ -14,7 +15,7 @@ import { ensureTopics } from '../kafka/topics.js';
 import { logger as rootLogger, type Logger } from '../logger.js';
 import { deadLetterTopic, REPLY_TOPIC } from '../protocol/messages.js';
 import type { RecipePlan } from '../recipe/plan.js';
-import { applyReplies, applyReply, parseReply } from './apply-reply.js';
+import { applyReplies, applyReply, parseReply, unknownExecution } from './apply-reply.js';
 import {
   discardDeadLetters,
   reprocessDeadLetters,
@@ -23,7 +24,7 @@ import {
   type DeadLetterSelection,
   type ReprocessOutcome,
 } from './dead-letters.js';
-import { ExecutionNotFoundError, isDataException, ReplyInvalidError, ReplyNotStorableError } from './errors.js';
+import { ExecutionNotFoundError, ReplyInvalidError, ReplyNotStorableError } from './errors.js';
 import {
   cancelExecution,
   pauseExecution,
@@ -237,10 +238,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     for (const message of outcome.unknown) {
       const origin = parsed.find((p) => p.message === message)?.origin;
       if (origin !== undefined) {
-        await deadLetter(
-          new ExecutionNotFoundError(`reply ${message.messageId} names unknown execution ${message.executionId}`),
-          origin,
-        );
+        await deadLetter(unknownExecution(message), origin);
       }
     }
   };

@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { KafkaMessage } from 'kafkajs';
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
+import { isDataException } from '../db/sqlstate.js';
 import { SousError } from '../errors.js';
 import type { Kafka } from '../kafka/kafka-client.js';
 import { OUTBOX_HEADERS } from '../kafka/outbox-record.js';
@@ -12,6 +13,7 @@ import { writeOutbox } from '../outbox/write-outbox.js';
 import { DLT_HEADERS, stepCommandSchema } from '../protocol/messages.js';
 import { itemKey } from '../engine/plan-index.js';
 import { runDecision, type DecisionEnvironment } from './run-decision.js';
+import { isUuid } from '../uuid.js';
 
 /** The dead letter cannot be reprocessed as it is (not JSON, already resolved, unknown). */
 export class DeadLetterNotReprocessableError extends SousError {
@@ -46,8 +48,6 @@ export interface DeadLetterRow {
   readonly idempotency_key: string | null;
   readonly status: 'pending' | 'reprocessed' | 'discarded';
 }
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** An integer column's value (int4), or null when the header is not one. */
 const intOrNull = (text: string | undefined): number | null => {
@@ -101,7 +101,7 @@ export function deadLetterRow(topic: string, partition: number, message: KafkaMe
   const executionId = command.success
     ? command.data.executionId
     : typeof (payload as { executionId?: unknown } | null)?.executionId === 'string' &&
-        UUID.test((payload as { executionId: string }).executionId)
+        isUuid((payload as { executionId: string }).executionId)
       ? (payload as { executionId: string }).executionId
       : null;
   return {
@@ -136,17 +136,6 @@ export function deadLetterRow(topic: string, partition: number, message: KafkaMe
     idempotency_key:
       headers[OUTBOX_HEADERS.idempotencyKey] ?? (command.success ? storable(command.data.idempotencyKey) : null),
   };
-}
-
-/** PostgreSQL refused a value (SQLSTATE class 22, data exception: bad text, number, date, JSON). */
-function isDataException(error: unknown): boolean {
-  return (
-    error instanceof Error &&
-    'code' in error &&
-    typeof error.code === 'string' &&
-    error.code.length === 5 &&
-    error.code.startsWith('22')
-  );
 }
 
 /**
@@ -302,7 +291,7 @@ export interface DeadLetterSelection {
  */
 async function selectIds(db: Kysely<Database>, selection: DeadLetterSelection): Promise<string[]> {
   if (selection.ids !== undefined) {
-    const malformed = selection.ids.filter((id) => !UUID.test(id));
+    const malformed = selection.ids.filter((id) => !isUuid(id));
     if (malformed.length > 0) {
       throw new DeadLetterNotReprocessableError(`not dead-letter ids (UUIDs expected): ${malformed.join(', ')}`);
     }

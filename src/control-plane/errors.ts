@@ -29,14 +29,3 @@ export class ReplyNotStorableError extends SousError {
   readonly code = 'SOUS_REPLY_NOT_STORABLE';
   readonly retryable = false;
 }
-
-/** A PostgreSQL data exception (SQLSTATE class 22): the same values fail the same way every time. */
-export function isDataException(error: unknown): boolean {
-  return (
-    error instanceof Error &&
-    'code' in error &&
-    typeof error.code === 'string' &&
-    error.code.length === 5 &&
-    error.code.startsWith('22')
-  );
-}

@@ -48,6 +48,21 @@ function compare(
   }
 }
 
+/** Compares rows by key: a row on one side only, or a column that differs, is a disagreement. */
+function compareRows(
+  out: Disagreement[],
+  executionId: string,
+  table: Disagreement['table'],
+  expected: ReadonlyMap<string, object>,
+  actual: ReadonlyMap<string, Record<string, unknown>>,
+  columns: readonly string[],
+): void {
+  for (const key of new Set([...actual.keys(), ...expected.keys()])) {
+    const fromLog = expected.get(key) as Record<string, unknown> | undefined;
+    compare(out, executionId, table, key, fromLog, actual.get(key), columns);
+  }
+}
+
 /**
  * Compares an execution's rows in sous.execution, sous.step and sous.step_attempt with
  * what its event log alone gives (the same projection rebuildExecution writes); an empty
@@ -96,33 +111,31 @@ export async function verifyExecution(
       SELECT * FROM sous.step WHERE execution_id = ${executionId}`.execute(trx);
     const stepRows = new Map(steps.rows.map((r) => [r.step_key, r]));
     const expectedSteps = stepRowsOf(executionId, undefined, events, plan);
-    for (const key of new Set([...stepRows.keys(), ...expectedSteps.keys()])) {
-      compare(
-        out,
-        executionId,
-        'step',
-        key,
-        expectedSteps.get(key) as unknown as Record<string, unknown> | undefined,
-        stepRows.get(key),
-        ['status', 'attempts', 'output', 'error', 'kind', 'item_index', 'compensation', 'finished_at'],
-      );
-    }
+    compareRows(out, executionId, 'step', expectedSteps, stepRows, [
+      'status',
+      'attempts',
+      'output',
+      'error',
+      'kind',
+      'item_index',
+      'compensation',
+      'finished_at',
+    ]);
 
     const attempts = await sql<Record<string, unknown> & { id: string }>`
       SELECT * FROM sous.step_attempt WHERE execution_id = ${executionId}`.execute(trx);
     const attemptRows = new Map(attempts.rows.map((r) => [r.id, r]));
     const expectedAttempts = attemptRowsOf(executionId, events);
-    for (const id of new Set([...attemptRows.keys(), ...expectedAttempts.keys()])) {
-      compare(
-        out,
-        executionId,
-        'step_attempt',
-        id,
-        expectedAttempts.get(id) as unknown as Record<string, unknown> | undefined,
-        attemptRows.get(id),
-        ['step_key', 'attempt', 'capability', 'status', 'worker_id', 'error', 'started_at', 'finished_at'],
-      );
-    }
+    compareRows(out, executionId, 'step_attempt', expectedAttempts, attemptRows, [
+      'step_key',
+      'attempt',
+      'capability',
+      'status',
+      'worker_id',
+      'error',
+      'started_at',
+      'finished_at',
+    ]);
     return out;
   });
 }

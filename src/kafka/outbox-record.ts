@@ -1,5 +1,6 @@
 import type { IHeaders, KafkaMessage } from 'kafkajs';
 import { MalformedRecordError } from '../errors.js';
+import { isUuid } from '../uuid.js';
 
 /** A Kafka record produced by Debezium's Outbox Event Router from one sous.outbox row. */
 export interface OutboxRecord {
@@ -34,8 +35,6 @@ export const OUTBOX_HEADERS = {
   extra: 'sous-headers',
 } as const;
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 /**
  * Decodes and checks one record. Throws MalformedRecordError naming what is wrong (and
  * where the record sits) when it is not what the outbox router produces.
@@ -59,7 +58,7 @@ export function decodeOutboxRecord(topic: string, partition: number, message: Ka
   };
 
   const id = header(OUTBOX_HEADERS.id, true) ?? '';
-  if (!UUID.test(id)) fail(`header id is not a UUID: ${JSON.stringify(id.slice(0, 64))}`);
+  if (!isUuid(id)) fail(`header id is not a UUID: ${JSON.stringify(id.slice(0, 64))}`);
   if (message.key === null || message.key.length === 0) fail('the key is missing');
   if (message.value === null) fail('the value is missing (a tombstone?)');
 

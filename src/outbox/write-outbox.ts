@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type Transaction } from 'kysely';
 import { OutboxMessageInvalidError, OutboxNotInTransactionError } from '../errors.js';
+import { nulPath } from '../nul-path.js';
 import { type OutboxMessage, outboxMessageSchema } from './outbox-message.js';
 
 export interface WriteOutboxOptions {
@@ -28,31 +29,30 @@ export interface OutboxRow {
   readonly idempotencyKey: string | null;
 }
 
-/** A string PostgreSQL cannot store (in text or jsonb) because it holds NUL. */
-class NulInPayload extends Error {}
-
 /**
  * The payload as JSON text, or OutboxMessageInvalidError when it has none (a cycle, a
  * bigint) or holds a NUL character (`\u0000`), which jsonb refuses: the error is raised
  * before any statement runs, so the caller's transaction stays usable.
  */
 function serialisePayload(payload: unknown, index: number): string {
+  let text: string;
   try {
-    return JSON.stringify(payload, (key, value: unknown) => {
-      if (key.includes('\u0000') || (typeof value === 'string' && value.includes('\u0000'))) {
-        throw new NulInPayload(`key ${JSON.stringify(key)}`);
-      }
-      return value;
-    });
+    text = JSON.stringify(payload);
   } catch (error) {
-    const reason =
-      error instanceof NulInPayload
-        ? `holds a NUL character (\\u0000) at ${error.message}, which PostgreSQL cannot store`
-        : `is not JSON-serialisable (${error instanceof Error ? error.message.split('\n')[0] : String(error)})`;
-    throw new OutboxMessageInvalidError(`invalid outbox message: messages.${index}.payload ${reason}`, {
-      cause: error,
-    });
+    const reason = error instanceof Error ? error.message.split('\n')[0] : String(error);
+    throw new OutboxMessageInvalidError(
+      `invalid outbox message: messages.${index}.payload is not JSON-serialisable (${reason})`,
+      { cause: error },
+    );
   }
+  // Serialisable, so acyclic: nulPath can walk it.
+  const path = nulPath(payload);
+  if (path !== undefined) {
+    throw new OutboxMessageInvalidError(
+      `invalid outbox message: messages.${index}.payload holds a NUL character (\\u0000) at key ${JSON.stringify(String(path.at(-1) ?? ''))}, which PostgreSQL cannot store`,
+    );
+  }
+  return text;
 }
 
 /**

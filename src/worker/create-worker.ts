@@ -11,10 +11,10 @@ import type { OutboxRecord } from '../kafka/outbox-record.js';
 import { createRecordProducer, type RecordProducer } from '../kafka/producer.js';
 import { ensureTopics } from '../kafka/topics.js';
 import { logger as rootLogger, type Logger } from '../logger.js';
+import { nulPath } from '../nul-path.js';
 import {
   commandTopic,
   deadLetterTopic,
-  nulPath,
   stepCommandSchema,
   type StepCommand,
   type StepError,

@@ -13,7 +13,6 @@ import { createControlPlane } from '../../src/control-plane/control-plane.js';
 import { runDeadLetterIngest, type DeadLetterRow } from '../../src/control-plane/dead-letters.js';
 import { getEvents, getExecution } from '../../src/control-plane/queries.js';
 import { ConfigInvalidError, OutboxMessageInvalidError } from '../../src/errors.js';
-import { runJsonConsumer } from '../../src/kafka/json-consumer.js';
 import { OUTBOX_HEADERS } from '../../src/kafka/outbox-record.js';
 import { ensureTopics } from '../../src/kafka/topics.js';
 import { logger } from '../../src/logger.js';
@@ -32,6 +31,7 @@ import type { RecipePlan } from '../../src/recipe/plan.js';
 import { createWorker, defineCapability, WorkerConfigError } from '../../src/worker/index.js';
 import { databaseUrl, kafkaBrokers, loadStackConfig, StackConfigError } from '../../scripts/stack/config.js';
 import { startTestControlPlane, waitForExecution } from '../helpers/control-plane.js';
+import { listen } from '../helpers/listen.js';
 import { collectUntil, stackConfig, testDatabase, testKafka, uniqueName } from '../helpers/stack.js';
 
 const db = testDatabase();
@@ -45,33 +45,6 @@ after(async () => {
 const ns = uniqueName('bad').replaceAll('-', '');
 const cap = (action: string) => `test${ns}.${action}`;
 const header = (m: KafkaMessage, name: string) => m.headers?.[name]?.toString();
-
-/** Every record of `topics` from the beginning, raw (decodable as JSON or not). */
-async function listen(topics: string[]) {
-  await ensureTopics(kafka, topics, { partitions: 1 });
-  const seen: { topic: string; value: unknown; message: KafkaMessage }[] = [];
-  const consumer = await runJsonConsumer({
-    kafka,
-    groupId: uniqueName('test-listen'),
-    topics,
-    fromBeginning: true,
-    handle: async (value, origin) => void seen.push({ topic: origin.topic, value, message: origin.message }),
-    onUndecodable: async (_error, origin) =>
-      void seen.push({ topic: origin.topic, value: undefined, message: origin.message }),
-  });
-  cleanup.push(() => consumer.stop());
-  const until = async (check: () => boolean, what: string, timeoutMs = 60_000) => {
-    const deadline = Date.now() + timeoutMs;
-    while (!check()) {
-      if (Date.now() > deadline) {
-        const summary = seen.map((s) => `${s.topic}: ${header(s.message, DLT_HEADERS.errorMessage) ?? 'value'}`);
-        throw new Error(`timed out waiting for ${what}; saw ${JSON.stringify(summary)}`);
-      }
-      await sleep(50);
-    }
-  };
-  return { seen, until };
-}
 
 async function produce(topic: string, messages: { key: string; value: Buffer | string | null; headers?: IHeaders }[]) {
   const producer = kafka.producer();
@@ -97,7 +70,7 @@ describe('bad input on the reply topic', () => {
     const commands = await collectUntil(kafka, [commandTopic(capability)], (c) => c.records.length >= 1);
     const command = stepCommandSchema.parse(commands.records[0]?.payload);
     assert.equal(command.executionId, executionId);
-    const listener = await listen([deadLetterTopic(cp.replyTopic)]);
+    const listener = await listen(kafka, [deadLetterTopic(cp.replyTopic)], cleanup, { partitions: 1 });
 
     const before = { view: await getExecution(cp.db, executionId), events: await getEvents(cp.db, executionId) };
     const reply = (extra: Record<string, unknown> = {}) =>
@@ -202,7 +175,7 @@ describe('bad input on a command topic (worker SDK)', () => {
     const name = cap('ship');
     const topic = commandTopic(name);
     const replyTopic = uniqueName('test.replies');
-    const listener = await listen([replyTopic, deadLetterTopic(topic)]);
+    const listener = await listen(kafka, [replyTopic, deadLetterTopic(topic)], cleanup, { partitions: 1 });
     const handled: unknown[] = [];
     const worker = createWorker({
       kafka,

@@ -9,8 +9,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { KafkaMessage } from 'kafkajs';
 import { sql } from 'kysely';
 import { z } from 'zod';
-import { runJsonConsumer, type RunningConsumer } from '../../src/kafka/json-consumer.js';
-import { ensureTopics } from '../../src/kafka/topics.js';
 import { writeOutbox } from '../../src/outbox/write-outbox.js';
 import { encodeCompletionToken } from '../../src/protocol/completion-token.js';
 import {
@@ -31,6 +29,7 @@ import {
   type Worker,
 } from '../../src/worker/index.js';
 import { databaseUrl, kafkaBrokers } from '../../scripts/stack/config.js';
+import { listen } from '../helpers/listen.js';
 import { stackConfig, testDatabase, testKafka, uniqueName } from '../helpers/stack.js';
 
 const db = testDatabase();
@@ -80,35 +79,6 @@ async function send(
   return command;
 }
 
-/** Everything on the given topics, as JSON values plus raw messages. */
-async function listen(topics: string[]) {
-  await ensureTopics(kafka, topics);
-  const seen: { topic: string; value: unknown; message: KafkaMessage }[] = [];
-  const consumer: RunningConsumer = await runJsonConsumer({
-    kafka,
-    groupId: uniqueName('test-listen'),
-    topics,
-    fromBeginning: true,
-    handle: async (value, origin) => void seen.push({ topic: origin.topic, value, message: origin.message }),
-    onUndecodable: async (_error, origin) =>
-      void seen.push({ topic: origin.topic, value: undefined, message: origin.message }),
-  });
-  cleanup.push(() => consumer.stop());
-  const replies = (executionId: string) =>
-    seen
-      .filter((s) => (s.value as StepReply | undefined)?.executionId === executionId)
-      .map((s) => s.value as StepReply);
-  const until = async (check: () => boolean, what: string, timeoutMs = 30_000) => {
-    const deadline = Date.now() + timeoutMs;
-    while (!check()) {
-      if (Date.now() > deadline)
-        throw new Error(`timed out waiting for ${what}; saw ${JSON.stringify(seen.map((s) => s.value))}`);
-      await sleep(50);
-    }
-  };
-  return { seen, replies, until };
-}
-
 async function startWorker(
   capabilities: Capability[],
   extra: Partial<Parameters<typeof createWorker>[0]> = {},
@@ -131,7 +101,7 @@ describe('worker SDK', () => {
   it('runs a handler with validated input and replies started then completed', async () => {
     const name = capabilityName('charge');
     const replyTopic = uniqueName('test.replies');
-    const listener = await listen([replyTopic]);
+    const listener = await listen(kafka, [replyTopic], cleanup);
     let context: { idempotencyKey: string; attempt: number } | undefined;
     await startWorker([
       defineCapability({
@@ -164,7 +134,7 @@ describe('worker SDK', () => {
   it('replies retryable and terminal failures with their codes', async () => {
     const name = capabilityName('pay');
     const replyTopic = uniqueName('test.replies');
-    const listener = await listen([replyTopic]);
+    const listener = await listen(kafka, [replyTopic], cleanup);
     await startWorker([
       defineCapability({
         name,
@@ -198,7 +168,7 @@ describe('worker SDK', () => {
     const name = capabilityName('ship');
     const replyTopic = uniqueName('test.replies');
     const topic = commandTopic(name);
-    const listener = await listen([replyTopic, deadLetterTopic(topic)]);
+    const listener = await listen(kafka, [replyTopic, deadLetterTopic(topic)], cleanup);
     const worker = await startWorker([
       defineCapability({
         name,
@@ -245,7 +215,7 @@ describe('worker SDK', () => {
   it('dead-letters a command whose last allowed attempt fails', async () => {
     const name = capabilityName('flaky');
     const replyTopic = uniqueName('test.replies');
-    const listener = await listen([replyTopic, deadLetterTopic(commandTopic(name))]);
+    const listener = await listen(kafka, [replyTopic, deadLetterTopic(commandTopic(name))], cleanup);
     await startWorker([
       defineCapability({
         name,
@@ -282,7 +252,7 @@ describe('worker SDK', () => {
   it('fetches an input sent by reference from the payload store', async () => {
     const name = capabilityName('bulk');
     const replyTopic = uniqueName('test.replies');
-    const listener = await listen([replyTopic]);
+    const listener = await listen(kafka, [replyTopic], cleanup);
     const store = postgresPayloadStore(databaseUrl(stackConfig));
     cleanup.push(() => store.close());
     await startWorker(
@@ -314,7 +284,7 @@ describe('worker SDK', () => {
   it('never runs more handlers at once than its concurrency', async () => {
     const name = capabilityName('slow');
     const replyTopic = uniqueName('test.replies');
-    const listener = await listen([replyTopic]);
+    const listener = await listen(kafka, [replyTopic], cleanup);
     let running = 0;
     let peak = 0;
     await startWorker(
@@ -344,7 +314,7 @@ describe('worker SDK', () => {
   it('heartbeats, and lets another process complete a deferred long command by token', async () => {
     const name = capabilityName('export');
     const replyTopic = uniqueName('test.replies');
-    const listener = await listen([replyTopic]);
+    const listener = await listen(kafka, [replyTopic], cleanup);
     let token = '';
     await startWorker([
       defineCapability({
@@ -385,7 +355,7 @@ describe('worker SDK', () => {
   it('drains gracefully: stop() waits for the running handler, whose reply still goes out', async () => {
     const name = capabilityName('drain');
     const replyTopic = uniqueName('test.replies');
-    const listener = await listen([replyTopic]);
+    const listener = await listen(kafka, [replyTopic], cleanup);
     let began = false;
     const worker = createWorker({
       kafka,
@@ -418,7 +388,7 @@ describe('worker SDK', () => {
   it('applies a side effect once when the worker is SIGKILLed after it and the command is redelivered', async () => {
     const name = capabilityName('charge');
     const replyTopic = uniqueName('test.replies');
-    const listener = await listen([replyTopic]);
+    const listener = await listen(kafka, [replyTopic], cleanup);
     const table = uniqueName('charges').replaceAll('-', '_');
     const group = uniqueName('test-eo-worker');
     const spawnWorker = (holdMs: number): Promise<{ child: ChildProcess; lines: string[] }> => {
