@@ -15,7 +15,7 @@ import { ensureTopics } from '../kafka/topics.js';
 import { logger as rootLogger, type Logger } from '../logger.js';
 import { deadLetterTopic, REPLY_TOPIC } from '../protocol/messages.js';
 import type { RecipePlan } from '../recipe/plan.js';
-import { applyReplies, applyReply, parseReply, unknownExecution } from './apply-reply.js';
+import { applyReplies, applyReply, parseReply, unknownExecution, type ReplyTopicMessage } from './apply-reply.js';
 import {
   discardDeadLetters,
   reprocessDeadLetters,
@@ -178,15 +178,8 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     });
   };
 
-  /** One reply, one transaction. */
-  const handleOne = async (value: unknown, origin: RecordOrigin): Promise<void> => {
-    let message;
-    try {
-      message = parseReply(value);
-    } catch (error) {
-      if (error instanceof ReplyInvalidError) return deadLetter(error, origin);
-      throw error;
-    }
+  /** One parsed reply, one transaction; what can never apply goes to the DLT. */
+  const applyOne = async (message: ReplyTopicMessage, origin: RecordOrigin): Promise<void> => {
     try {
       await applyReply(db, environment, message);
     } catch (error) {
@@ -204,13 +197,25 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     }
   };
 
+  /** One record, one transaction. */
+  const handleOne = async (value: unknown, origin: RecordOrigin): Promise<void> => {
+    let message;
+    try {
+      message = parseReply(value);
+    } catch (error) {
+      if (error instanceof ReplyInvalidError) return deadLetter(error, origin);
+      throw error;
+    }
+    await applyOne(message, origin);
+  };
+
   /**
    * Replies of one partition decided in one transaction (one commit for the chunk). If
    * the chunk fails as a whole, each reply is tried alone, so one bad reply cannot hold
    * the others back; replies already applied are recognised by their message id.
    */
   const handleBatch = async (records: readonly { value: unknown; origin: RecordOrigin }[]): Promise<void> => {
-    const parsed: { message: ReturnType<typeof parseReply>; origin: RecordOrigin }[] = [];
+    const parsed: { message: ReplyTopicMessage; origin: RecordOrigin }[] = [];
     for (const { value, origin } of records) {
       try {
         parsed.push({ message: parseReply(value), origin });
@@ -232,7 +237,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
         { reason: error instanceof Error ? error.message : String(error), replies: parsed.length },
         'a batch of replies failed; applying them one at a time',
       );
-      for (const { message, origin } of parsed) await handleOne(message, origin);
+      for (const { message, origin } of parsed) await applyOne(message, origin);
       return;
     }
     for (const message of outcome.unknown) {

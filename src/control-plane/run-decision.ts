@@ -107,10 +107,10 @@ export async function runDecisions(
   let state = locked?.state;
   const events: EngineEvent[] = [];
   const items: OpenedItems[] = [];
-  // Rows of each decision: written at once when a later trigger's decision may read them
-  // (items, finished item steps), else after the execution row (whose key they reference).
+  // Rows of each decision, written at once (a later trigger's decision may read them:
+  // items, finished item steps); a new execution's wait for its row (their foreign key).
   const deferred: (() => Promise<void>)[] = [];
-  for (const [i, trigger] of triggers.entries()) {
+  for (const trigger of triggers) {
     const decision = await decide(state, trigger, {
       plan,
       now: env.now(),
@@ -126,7 +126,7 @@ export async function runDecisions(
       await writeStepRows(trx, stepRowsOf(executionId, before, decision.events, plan));
       await writeAttemptRows(trx, executionId, decision.events);
     };
-    if (locked !== undefined && i < triggers.length - 1) await writeRows();
+    if (locked !== undefined) await writeRows();
     else deferred.push(writeRows);
     events.push(...decision.events);
     items.push(...decision.items);
