@@ -9,8 +9,8 @@ import { createKafka } from '../src/kafka/kafka-client.js';
 import { runOutboxConsumer } from '../src/kafka/outbox-consumer.js';
 import { ensureTopics } from '../src/kafka/topics.js';
 import { writeOutbox } from '../src/outbox/write-outbox.js';
-import { connectUrl, databaseUrl, kafkaBrokers, loadStackConfig } from '../scripts/stack/config.js';
-import { OUTBOX_CONNECTOR } from '../scripts/stack/connect.js';
+import { connectUrl, databaseUrl, kafkaBrokers, loadStackConfig } from '../src/stack/config.js';
+import { OUTBOX_CONNECTOR } from '../src/stack/connect.js';
 
 const LOW_LOAD_ROWS = Number(process.env.BENCH_LOW_LOAD_ROWS ?? 500);
 const SATURATION_ROWS = Number(process.env.BENCH_SATURATION_ROWS ?? 50_000);

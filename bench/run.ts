@@ -20,7 +20,7 @@ import type { Database } from '../src/db/schema.js';
 import { recipe } from '../src/recipe/builder.js';
 import { createWorker, defineCapability } from '../src/worker/index.js';
 import { NodeChild } from '../scripts/node-child.js';
-import { databaseUrl, kafkaBrokers, loadStackConfig } from '../scripts/stack/config.js';
+import { databaseUrl, kafkaBrokers, loadStackConfig } from '../src/stack/config.js';
 
 const settingsSchema = z.object({
   BENCH_RUNS: z.coerce.number().int().min(1).default(3),

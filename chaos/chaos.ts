@@ -15,12 +15,12 @@ import { ensureTopics } from '../src/kafka/topics.js';
 import { createKafka } from '../src/kafka/kafka-client.js';
 import { commandTopic } from '../src/protocol/messages.js';
 import { recipe } from '../src/recipe/builder.js';
-import { resolveArtifacts } from '../scripts/stack/artifacts.js';
+import { resolveArtifacts } from '../src/stack/artifacts.js';
 import { NodeChild } from '../scripts/node-child.js';
-import { databaseUrl, kafkaBrokers, type StackConfig } from '../scripts/stack/config.js';
-import { startConnect, stopConnect } from '../scripts/stack/connect.js';
-import { startKafka, stopKafka } from '../scripts/stack/kafka.js';
-import { startPostgres, stopPostgres } from '../scripts/stack/postgres.js';
+import { databaseUrl, kafkaBrokers, type StackConfig } from '../src/stack/config.js';
+import { startConnect, stopConnect } from '../src/stack/connect.js';
+import { startKafka, stopKafka } from '../src/stack/kafka.js';
+import { startPostgres, stopPostgres } from '../src/stack/postgres.js';
 
 export type Fault = 'worker' | 'control-plane' | 'connect' | 'broker' | 'postgres';
 export const ALL_FAULTS: readonly Fault[] = ['worker', 'control-plane', 'connect', 'broker', 'postgres'];

@@ -3,8 +3,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { loadStackConfig } from '../scripts/stack/config.js';
-import { stackUp } from '../scripts/stack/stack.js';
+import { loadStackConfig } from '../src/stack/config.js';
+import { stackUp } from '../src/stack/stack.js';
 import { runChaos } from './chaos.js';
 
 const env = z

@@ -6,8 +6,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { buildApi, createApiToken, createControlPlane, getExecution, serveApi, type ControlPlane } from 'sous';
 import { parseRecipeYaml } from 'sous/recipe';
 import { createWorker } from 'sous/worker';
-import { databaseUrl, kafkaBrokers, loadStackConfig } from '../scripts/stack/config.js';
-import { stackUp } from '../scripts/stack/stack.js';
+import { databaseUrl, kafkaBrokers, loadStackConfig } from '../src/stack/config.js';
+import { stackUp } from '../src/stack/stack.js';
 import * as migration from './services/migration.js';
 import * as shop from './services/shop.js';
 

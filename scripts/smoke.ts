@@ -10,7 +10,7 @@ import {
   type OutboxConsumer,
   type OutboxRecord,
 } from '../src/index.js';
-import { databaseUrl, kafkaBrokers, loadStackConfig } from './stack/config.js';
+import { databaseUrl, kafkaBrokers, loadStackConfig } from '../src/stack/config.js';
 
 const config = loadStackConfig();
 const db = createDatabase({ connectionString: databaseUrl(config), applicationName: 'sous-smoke' });

@@ -1,10 +1,10 @@
 // npm run stack:up | stack:down | stack:status — the local PostgreSQL + Kafka + Connect stack.
 // `migrate` and `register` apply migrations / register the outbox connector on a stack
 // started otherwise (docker compose), reached on the same configured ports.
-import { loadStackConfig, StackConfigError } from './stack/config.js';
-import { StackError } from './stack/process.js';
-import { migrateStack, stackDown, stackStatus, stackUp } from './stack/stack.js';
-import { OUTBOX_CONNECTOR, registerOutboxConnector } from './stack/connect.js';
+import { loadStackConfig, StackConfigError } from '../src/stack/config.js';
+import { StackError } from '../src/stack/process.js';
+import { migrateStack, stackDown, stackStatus, stackUp } from '../src/stack/stack.js';
+import { OUTBOX_CONNECTOR, registerOutboxConnector } from '../src/stack/connect.js';
 
 const log = (line: string) => process.stdout.write(`[stack] ${line}\n`);
 

@@ -3,7 +3,7 @@
 // comes to exist. Prints the secret once; only its hash is stored.
 import { parseArgs } from 'node:util';
 import { createApiToken, createDatabase, migrate, revokeApiToken, ROLES, type Role } from 'sous';
-import { databaseUrl, loadStackConfig } from './stack/config.js';
+import { databaseUrl, loadStackConfig } from '../src/stack/config.js';
 
 const { values } = parseArgs({
   options: { name: { type: 'string' }, role: { type: 'string', default: 'viewer' }, revoke: { type: 'boolean' } },

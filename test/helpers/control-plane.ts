@@ -5,7 +5,7 @@ import {
   type ControlPlaneOptions,
 } from '../../src/control-plane/control-plane.js';
 import { getExecution, type ExecutionView } from '../../src/control-plane/queries.js';
-import { databaseUrl, kafkaBrokers } from '../../scripts/stack/config.js';
+import { databaseUrl, kafkaBrokers } from '../../src/stack/config.js';
 import { stackConfig, uniqueName } from './stack.js';
 
 /**

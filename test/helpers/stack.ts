@@ -8,7 +8,7 @@ import { createKafka, type Kafka } from '../../src/kafka/kafka-client.js';
 import { runOutboxConsumer } from '../../src/kafka/outbox-consumer.js';
 import type { OutboxRecord } from '../../src/kafka/outbox-record.js';
 import type { MalformedRecordError } from '../../src/errors.js';
-import { databaseUrl, kafkaBrokers, loadStackConfig, type StackConfig } from '../../scripts/stack/config.js';
+import { databaseUrl, kafkaBrokers, loadStackConfig, type StackConfig } from '../../src/stack/config.js';
 
 /*
  * Integration tests run against the real stack started by `npm test` (scripts/stack.ts up).

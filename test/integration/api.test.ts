@@ -18,7 +18,7 @@ import { ensureTopics } from '../../src/kafka/topics.js';
 import type { ControlPlane } from '../../src/control-plane/control-plane.js';
 import type { Database } from '../../src/db/schema.js';
 import { createWorker, defineCapability, type Worker } from '../../src/worker/index.js';
-import { databaseUrl, kafkaBrokers } from '../../scripts/stack/config.js';
+import { databaseUrl, kafkaBrokers } from '../../src/stack/config.js';
 import { startTestControlPlane } from '../helpers/control-plane.js';
 import { stackConfig, testKafka, uniqueName } from '../helpers/stack.js';
 import { startTestWorker, type TestWorker } from '../helpers/test-worker.js';

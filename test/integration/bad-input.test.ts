@@ -29,7 +29,7 @@ import {
 import { compileRecipe, parseRecipeYaml, RecipeInvalidError, type RecipeIssue } from '../../src/recipe/index.js';
 import type { RecipePlan } from '../../src/recipe/plan.js';
 import { createWorker, defineCapability, WorkerConfigError } from '../../src/worker/index.js';
-import { databaseUrl, kafkaBrokers, loadStackConfig, StackConfigError } from '../../scripts/stack/config.js';
+import { databaseUrl, kafkaBrokers, loadStackConfig, StackConfigError } from '../../src/stack/config.js';
 import { startTestControlPlane, waitForExecution } from '../helpers/control-plane.js';
 import { listen } from '../helpers/listen.js';
 import { collectUntil, stackConfig, testDatabase, testKafka, uniqueName } from '../helpers/stack.js';

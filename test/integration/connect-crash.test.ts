@@ -5,8 +5,8 @@ import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ensureTopics } from '../../src/kafka/topics.js';
 import { writeOutbox } from '../../src/outbox/write-outbox.js';
-import { resolveArtifacts } from '../../scripts/stack/artifacts.js';
-import { connectPid, startConnect, stopConnect } from '../../scripts/stack/connect.js';
+import { resolveArtifacts } from '../../src/stack/artifacts.js';
+import { connectPid, startConnect, stopConnect } from '../../src/stack/connect.js';
 import { collectUntil, stackConfig, testDatabase, testKafka, uniqueName } from '../helpers/stack.js';
 
 const db = testDatabase();

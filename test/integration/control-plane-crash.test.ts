@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { sql } from 'kysely';
 import { createControlPlane, type ControlPlane } from '../../src/control-plane/control-plane.js';
 import type { RecipePlan, RetryPolicy, TaskStep } from '../../src/recipe/plan.js';
-import { databaseUrl, kafkaBrokers } from '../../scripts/stack/config.js';
+import { databaseUrl, kafkaBrokers } from '../../src/stack/config.js';
 import { waitForExecution } from '../helpers/control-plane.js';
 import { stackConfig, testKafka, uniqueName } from '../helpers/stack.js';
 import { startTestWorker, type TestWorker } from '../helpers/test-worker.js';

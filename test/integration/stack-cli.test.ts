@@ -6,7 +6,7 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { stackStatus } from '../../scripts/stack/stack.js';
+import { stackStatus } from '../../src/stack/stack.js';
 import { stackConfig } from '../helpers/stack.js';
 
 function stack(command: string, env: NodeJS.ProcessEnv = {}) {

@@ -28,7 +28,7 @@ import {
   type Capability,
   type Worker,
 } from '../../src/worker/index.js';
-import { databaseUrl, kafkaBrokers } from '../../scripts/stack/config.js';
+import { databaseUrl, kafkaBrokers } from '../../src/stack/config.js';
 import { listen } from '../helpers/listen.js';
 import { stackConfig, testDatabase, testKafka, uniqueName } from '../helpers/stack.js';
 

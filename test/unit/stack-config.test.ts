@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { loadStackConfig, StackConfigError } from '../../scripts/stack/config.js';
+import { loadStackConfig, StackConfigError } from '../../src/stack/config.js';
 
 describe('loadStackConfig', () => {
   it('has documented defaults', () => {

@@ -1,5 +1,5 @@
-import { createDatabase } from '../../src/db/database.js';
-import { migrateAll } from '../../src/db/migrate.js';
+import { createDatabase } from '../db/database.js';
+import { migrateAll } from '../db/migrate.js';
 import { resolveArtifacts } from './artifacts.js';
 import { databaseUrl, type StackConfig } from './config.js';
 import { connectPid, startConnect, stopConnect } from './connect.js';
