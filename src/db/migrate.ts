@@ -1,6 +1,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { type Kysely, type Migration, type MigrationProvider, Migrator, sql } from 'kysely';
+import { type Kysely, sql } from 'kysely';
+import { type Migration, type MigrationProvider, Migrator } from 'kysely/migration';
 import { runMigrations as runGraphileMigrations } from 'graphile-worker';
 import { MigrationFailedError } from '../errors.js';
 import { graphileLogger } from '../graphile-logger.js';
