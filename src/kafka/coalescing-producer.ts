@@ -73,6 +73,7 @@ export function createCoalescingProducer(
 
 function sizeOf(record: RecordToSend): number {
   const { value, key } = record;
-  const length = (v: string | Buffer | null) => (v === null ? 0 : typeof v === 'string' ? Buffer.byteLength(v) : v.length);
+  const length = (v: string | Buffer | null) =>
+    v === null ? 0 : typeof v === 'string' ? Buffer.byteLength(v) : v.length;
   return length(value) + length(key);
 }
