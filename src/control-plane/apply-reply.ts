@@ -25,17 +25,28 @@ export function parseReply(value: unknown): ReplyTopicMessage {
 export function triggerOf(message: ReplyTopicMessage): Trigger {
   switch (message.kind) {
     case 'step.started':
-      return { kind: 'step.started', stepExecutionId: message.stepExecutionId, workerId: message.workerId };
+      return {
+        kind: 'step.started',
+        stepExecutionId: message.stepExecutionId,
+        workerId: message.workerId,
+        ...(message.startedAt === undefined ? {} : { startedAt: message.startedAt }),
+      };
     case 'step.heartbeat':
       return { kind: 'step.heartbeat', stepExecutionId: message.stepExecutionId, progress: message.progress };
     case 'step.completed':
-      return { kind: 'step.completed', stepExecutionId: message.stepExecutionId, output: message.output ?? null };
+      return {
+        kind: 'step.completed',
+        stepExecutionId: message.stepExecutionId,
+        output: message.output ?? null,
+        ...startOf(message),
+      };
     case 'step.failed':
       return {
         kind: 'step.failed',
         stepExecutionId: message.stepExecutionId,
         error: message.error,
         ...(message.deadLettered === true ? { deadLettered: true } : {}),
+        ...startOf(message),
       };
     case 'child.finished':
       return {
@@ -46,6 +57,11 @@ export function triggerOf(message: ReplyTopicMessage): Trigger {
         ...(message.error === undefined ? {} : { error: message.error }),
       };
   }
+}
+
+/** The attempt's start a final reply carries (a short command's only reply): who and when. */
+function startOf(message: { startedAt?: string | undefined; workerId: string }) {
+  return message.startedAt === undefined ? {} : { startedAt: message.startedAt, workerId: message.workerId };
 }
 
 export type ReplyOutcome = 'applied' | 'duplicate';

@@ -60,6 +60,9 @@ export async function commandMessage(
     ...(startToCloseMs === undefined
       ? {}
       : { deadline: new Date(Date.parse(event.at) + (scheduleToStartMs ?? 0) + startToCloseMs).toISOString() }),
+    ...(scheduleToStartMs === undefined
+      ? {}
+      : { startBy: new Date(Date.parse(event.at) + scheduleToStartMs).toISOString() }),
     ...(heartbeatMs === undefined ? {} : { heartbeatTimeoutMs: heartbeatMs }),
     ...(event.maxAttempts === undefined ? {} : { maxAttempts: event.maxAttempts }),
     ...(event.region === undefined ? {} : { region: event.region }),

@@ -8,7 +8,7 @@ import { evolveRetiring } from './evolve.js';
 import type { ItemSource, OpenedItems } from './item-source.js';
 import { compensationKey, indexPlan, itemKey, parseStepKey, taskStep } from './plan-index.js';
 import { type ExecutionState, type StepState, TERMINAL_STATUSES } from './state.js';
-import type { Trigger } from './triggers.js';
+import type { AttemptStart, Trigger } from './triggers.js';
 
 /** What a decision may use besides state and trigger; fixed values make it replayable. */
 export interface DecideContext {
@@ -141,7 +141,10 @@ class Decider {
           stepKey: key,
           stepExecutionId: trigger.stepExecutionId,
           workerId: trigger.workerId,
+          ...(trigger.startedAt === undefined ? {} : { startedAt: this.#notAfterNow(trigger.startedAt) }),
         });
+        // Armed from now, not from startedAt: the window is the control plane's, and a
+        // command with a start-to-close timeout reports its start at once (see the worker).
         const timeouts = this.#timeoutsOf(key);
         if (timeouts.startToCloseMs !== undefined) {
           this.#timer(timeouts.startToCloseMs, {
@@ -181,6 +184,7 @@ class Decider {
           stepKey: key,
           stepExecutionId: trigger.stepExecutionId,
           output: trigger.output ?? null,
+          ...this.#startOf(key, trigger),
         });
         return;
       }
@@ -197,10 +201,11 @@ class Decider {
             stepKey: key,
             stepExecutionId: trigger.stepExecutionId,
             error: trigger.error,
+            ...this.#startOf(key, trigger),
           });
           return;
         }
-        this.#fail(key, trigger.error, trigger.stepExecutionId);
+        this.#fail(key, trigger.error, trigger.stepExecutionId, this.#startOf(key, trigger));
         return;
       }
       case 'requeue': {
@@ -369,6 +374,23 @@ class Decider {
   }
 
   /** The step key of an attempt still in flight in one of `statuses`; undefined for stale replies. */
+  /**
+   * Who began the attempt and when, from a final reply, when no StepStarted recorded it
+   * (the step is still `scheduled`): a short command's only reply is its last.
+   */
+  #startOf(key: string, reply: AttemptStart): AttemptStart {
+    if (this.#s.steps[key]?.status !== 'scheduled' || reply.startedAt === undefined) return {};
+    return {
+      startedAt: this.#notAfterNow(reply.startedAt),
+      ...(reply.workerId === undefined ? {} : { workerId: reply.workerId }),
+    };
+  }
+
+  /** A worker's time, clamped to the decision's: a fast worker clock cannot start an attempt after it ended. */
+  #notAfterNow(at: string): string {
+    return Date.parse(at) > this.#ctx.now.getTime() ? this.#at : at;
+  }
+
   #current(stepExecutionId: string, statuses: readonly string[]): string | undefined {
     const key = this.#s.attempts[stepExecutionId];
     if (key === undefined) return undefined;
@@ -443,7 +465,7 @@ class Decider {
   }
 
   /** A step attempt failed: retry it after back-off when the policy allows, or fail it. */
-  #fail(key: string, error: StepError, stepExecutionId?: string): void {
+  #fail(key: string, error: StepError, stepExecutionId?: string, start: AttemptStart = {}): void {
     this.#clearTimers(
       (p) => stepExecutionId !== undefined && 'stepExecutionId' in p && p.stepExecutionId === stepExecutionId,
     );
@@ -461,6 +483,7 @@ class Decider {
       stepKey: key,
       error,
       ...(stepExecutionId === undefined ? {} : { stepExecutionId }),
+      ...start,
     };
     if (!retryable) {
       this.#emit(base);

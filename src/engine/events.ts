@@ -19,6 +19,18 @@ export type TimerPurpose =
       readonly stepExecutionId: string;
     };
 
+/**
+ * Set on an attempt's completion, failure or dead-lettering when no StepStarted came
+ * before it: the worker's final reply is then the only record of who began the attempt
+ * and when (a short command gets no separate `step.started`). Optional: events stored
+ * before replies carried it replay as they did.
+ */
+interface StartOfAttempt {
+  /** When the worker began the attempt (its clock, at most `at`). */
+  readonly startedAt?: string;
+  readonly workerId?: string;
+}
+
 interface Base {
   /** ISO-8601 time the decision was taken. */
   readonly at: string;
@@ -55,6 +67,8 @@ export type EngineEvent =
       readonly stepKey: string;
       readonly stepExecutionId: string;
       readonly workerId: string;
+      /** When the worker began (at most `at`); absent from older workers and older events: then `at`. */
+      readonly startedAt?: string;
     })
   | (Base & {
       readonly type: 'StepHeartbeat';
@@ -71,7 +85,7 @@ export type EngineEvent =
       readonly skippedByOperator?: boolean;
       /** The attempt in flight the operator's skip abandons. */
       readonly abandonedStepExecutionId?: string;
-    })
+    } & StartOfAttempt)
   | (Base & {
       readonly type: 'StepFailed';
       readonly stepKey: string;
@@ -79,7 +93,7 @@ export type EngineEvent =
       readonly error: StepError;
       /** When set, the step waits for a retry at this time; otherwise it failed for good. */
       readonly retryAt?: string;
-    })
+    } & StartOfAttempt)
   | (Base & { readonly type: 'StepSkipped'; readonly stepKey: string; readonly reason: 'condition' })
   /** A container (parallel, forEach, sleep, waitForSignal, subRecipe) began. */
   | (Base & {
@@ -105,7 +119,7 @@ export type EngineEvent =
       readonly stepKey: string;
       readonly stepExecutionId: string;
       readonly error: StepError;
-    })
+    } & StartOfAttempt)
   /** The dead-lettered command was published again: the attempt is back in flight. */
   | (Base & { readonly type: 'StepRequeued'; readonly stepKey: string; readonly stepExecutionId: string })
   /** An operator reran the execution from a top-level step: these step states are forgotten. */

@@ -175,7 +175,7 @@ export function attemptChanges(executionId: string, events: readonly EngineEvent
           id: e.stepExecutionId,
           status: 'running',
           worker_id: e.workerId,
-          started_at: e.at,
+          started_at: e.startedAt ?? e.at,
           last_heartbeat_at: e.at,
         });
         break;
@@ -184,16 +184,16 @@ export function attemptChanges(executionId: string, events: readonly EngineEvent
         break;
       case 'StepCompleted':
         if (e.stepExecutionId !== undefined)
-          updates.push({ id: e.stepExecutionId, status: 'completed', finished_at: e.at });
+          updates.push({ id: e.stepExecutionId, status: 'completed', ...startOf(e), finished_at: e.at });
         if (e.abandonedStepExecutionId !== undefined) updates.push(abandoned(e.abandonedStepExecutionId, e.at));
         break;
       case 'StepFailed':
         if (e.stepExecutionId !== undefined)
-          updates.push({ id: e.stepExecutionId, status: 'failed', error: e.error, finished_at: e.at });
+          updates.push({ id: e.stepExecutionId, status: 'failed', error: e.error, ...startOf(e), finished_at: e.at });
         break;
       case 'StepDeadLettered':
         // Not finished: the command waits in a dead-letter topic and may be reprocessed.
-        updates.push({ id: e.stepExecutionId, error: e.error });
+        updates.push({ id: e.stepExecutionId, error: e.error, ...startOf(e) });
         break;
       case 'StepRequeued':
         updates.push({ id: e.stepExecutionId, status: 'scheduled' });
@@ -206,6 +206,15 @@ export function attemptChanges(executionId: string, events: readonly EngineEvent
     }
   }
   return { inserts, updates };
+}
+
+/** The start a final reply recorded (no StepStarted came before it): the attempt's worker and start. */
+function startOf(e: {
+  readonly startedAt?: string;
+  readonly workerId?: string;
+}): Partial<Pick<AttemptRow, 'started_at' | 'worker_id'>> {
+  if (e.startedAt === undefined) return {};
+  return { started_at: e.startedAt, ...(e.workerId === undefined ? {} : { worker_id: e.workerId }) };
 }
 
 /** An attempt an operator gave up on (retry or skip): failed, with the reason. */

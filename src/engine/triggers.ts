@@ -1,5 +1,15 @@
 import type { StepError } from '../protocol/messages.js';
 
+/**
+ * Who began an attempt and when, as a final reply tells it. A worker sends no separate
+ * `step.started` for a short command, so its completion or failure is the only record
+ * of the start. Absent when the attempt was finished from elsewhere (completion client).
+ */
+export interface AttemptStart {
+  readonly startedAt?: string;
+  readonly workerId?: string;
+}
+
 /** What makes the engine decide: a message, a timer, or a person's request. */
 export type Trigger =
   | {
@@ -11,16 +21,22 @@ export type Trigger =
       readonly idempotencyKey?: string;
       readonly parent?: { readonly executionId: string; readonly stepKey: string };
     }
-  | { readonly kind: 'step.started'; readonly stepExecutionId: string; readonly workerId: string }
-  | { readonly kind: 'step.heartbeat'; readonly stepExecutionId: string; readonly progress?: unknown }
-  | { readonly kind: 'step.completed'; readonly stepExecutionId: string; readonly output: unknown }
   | {
+      readonly kind: 'step.started';
+      readonly stepExecutionId: string;
+      readonly workerId: string;
+      /** When the worker began the attempt (its clock); absent from older workers. */
+      readonly startedAt?: string;
+    }
+  | { readonly kind: 'step.heartbeat'; readonly stepExecutionId: string; readonly progress?: unknown }
+  | ({ readonly kind: 'step.completed'; readonly stepExecutionId: string; readonly output: unknown } & AttemptStart)
+  | ({
       readonly kind: 'step.failed';
       readonly stepExecutionId: string;
       readonly error: StepError;
       /** The worker kept the command in its dead-letter topic: the step waits for an operator. */
       readonly deadLettered?: boolean;
-    }
+    } & AttemptStart)
   | { readonly kind: 'timer'; readonly timerId: string }
   | { readonly kind: 'signal'; readonly name: string; readonly payload: unknown }
   | {

@@ -7,6 +7,18 @@ export interface SupervisedConsumer {
   readonly ready: Promise<void>;
   /** Leaves the group; no restart follows. */
   stop(): Promise<void>;
+  /**
+   * Commits these positions (the next offset to read, per partition) for the group.
+   * Rejects when the consumer is not running or the group is rebalancing.
+   */
+  commitOffsets(offsets: readonly { topic: string; partition: number; offset: string }[]): Promise<void>;
+  /** Stops fetching every subscribed topic; the member stays in the group and keeps heartbeating. */
+  pause(): void;
+}
+
+export interface SupervisedConsumerHooks {
+  /** The member joined the group (first time or after a rebalance) and owns these partitions. */
+  readonly onGroupJoin?: (assignment: Readonly<Record<string, readonly number[]>>) => void;
 }
 
 /**
@@ -23,12 +35,15 @@ export async function runSupervisedConsumer(
   topics: ConsumerSubscribeTopics,
   run: ConsumerRunConfig,
   logger: Logger = rootLogger,
+  hooks: SupervisedConsumerHooks = {},
 ): Promise<SupervisedConsumer> {
   const log = logger.child({ component: 'consumer', groupId: config.groupId });
   let current: Consumer | undefined;
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   let backoffMs = 1000;
+  let paused = false;
+  const pauseAll = (consumer: Consumer) => consumer.pause(topicsOf(topics).map((topic) => ({ topic })));
   let markReady: () => void = () => undefined;
   const ready = new Promise<void>((resolve) => {
     markReady = resolve;
@@ -37,8 +52,9 @@ export async function runSupervisedConsumer(
   const start = async (): Promise<void> => {
     const consumer = kafka.consumer(config);
     current = consumer;
-    consumer.on(consumer.events.GROUP_JOIN, () => {
+    consumer.on(consumer.events.GROUP_JOIN, (event) => {
       backoffMs = 1000;
+      hooks.onGroupJoin?.(event.payload.memberAssignment);
       markReady();
     });
     consumer.on(consumer.events.CRASH, (event) => {
@@ -49,6 +65,8 @@ export async function runSupervisedConsumer(
     await consumer.connect();
     await consumer.subscribe(topics);
     await consumer.run(run);
+    // A consumer started again after a crash while paused stays paused.
+    if (paused) pauseAll(consumer);
   };
 
   const restartLater = () => {
@@ -78,5 +96,22 @@ export async function runSupervisedConsumer(
       if (timer !== undefined) clearTimeout(timer);
       await current?.disconnect();
     },
+    async commitOffsets(offsets) {
+      if (current === undefined) throw new Error('the consumer is not running');
+      await current.commitOffsets(offsets.map(({ topic, partition, offset }) => ({ topic, partition, offset })));
+    },
+    pause() {
+      paused = true;
+      try {
+        if (current !== undefined) pauseAll(current);
+      } catch {
+        // Not running yet (kafkajs pauses only a running consumer): start() pauses it.
+      }
+    },
   };
+}
+
+/** Topic names of a subscription (sous subscribes by name, never by pattern). */
+function topicsOf(topics: ConsumerSubscribeTopics): string[] {
+  return topics.topics.filter((t): t is string => typeof t === 'string');
 }

@@ -43,8 +43,18 @@ export const stepCommandSchema = z.strictObject({
   idempotencyKey: z.string().min(1),
   /** Lets any instance complete this attempt later (long commands). */
   completionToken: z.string().min(1),
-  /** The attempt must reply before this instant (start-to-close). */
+  /**
+   * The attempt must reply before this instant (start-to-close; the latest it can be).
+   * The control plane arms the step's start-to-close timer when `step.started` arrives,
+   * so a worker sends `step.started` at once for a command carrying a deadline.
+   */
   deadline: z.iso.datetime().optional(),
+  /**
+   * The attempt must start before this instant (schedule-to-start timeout): the worker
+   * sends `step.started` at once, or the control plane times the attempt out.
+   */
+  startBy: z.iso.datetime().optional(),
+  /** The step has a heartbeat timeout: the worker sends `step.started` at once (it arms the timer). */
   heartbeatTimeoutMs: z.number().int().positive().optional(),
   /** Attempts the step's retry policy allows: a retryable failure on the last goes to the DLT. */
   maxAttempts: z.number().int().positive().optional(),
@@ -69,18 +79,27 @@ const replyBase = {
   at: z.iso.datetime(),
 };
 
+/**
+ * When the worker began the attempt. On `step.completed`/`step.failed` it is the only
+ * record of the start when the worker sent no `step.started` (a short command); absent
+ * when the reply comes from elsewhere (a completion client finishing a deferred step).
+ */
+const startedAt = z.iso.datetime().optional();
+
 export const stepReplySchema = z
   .discriminatedUnion('kind', [
-    z.strictObject({ ...replyBase, kind: z.literal('step.started') }),
+    z.strictObject({ ...replyBase, kind: z.literal('step.started'), startedAt }),
     z.strictObject({
       ...replyBase,
       kind: z.literal('step.completed'),
+      startedAt,
       output: z.unknown().optional(),
       outputRef: payloadRefSchema.optional(),
     }),
     z.strictObject({
       ...replyBase,
       kind: z.literal('step.failed'),
+      startedAt,
       error: stepErrorSchema,
       /** The worker kept the command in `<topic>.DLT`: the step waits for an operator. */
       deadLettered: z.boolean().optional(),

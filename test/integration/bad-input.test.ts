@@ -282,7 +282,7 @@ describe('bad input on a command topic (worker SDK)', () => {
           ? [r.error.code, r.error.retryable, /shipped holds a NUL/.test(r.error.message)]
           : r.kind,
       ),
-      ['step.started', ['output_invalid', false, true]],
+      [['output_invalid', false, true]],
     );
     assert.deepEqual(
       repliesOf(good.executionId).map((r) => r.kind),

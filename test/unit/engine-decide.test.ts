@@ -5,7 +5,7 @@ import { decide } from '../../src/engine/decide.js';
 import { memoryItemSource } from '../../src/engine/item-source.js';
 import type { EngineEvent } from '../../src/engine/events.js';
 import { replay } from '../../src/engine/evolve.js';
-import { stepRowsOf } from '../../src/engine/projection.js';
+import { attemptRowsOf, stepRowsOf } from '../../src/engine/projection.js';
 import type { ExecutionState } from '../../src/engine/state.js';
 import type { Trigger } from '../../src/engine/triggers.js';
 import type { RecipePlan, RetryPolicy, Step, TaskStep } from '../../src/recipe/plan.js';
@@ -661,5 +661,95 @@ describe('decide: dead letters and operator actions', () => {
     assert.deepEqual(scheduled(again), ['reserve:inv.reserve#1']);
     assert.equal(run.s.steps['reserve~compensate'], undefined);
     run.assertReplays();
+  });
+});
+
+describe('decide: the attempt start a final reply carries', () => {
+  const EXECUTION = 'e0000000-0000-4000-8000-000000000000';
+  const startedAt = new Date(T0 + 100).toISOString();
+  const attemptRow = (run: Run, stepExecutionId: string) => attemptRowsOf(EXECUTION, run.log).get(stepExecutionId);
+
+  it('records who began an attempt and when from its completion when no step.started came', async () => {
+    const run = new Run(plan([task('a', 'x.a'), task('b', 'x.b')]));
+    await run.start();
+    const seid = run.attempt('a');
+    const events = await run
+      .at(300)
+      .send({ kind: 'step.completed', stepExecutionId: seid, output: 'A', startedAt, workerId: 'w1' });
+    const completed = events.find((e) => e.type === 'StepCompleted');
+    assert.ok(completed?.type === 'StepCompleted');
+    assert.deepEqual([completed.startedAt, completed.workerId], [startedAt, 'w1']);
+    const row = attemptRow(run, seid);
+    assert.deepEqual(
+      { status: row?.status, worker: row?.worker_id, started: row?.started_at, finished: row?.finished_at },
+      { status: 'completed', worker: 'w1', started: startedAt, finished: new Date(T0 + 300).toISOString() },
+    );
+    assert.equal(run.s.steps.b?.status, 'scheduled', 'the execution moves on');
+    run.assertReplays();
+  });
+
+  it('records it from a failure, which retries as before', async () => {
+    const run = new Run(plan([task('a', 'x.a')]));
+    await run.start();
+    const seid = run.attempt('a');
+    const events = await run.at(300).send({
+      kind: 'step.failed',
+      stepExecutionId: seid,
+      error: { code: 'busy', message: 'busy', retryable: true },
+      startedAt,
+      workerId: 'w1',
+    });
+    const failed = events.find((e) => e.type === 'StepFailed');
+    assert.ok(failed?.type === 'StepFailed' && failed.retryAt !== undefined, 'a retry is due');
+    assert.equal(failed.startedAt, startedAt);
+    const row = attemptRow(run, seid);
+    assert.deepEqual([row?.status, row?.worker_id, row?.started_at], ['failed', 'w1', startedAt]);
+    run.assertReplays();
+  });
+
+  it('keeps the start step.started recorded, and never records a start after the decision', async () => {
+    const run = new Run(plan([task('a', 'x.a'), task('b', 'x.b')]));
+    await run.start();
+    const a = run.attempt('a');
+    await run.at(200).send({ kind: 'step.started', stepExecutionId: a, workerId: 'w1', startedAt });
+    const done = await run
+      .at(400)
+      .send({ kind: 'step.completed', stepExecutionId: a, output: 'A', startedAt, workerId: 'w1' });
+    const completed = done.find((e) => e.type === 'StepCompleted');
+    assert.equal(completed?.type === 'StepCompleted' ? completed.startedAt : 'missing', undefined);
+    assert.equal(attemptRow(run, a)?.started_at, startedAt, 'from step.started, the worker clock');
+    const b = run.attempt('b');
+    // A worker clock ahead of the control plane's: the start is clamped to the decision.
+    await run.at(500).send({
+      kind: 'step.completed',
+      stepExecutionId: b,
+      output: 'B',
+      startedAt: new Date(T0 + 90_000).toISOString(),
+      workerId: 'w2',
+    });
+    assert.equal(attemptRow(run, b)?.started_at, new Date(T0 + 500).toISOString());
+    run.assertReplays();
+  });
+
+  it('replays events stored before replies carried a start', () => {
+    const at = (ms: number) => new Date(T0 + ms).toISOString();
+    const seid = '00000000-0000-4000-8000-000000000001';
+    const log: EngineEvent[] = [
+      {
+        type: 'StepScheduled',
+        at: at(0),
+        stepKey: 'a',
+        stepId: 'a',
+        stepExecutionId: seid,
+        attempt: 1,
+        capability: 'x.a',
+        input: null,
+        timeouts: {},
+      },
+      { type: 'StepStarted', at: at(10), stepKey: 'a', stepExecutionId: seid, workerId: 'w1' },
+      { type: 'StepCompleted', at: at(20), stepKey: 'a', stepExecutionId: seid, output: 'A' },
+    ];
+    const row = attemptRowsOf(EXECUTION, log).get(seid);
+    assert.deepEqual([row?.status, row?.worker_id, row?.started_at], ['completed', 'w1', at(10)]);
   });
 });

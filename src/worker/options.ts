@@ -1,0 +1,92 @@
+import { z } from 'zod';
+import type { Kafka } from '../kafka/kafka-client.js';
+import type { Logger } from '../logger.js';
+import type { Capability } from './define-capability.js';
+import { WorkerConfigError } from './errors.js';
+import type { PayloadStore } from './payload-store.js';
+
+export interface WorkerOptions {
+  /** A kafkajs client, or `brokers` to make one. */
+  readonly kafka?: Kafka;
+  /** host:port of the brokers, when `kafka` is not given. */
+  readonly brokers?: readonly string[];
+  /** What this worker executes: it subscribes to `sous.cmd.<name>` of each, and nothing else. */
+  readonly capabilities: readonly Capability[];
+  /** Region this worker runs in (for residency routing). @default undefined */
+  readonly region?: string;
+  /**
+   * Commands run at once, over all partitions. Commands with the same Kafka key (the
+   * attempts of one step) run one at a time, in order. @default 10
+   */
+  readonly concurrency?: number;
+  /**
+   * A command still running this long gets a `step.started` reply of its own, so the
+   * step shows as running; a shorter one gets only its `step.completed`/`step.failed`
+   * reply, which carries when it started. Commands of steps with a schedule-to-start,
+   * start-to-close or heartbeat timeout reply `step.started` at once whatever this is
+   * (the control plane times those from it); 0 replies it at once for every command.
+   * @default 250
+   */
+  readonly startedReplyAfterMs?: number;
+  /**
+   * How long the group waits for a silent worker before moving its partitions to others
+   * (which then run its unfinished commands again). The worker heartbeats while handlers
+   * run, however long they take. The broker bounds it (group.min/max.session.timeout.ms,
+   * by default 6 s to 30 min). @default 10000
+   */
+  readonly sessionTimeoutMs?: number;
+  /**
+   * Consumer group: instances sharing it share the commands.
+   * @default `sous-worker.` + the capability names, sorted, joined by `+`
+   */
+  readonly groupId?: string;
+  /** Names this instance in replies and logs. @default `<hostname>-<pid>-<random>` */
+  readonly workerId?: string;
+  /** In-process attempts at a command whose processing throws before it goes to the DLT. @default 3 */
+  readonly maxDeliveryAttempts?: number;
+  /** How long `stop()` lets running handlers finish before aborting them. @default 30000 */
+  readonly drainTimeoutMs?: number;
+  /** Stop gracefully on SIGTERM and SIGINT. @default true */
+  readonly handleSignals?: boolean;
+  /** Fetches inputs that came by reference (claim check). @default none: such commands fail */
+  readonly payloadStore?: PayloadStore;
+  readonly logger?: Logger;
+}
+
+// Strict: a misspelt option is an error, not silently ignored. Objects the worker takes
+// as they are (a Kafka client, a payload store, a logger) are only checked for presence.
+const optionsSchema = z.strictObject({
+  kafka: z.custom<Kafka>((v) => typeof v === 'object' && v !== null).optional(),
+  // An empty list is refused below, with "give kafka or brokers".
+  brokers: z.array(z.string().regex(/^[^:\s]+:\d+$/, 'brokers must be host:port')).optional(),
+  payloadStore: z.custom<PayloadStore>((v) => typeof v === 'object' && v !== null).optional(),
+  logger: z.custom<Logger>((v) => typeof v === 'object' && v !== null).optional(),
+  capabilities: z.array(z.object({ name: z.string() })).min(1, 'capabilities must declare at least one capability'),
+  concurrency: z.number().int().min(1, 'concurrency must be at least 1').default(10),
+  startedReplyAfterMs: z.number().int().nonnegative().default(250),
+  sessionTimeoutMs: z.number().int().positive().default(10_000),
+  maxDeliveryAttempts: z.number().int().min(1, 'maxDeliveryAttempts must be at least 1').default(3),
+  drainTimeoutMs: z.number().int().nonnegative().default(30_000),
+  handleSignals: z.boolean().default(true),
+  groupId: z.string().min(1).optional(),
+  workerId: z.string().min(1).optional(),
+  region: z.string().min(1).optional(),
+});
+
+export type WorkerConfig = z.output<typeof optionsSchema>;
+
+/** The options checked once, with their defaults; a bad option throws WorkerConfigError naming it. */
+export function workerConfig(options: WorkerOptions): WorkerConfig {
+  const parsed = optionsSchema.safeParse(options);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(options)'}: ${i.message}`);
+    throw new WorkerConfigError(`invalid worker options: ${problems.join('; ')}`, { cause: parsed.error });
+  }
+  const names = options.capabilities.map((c) => c.name);
+  if (new Set(names).size !== names.length)
+    throw new WorkerConfigError(`capability declared twice: ${names.join(', ')}`);
+  if (options.kafka === undefined && (options.brokers === undefined || options.brokers.length === 0)) {
+    throw new WorkerConfigError('invalid worker options: give kafka or brokers');
+  }
+  return parsed.data;
+}
