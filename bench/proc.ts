@@ -5,7 +5,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 /** Clock ticks per second of /proc's CPU fields (USER_HZ; 100 on every common kernel). */
 const ticksPerSecond = (() => {
   const result = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
-  const n = Number.parseInt(result.stdout ?? '', 10);
+  const n = Number.parseInt(result.stdout, 10);
   return Number.isInteger(n) && n > 0 ? n : 100;
 })();
 const msPerTick = 1000 / ticksPerSecond;
@@ -110,8 +110,7 @@ export function readCpu(p: Processes): CpuReading {
  */
 export function cpuPerStep(before: CpuReading, after: CpuReading, steps: number): Record<string, number> {
   const d = (k: keyof CpuReading) => after[k] - before[k];
-  const ours =
-    d('controlPlane') + d('worker') + d('postgres') + d('kafka') + d('connect') + d('bench');
+  const ours = d('controlPlane') + d('worker') + d('postgres') + d('kafka') + d('connect') + d('bench');
   return {
     cpuMsPerStepControlPlane: d('controlPlane') / steps,
     cpuMsPerStepWorker: d('worker') / steps,

@@ -29,6 +29,8 @@ export interface Rig {
 }
 
 const session = Date.now().toString(36);
+/** A busy machine can take a minute to start a tsx process and join a consumer group. */
+const START_TIMEOUT_MS = 180_000;
 let rigs = 0;
 
 export interface RigOptions {
@@ -76,7 +78,7 @@ export async function startRig({ config, name, slowMs, workerConcurrency }: RigO
     join(logs, `worker-${tag}.log`),
   );
   // The control plane creates the reply topic, the worker its command topic.
-  await controlPlane.start();
+  await controlPlane.start(START_TIMEOUT_MS);
   const starter = createControlPlane({
     databaseUrl: databaseUrl(STARTER_ROLE),
     brokers: kafkaBrokers(config),
@@ -87,7 +89,7 @@ export async function startRig({ config, name, slowMs, workerConcurrency }: RigO
   });
   try {
     await starter.start();
-    await worker.start();
+    await worker.start(START_TIMEOUT_MS);
   } catch (error) {
     await worker.stop();
     await controlPlane.stop();
