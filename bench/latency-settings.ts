@@ -11,7 +11,7 @@
 //   linger    a producer's linger: replies held this long to go out together (kafkajs has
 //             no linger of its own; the worker's reply sender would hold them)
 // Sizes: BENCH_LATENCY_ROWS 200 (rows one at a time per setting), BENCH_IDLE_SECONDS 60,
-// BENCH_BURST_ROWS 10000, BENCH_LINGER_SECONDS 10. Prints a table per group and writes
+// BENCH_BURST_ROWS 10000, BENCH_LINGER_SECONDS 10, BENCH_POLL_VALUES 1,5,10,50. Prints a table per group and writes
 // .cache/bench/latency-settings.json. Not a test.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -37,6 +37,11 @@ const settings = z
     BENCH_BURST_ROWS: z.coerce.number().int().min(100).default(10_000),
     BENCH_LINGER_SECONDS: z.coerce.number().min(1).default(10),
     BENCH_LATENCY_GROUPS: z.string().default('poll,batch,consumer,linger'),
+    // Repeat values to interleave them on a noisy machine, e.g. 1,10,5,20,1,10,5,20.
+    BENCH_POLL_VALUES: z
+      .string()
+      .regex(/^\d+(,\d+)*$/)
+      .default('1,5,10,50'),
   })
   .parse(process.env);
 const groups = new Set(settings.BENCH_LATENCY_GROUPS.split(',').map((g) => g.trim()));
@@ -208,9 +213,9 @@ const defaultConsumer: ConsumerSettings = { maxWaitTimeInMs: 100, minBytes: 1 };
 
 async function pollGroup() {
   const rows: Row[] = [];
-  for (const poll of ['1', '5', '10', '50']) {
+  for (const poll of settings.BENCH_POLL_VALUES.split(',')) {
     await configureConnector({ 'poll.interval.ms': poll });
-    const topic = await newTopic(`poll${poll}`);
+    const topic = await newTopic(`poll${poll}-${rows.length}`);
     const c = await consume(topic, defaultConsumer);
     const latency = await oneAtATime(topic, c.received, settings.BENCH_LATENCY_ROWS);
     await c.stop(); // idle cost of the connector alone
