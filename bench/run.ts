@@ -1,34 +1,40 @@
 // npm run bench — the engine's figures over the full path (PostgreSQL → Debezium → Kafka →
-// worker SDK → reply → decision) on the running local stack. Each workload runs BENCH_RUNS
-// times against a control plane of its own in a child process (so its memory is its own);
-// the table shows the median and the spread (min–max) of the runs, and every run's raw
-// figures go to .cache/bench/results.json. Prints figures; not a test.
+// worker SDK → reply → decision) on the running local stack, beside the targets of issue 10.
+// Each workload runs BENCH_RUNS times with a control plane and a worker of its own, each in a
+// child process (so /proc gives each its CPU and memory); the tables show the median and the
+// spread (min–max) of the runs, and every run's raw figures go to .cache/bench/results.json.
+// Prints figures; not a test. Sizes and settings: see the README's Benchmarks section.
 //
-// Sizes (environment): BENCH_RUNS 3, BENCH_LOW_LOAD 30, BENCH_SATURATION 300,
-// BENCH_LONG 30 (executions of the 100-step recipe), BENCH_FOREACH_ITEMS 10000,
-// BENCH_SLOW_MS 20 (the forEach's slow step), BENCH_WORKLOADS (comma list: low,saturation,
-// long,foreach). Control-plane settings under test: SOUS_REPLY_BATCH_SIZE,
-// SOUS_REPLY_CONCURRENCY, SOUS_PG_POOL_SIZE (passed on to the child).
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+// How each figure is counted:
+// - write transactions: the delta of the next transaction id (pg_snapshot_xmax of the current
+//   snapshot, which assigns none), cluster-wide: every transaction that wrote, nothing else.
+// - SQL round trips: pg_stat_statements calls (track_utility on: BEGIN/COMMIT count) of the
+//   control plane's role; executions are started as another role, counted apart (start…).
+// - CPU per step: utime+stime deltas from /proc of the control plane, the worker, the whole
+//   PostgreSQL cluster (postmaster, live and exited backends), the Kafka broker and Connect;
+//   `Other` is the rest of the machine (other users): large means noisy figures.
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { sql, type Kysely } from 'kysely';
 import { z } from 'zod';
-import { createControlPlane, type ControlPlane } from '../src/control-plane/control-plane.js';
-import type { Database } from '../src/db/schema.js';
 import { recipe } from '../src/recipe/builder.js';
-import { createWorker, defineCapability } from '../src/worker/index.js';
-import { NodeChild } from '../scripts/node-child.js';
-import { databaseUrl, kafkaBrokers, loadStackConfig } from '../src/stack/config.js';
+import { loadStackConfig } from '../src/stack/config.js';
+import { migrateStack } from '../src/stack/stack.js';
+import { openProbe, STARTER_ROLE, type Marks, type Probe } from './probe.js';
+import { cpuPerStep, memoryOf, readCpu } from './proc.js';
+import { startRig, type Rig, type WorkerTimes } from './rig.js';
+import { distribution, format, spread, type Spread } from './stats.js';
+import { targetsTable } from './targets.js';
 
 const settingsSchema = z.object({
   BENCH_RUNS: z.coerce.number().int().min(1).default(3),
-  BENCH_LOW_LOAD: z.coerce.number().int().min(1).default(30),
-  BENCH_SATURATION: z.coerce.number().int().min(1).default(300),
+  BENCH_LOW_LOAD: z.coerce.number().int().min(1).default(50),
+  BENCH_SATURATION: z.coerce.number().int().min(1).default(2000),
   BENCH_LONG: z.coerce.number().int().min(1).default(30),
   BENCH_FOREACH_ITEMS: z.coerce.number().int().min(1).default(10_000),
   BENCH_SLOW_MS: z.coerce.number().int().min(0).default(20),
+  BENCH_WORKER_CONCURRENCY: z.coerce.number().int().min(1).default(100),
   BENCH_WORKLOADS: z.string().default('low,saturation,long,foreach'),
 });
 const parsedSettings = settingsSchema.safeParse(process.env);
@@ -41,174 +47,90 @@ if (!parsedSettings.success) {
 const settings = parsedSettings.data;
 const workloads = new Set(settings.BENCH_WORKLOADS.split(',').map((w) => w.trim()));
 const config = loadStackConfig();
-const root = config.root;
-const session = Date.now().toString(36);
 
-// ---------------------------------------------------------------- measuring helpers
+type Figures = Record<string, number>;
 
-interface Distribution {
-  readonly n: number;
-  readonly p50: number;
-  readonly p99: number;
-  readonly max: number;
+// ---------------------------------------------------------------- measuring
+
+interface Window {
+  readonly marks: Marks;
+  readonly rows: { inserted: number; updated: number };
+  readonly cpu: ReturnType<typeof readCpu>;
+  readonly at: number;
 }
 
-const pct = (sorted: readonly number[], p: number) =>
-  sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? Number.NaN;
-
-function distribution(values: readonly number[]): Distribution {
-  const s = [...values].sort((a, b) => a - b);
-  return { n: s.length, p50: pct(s, 50), p99: pct(s, 99), max: s.at(-1) ?? Number.NaN };
-}
-
-interface PgCounters {
-  readonly xact: number;
-  readonly wal: number;
-  readonly ins: number;
-  readonly upd: number;
-}
-
-async function pgCounters(db: Kysely<Database>): Promise<PgCounters> {
-  // pg_stat_* counters reach the views some milliseconds after commit.
-  await sleep(600);
-  const { rows } = await sql<{ xact: string; wal: string; ins: string; upd: string }>`
-    SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database())::text AS xact,
-      (pg_current_wal_lsn() - '0/0'::pg_lsn)::text AS wal,
-      (SELECT sum(n_tup_ins) FROM pg_stat_user_tables)::text AS ins,
-      (SELECT sum(n_tup_upd) FROM pg_stat_user_tables)::text AS upd`.execute(db);
-  const r = rows[0];
-  return { xact: Number(r?.xact), wal: Number(r?.wal), ins: Number(r?.ins), upd: Number(r?.upd) };
-}
-
-function perStep(before: PgCounters, after: PgCounters, steps: number) {
+/** Opens the measured window: statement counts reset, then every counter read. */
+async function open(probe: Probe, rig: Rig): Promise<Window> {
+  await probe.resetStatements();
   return {
-    transactions: (after.xact - before.xact) / steps,
-    walBytes: (after.wal - before.wal) / steps,
-    rowsInserted: (after.ins - before.ins) / steps,
-    rowsUpdated: (after.upd - before.upd) / steps,
+    rows: await probe.rowCounts(),
+    marks: await probe.marks(),
+    cpu: readCpu(rig.processes),
+    at: performance.now(),
   };
 }
 
-/** Peak and current resident memory of a process, from /proc (Linux). */
-function memoryOf(pid: number): { peakMiB: number; rssMiB: number } {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kib = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN);
-  return { peakMiB: kib('VmHWM') / 1024, rssMiB: kib('VmRSS') / 1024 };
+/** Closes it: the figures of the window per step (or item). */
+async function close(probe: Probe, rig: Rig, w: Window, steps: number): Promise<Figures> {
+  const at = performance.now();
+  const cpu = readCpu(rig.processes);
+  const marks = await probe.marks();
+  await sleep(1100); // table statistics reach the views up to a second after commit
+  const rows = await probe.rowCounts();
+  const seconds = (at - w.at) / 1000;
+  return {
+    seconds,
+    stepsPerSecond: steps / seconds,
+    writeTransactionsPerStep: (marks.xid - w.marks.xid) / steps,
+    sqlRoundTripsPerStep: (marks.controlPlaneCalls - w.marks.controlPlaneCalls) / steps,
+    startRoundTripsPerStep: (marks.starterCalls - w.marks.starterCalls) / steps,
+    walBytesPerStep: (marks.walBytes - w.marks.walBytes) / steps,
+    rowsInsertedPerStep: (rows.inserted - w.rows.inserted) / steps,
+    rowsUpdatedPerStep: (rows.updated - w.rows.updated) / steps,
+    ...cpuPerStep(w.cpu, cpu, steps),
+  };
 }
 
-// ---------------------------------------------------------------- the processes
-
-/** A control plane in a child process of its own, consuming `replyTopic`. */
-async function startControlPlaneChild(replyTopic: string, groupId: string, tag: string): Promise<NodeChild> {
-  const logs = join(root, '.cache', 'bench', 'logs');
-  mkdirSync(logs, { recursive: true });
-  const child = new NodeChild(
-    'control plane',
-    'scripts/control-plane.ts',
-    {
-      SOUS_DATABASE_URL: databaseUrl(config),
-      SOUS_KAFKA_BROKERS: kafkaBrokers(config).join(','),
-      SOUS_REPLY_TOPIC: replyTopic,
-      SOUS_CONTROL_PLANE_GROUP: groupId,
-    },
-    'control plane ready',
-    join(logs, `control-plane-${tag}.log`),
+/**
+ * Latencies of sequential executions: end to end (start → finished), step to step (step
+ * decided → next command at the worker, the target's definition) and the worker's loop
+ * (handler returned → next command at the worker: reply, decision and the outbox leg).
+ */
+async function latencies(probe: Probe, ids: readonly string[], steps: number, times: WorkerTimes) {
+  const executions = await probe.query<{ status: string; ms: string }>(
+    `SELECT status, (extract(epoch FROM finished_at - created_at) * 1000)::text AS ms
+     FROM sous.execution WHERE id = ANY($1::uuid[])`,
+    [ids],
   );
-  await child.start();
-  return child;
-}
-
-/** When the worker got each command: `${executionId}/${stepKey}` → epoch ms. */
-const received = new Map<string, number>();
-const stepKey = (stepId: string, itemIndex: number | undefined) =>
-  itemIndex === undefined ? stepId : `${stepId}[${itemIndex}]`;
-
-interface Rig {
-  readonly tag: string;
-  readonly starter: ControlPlane;
-  readonly child: NodeChild;
-  readonly capability: string;
-  stop(): Promise<void>;
-}
-
-/** A control-plane child, a starting (non-consuming) control plane and a worker, all on topics of their own. */
-let rigs = 0;
-async function rig(name: string, slowMs: number): Promise<Rig> {
-  // Topics, groups, capability and recipe of their own per run: nothing carries over.
-  const tag = `${session}-${name}-${++rigs}`;
-  const replyTopic = `sous.bench.replies.${tag}`;
-  const capability = `bench${tag.replace(/[^a-z0-9]/g, '')}.step`;
-  const starter = createControlPlane({
-    databaseUrl: databaseUrl(config),
-    brokers: kafkaBrokers(config),
-    replyTopic,
-    consume: false,
-    poolSize: 4,
-  });
-  await starter.start(); // migrates and creates the reply topic before the child joins it
-  const child = await startControlPlaneChild(replyTopic, `sous-bench-cp-${tag}`, tag);
-  const step = defineCapability({
-    name: capability,
-    input: z.object({ n: z.number() }),
-    output: z.object({ n: z.number() }),
-    handler: async ({ n }, ctx) => {
-      received.set(`${ctx.executionId}/${stepKey(ctx.stepId, ctx.itemIndex)}`, Date.now());
-      if (slowMs > 0) await sleep(slowMs);
-      return { n: n + 1 };
-    },
-  });
-  const worker = createWorker({
-    brokers: kafkaBrokers(config),
-    capabilities: [step],
-    groupId: `sous-bench-worker-${tag}`,
-    concurrency: 12,
-    handleSignals: false,
-  });
-  await worker.start();
-  return {
-    tag,
-    starter,
-    child,
-    capability,
-    async stop() {
-      await worker.stop();
-      await child.stop();
-      await starter.stop();
-    },
-  };
-}
-
-async function waitAll(db: Kysely<Database>, ids: readonly string[]) {
-  for (;;) {
-    const { rows } = await sql<{ n: number }>`
-      SELECT count(*)::int AS n FROM sous.execution
-      WHERE id = ANY(${ids}::uuid[]) AND status IN ('completed', 'failed', 'cancelled')`.execute(db);
-    if ((rows[0]?.n ?? 0) >= ids.length) return;
-    await sleep(25);
-  }
-}
-
-/** End-to-end latency (start → finish) and step-to-step dispatch (reply decided → next command at the worker). */
-async function latencies(db: Kysely<Database>, ids: readonly string[], steps: number) {
-  const executions = await sql<{ status: string; ms: string }>`
-    SELECT status, (extract(epoch FROM finished_at - created_at) * 1000)::text AS ms
-    FROM sous.execution WHERE id = ANY(${ids}::uuid[])`.execute(db);
-  const finished = await sql<{ execution_id: string; step_key: string; at: string }>`
-    SELECT execution_id, step_key, (extract(epoch FROM finished_at) * 1000)::text AS at
-    FROM sous.step WHERE execution_id = ANY(${ids}::uuid[])`.execute(db);
-  const finishedAt = new Map(finished.rows.map((r) => [`${r.execution_id}/${r.step_key}`, Number(r.at)]));
-  const dispatch: number[] = [];
+  const finished = await probe.query<{ execution_id: string; step_key: string; at: string }>(
+    `SELECT execution_id, step_key, (extract(epoch FROM finished_at) * 1000)::text AS at
+     FROM sous.step WHERE execution_id = ANY($1::uuid[])`,
+    [ids],
+  );
+  const decidedAt = new Map(finished.map((r) => [`${r.execution_id}/${r.step_key}`, Number(r.at)]));
+  const stepToStep: number[] = [];
+  const loop: number[] = [];
   for (const id of ids) {
     for (let i = 2; i <= steps; i++) {
-      const previous = finishedAt.get(`${id}/s${i - 1}`);
-      const got = received.get(`${id}/s${i}`);
-      if (previous !== undefined && got !== undefined) dispatch.push(got - previous);
+      const got = times.received.get(`${id}/s${i}`);
+      if (got === undefined) continue;
+      const decided = decidedAt.get(`${id}/s${i - 1}`);
+      const handled = times.handled.get(`${id}/s${i - 1}`);
+      if (decided !== undefined) stepToStep.push(got - decided);
+      if (handled !== undefined) loop.push(got - handled);
     }
   }
+  const e2e = distribution(executions.map((r) => Number(r.ms)));
+  const s2s = distribution(stepToStep);
+  const l = distribution(loop);
   return {
-    failed: executions.rows.filter((r) => r.status !== 'completed').length,
-    endToEnd: distribution(executions.rows.map((r) => Number(r.ms))),
-    stepToStep: distribution(dispatch),
+    failed: executions.filter((r) => r.status !== 'completed').length,
+    endToEndP50: e2e.p50,
+    endToEndP99: e2e.p99,
+    stepToStepP50: s2s.p50,
+    stepToStepP99: s2s.p99,
+    workerLoopP50: l.p50,
+    workerLoopP99: l.p99,
   };
 }
 
@@ -219,190 +141,184 @@ function sequential(name: string, capability: string, steps: number) {
   return plan.build();
 }
 
+const topStatements: Record<string, { calls: number; query: string }[]> = {};
+
 // ---------------------------------------------------------------- workloads
 
-type Figures = Record<string, number>;
-
-/** Executions of a sequential recipe: `count` at once, or one after the other. */
+/** Executions of a sequential recipe: `count` started at once, or one after the other. */
 async function sequentialWorkload(
-  name: string,
+  probe: Probe,
+  key: string,
   steps: number,
   count: number,
   mode: 'at-once' | 'one-at-a-time',
 ): Promise<Figures> {
-  const r = await rig(name, 0);
+  const rig = await startRig({ config, name: key, slowMs: 0, workerConcurrency: settings.BENCH_WORKER_CONCURRENCY });
+  let figures: Figures = {};
+  const ids: string[] = [];
+  let times: WorkerTimes | undefined;
   try {
-    const plan = sequential(`bench-${steps}-steps-${r.tag}`, r.capability, steps);
-    await r.starter.registerRecipe(plan);
-    const start = () => r.starter.startExecution({ recipe: plan.name }).then((s) => s.executionId);
-    await waitAll(r.starter.db, await Promise.all(Array.from({ length: 3 }, start))); // warm-up
-    const ids: string[] = [];
-    const before = await pgCounters(r.starter.db);
-    const began = performance.now();
+    const plan = sequential(`bench-${steps}-steps-${rig.tag}`, rig.capability, steps);
+    await rig.starter.registerRecipe(plan);
+    const start = () => rig.starter.startExecution({ recipe: plan.name }).then((s) => s.executionId);
+    await probe.waitFinished(await Promise.all(Array.from({ length: 3 }, start))); // warm-up
+    const window = await open(probe, rig);
     if (mode === 'at-once') {
       ids.push(...(await Promise.all(Array.from({ length: count }, start))));
-      await waitAll(r.starter.db, ids);
+      await probe.waitFinished(ids);
     } else {
       for (let i = 0; i < count; i++) {
         const id = await start();
-        await waitAll(r.starter.db, [id]);
+        await probe.waitFinished([id]);
         ids.push(id);
       }
     }
-    const seconds = (performance.now() - began) / 1000;
-    const after = await pgCounters(r.starter.db);
-    const l = await latencies(r.starter.db, ids, steps);
-    const cost = perStep(before, after, count * steps);
-    const memory = memoryOf(r.child.pid ?? 0);
-    return {
-      executionsPerSecond: count / seconds,
-      stepsPerSecond: (count * steps) / seconds,
-      msPerStep: (seconds * 1000) / (count * steps),
-      endToEndP50: l.endToEnd.p50,
-      endToEndP99: l.endToEnd.p99,
-      stepToStepP50: l.stepToStep.p50,
-      stepToStepP99: l.stepToStep.p99,
-      failed: l.failed,
-      transactionsPerStep: cost.transactions,
-      walBytesPerStep: cost.walBytes,
-      rowsInsertedPerStep: cost.rowsInserted,
-      rowsUpdatedPerStep: cost.rowsUpdated,
-      controlPlanePeakMiB: memory.peakMiB,
-    };
+    figures = await close(probe, rig, window, count * steps);
+    figures.controlPlanePeakMiB = memoryOf(rig.controlPlanePid).peakMiB;
+    topStatements[key] = await probe.topStatements(config.pgUser, 15);
+    topStatements[`${key}:start`] = await probe.topStatements(STARTER_ROLE, 10);
   } finally {
-    await r.stop();
+    times = await rig.stop();
   }
+  return { ...figures, ...(await latencies(probe, ids, steps, times)) };
 }
 
-/** One execution: a forEach over `items` items whose one step is slow. */
-async function forEachWorkload(items: number, slowMs: number): Promise<Figures> {
-  const r = await rig('foreach', slowMs);
+/** One execution: a forEach over `items` items whose one step takes `slowMs`. */
+async function forEachWorkload(probe: Probe, items: number, slowMs: number): Promise<Figures> {
+  const rig = await startRig({
+    config,
+    name: 'foreach',
+    slowMs,
+    workerConcurrency: settings.BENCH_WORKER_CONCURRENCY,
+  });
   try {
-    const plan = recipe(`bench-foreach-${r.tag}`)
+    const plan = recipe(`bench-foreach-${rig.tag}`)
       .forEach('each', { items: `[1..${items}]`, concurrency: 100 }, (body) =>
-        body.task('slow', r.capability, { input: { n: 'item' } }),
+        body.task('slow', rig.capability, { input: { n: 'item' } }),
       )
       .build();
-    await r.starter.registerRecipe(plan);
-    const idle = memoryOf(r.child.pid ?? 0);
+    await rig.starter.registerRecipe(plan);
+    const idle = memoryOf(rig.controlPlanePid);
     let peakRss = idle.rssMiB;
     const sampler = setInterval(() => {
-      try {
-        peakRss = Math.max(peakRss, memoryOf(r.child.pid ?? 0).rssMiB);
-      } catch {
-        // the child is gone; the run fails below
-      }
+      peakRss = Math.max(peakRss, memoryOf(rig.controlPlanePid).rssMiB || 0);
     }, 250);
-    const before = await pgCounters(r.starter.db);
-    const began = performance.now();
-    const { executionId } = await r.starter.startExecution({ recipe: plan.name });
-    await waitAll(r.starter.db, [executionId]);
-    const seconds = (performance.now() - began) / 1000;
+    const window = await open(probe, rig);
+    const { executionId } = await rig.starter.startExecution({ recipe: plan.name });
+    await probe.waitFinished([executionId]);
     clearInterval(sampler);
-    const after = await pgCounters(r.starter.db);
-    const memory = memoryOf(r.child.pid ?? 0);
-    const status = await sql<{ status: string }>`SELECT status FROM sous.execution WHERE id = ${executionId}`.execute(
-      r.starter.db,
-    );
-    const cost = perStep(before, after, items);
+    const figures = await close(probe, rig, window, items);
+    const [row] = await probe.query<{ status: string }>(`SELECT status FROM sous.execution WHERE id = $1`, [
+      executionId,
+    ]);
+    topStatements.foreach = await probe.topStatements(config.pgUser, 15);
+    const { stepsPerSecond, ...rest } = figures;
     return {
-      seconds,
-      itemsPerSecond: items / seconds,
-      failed: status.rows[0]?.status === 'completed' ? 0 : 1,
+      itemsPerSecond: stepsPerSecond ?? Number.NaN,
+      ...rest,
+      failed: row?.status === 'completed' ? 0 : 1,
       controlPlaneIdleMiB: idle.rssMiB,
-      controlPlanePeakMiB: Math.max(memory.peakMiB, peakRss),
-      transactionsPerStep: cost.transactions,
-      walBytesPerStep: cost.walBytes,
-      rowsInsertedPerStep: cost.rowsInserted,
-      rowsUpdatedPerStep: cost.rowsUpdated,
+      controlPlanePeakMiB: Math.max(memoryOf(rig.controlPlanePid).peakMiB, peakRss),
     };
   } finally {
-    await r.stop();
+    await rig.stop();
   }
 }
 
 // ---------------------------------------------------------------- main
 
-const plans: { key: string; title: string; run: () => Promise<Figures> }[] = [];
+const plans: { key: string; title: string; run: (probe: Probe) => Promise<Figures> }[] = [];
 if (workloads.has('low'))
   plans.push({
     key: 'low',
-    title: `10-step recipe, low load (${settings.BENCH_LOW_LOAD} one at a time)`,
-    run: () => sequentialWorkload('low', 10, settings.BENCH_LOW_LOAD, 'one-at-a-time'),
+    title: `10-step recipe, one at a time (${settings.BENCH_LOW_LOAD} executions)`,
+    run: (probe) => sequentialWorkload(probe, 'low', 10, settings.BENCH_LOW_LOAD, 'one-at-a-time'),
   });
 if (workloads.has('saturation'))
   plans.push({
     key: 'saturation',
     title: `10-step recipe, saturation (${settings.BENCH_SATURATION} started at once)`,
-    run: () => sequentialWorkload('saturation', 10, settings.BENCH_SATURATION, 'at-once'),
+    run: (probe) => sequentialWorkload(probe, 'saturation', 10, settings.BENCH_SATURATION, 'at-once'),
   });
 if (workloads.has('long'))
   plans.push({
     key: 'long',
     title: `100-step recipe, saturation (${settings.BENCH_LONG} started at once)`,
-    run: () => sequentialWorkload('long', 100, settings.BENCH_LONG, 'at-once'),
+    run: (probe) => sequentialWorkload(probe, 'long', 100, settings.BENCH_LONG, 'at-once'),
   });
 if (workloads.has('foreach'))
   plans.push({
     key: 'foreach',
     title: `forEach over ${settings.BENCH_FOREACH_ITEMS} items, concurrency 100, step of ${settings.BENCH_SLOW_MS} ms`,
-    run: () => forEachWorkload(settings.BENCH_FOREACH_ITEMS, settings.BENCH_SLOW_MS),
+    run: (probe) => forEachWorkload(probe, settings.BENCH_FOREACH_ITEMS, settings.BENCH_SLOW_MS),
   });
 
 const controlPlaneSettings = {
-  replyBatchSize: process.env.SOUS_REPLY_BATCH_SIZE ?? '50 (default)',
-  replyConcurrency: process.env.SOUS_REPLY_CONCURRENCY ?? '4 (default)',
-  poolSize: process.env.SOUS_PG_POOL_SIZE ?? '10 (default)',
+  replyBatchSize: process.env.SOUS_REPLY_BATCH_SIZE ?? '(default)',
+  replyConcurrency: process.env.SOUS_REPLY_CONCURRENCY ?? '(default)',
+  poolSize: process.env.SOUS_PG_POOL_SIZE ?? '(default)',
 };
 console.log(
-  `sous bench: ${settings.BENCH_RUNS} runs per workload on ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB; control plane ${JSON.stringify(controlPlaneSettings)}`,
+  `sous bench: ${settings.BENCH_RUNS} runs per workload on ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB; worker concurrency ${settings.BENCH_WORKER_CONCURRENCY}; control plane ${JSON.stringify(controlPlaneSettings)}`,
 );
 
-const raw: Record<string, Figures[]> = {};
-for (let run = 1; run <= settings.BENCH_RUNS; run++) {
-  for (const plan of plans) {
-    const figures = await plan.run();
-    (raw[plan.key] ??= []).push(figures);
-    console.log(
-      `run ${run} ${plan.key}: ${JSON.stringify(figures, (_k, v: unknown) => (typeof v === 'number' ? Number(v.toFixed(2)) : v))}`,
-    );
-  }
+// Migrations as sous's own role: the starting role must never create (and own) objects.
+await migrateStack(config);
+const probe = await openProbe(config);
+if (!probe.statementStats) {
+  console.log(
+    'bench: PostgreSQL runs without pg_stat_statements preloaded: SQL round trips are not counted (restart the stack: npm run stack:down && npm run stack:up)',
+  );
 }
 
-const median = (values: readonly number[]) => {
-  const s = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? (s[mid] ?? Number.NaN) : ((s[mid - 1] ?? 0) + (s[mid] ?? 0)) / 2;
-};
-const format = (n: number) => (Math.abs(n) >= 100 ? n.toFixed(0) : n.toFixed(1));
-const summary: Record<string, Record<string, { median: number; min: number; max: number }>> = {};
+const raw: Record<string, Figures[]> = {};
+const began = performance.now();
+try {
+  for (let run = 1; run <= settings.BENCH_RUNS; run++) {
+    for (const plan of plans) {
+      const figures = await plan.run(probe);
+      (raw[plan.key] ??= []).push(figures);
+      console.log(
+        `run ${run} ${plan.key}: ${JSON.stringify(figures, (_k, v: unknown) => (typeof v === 'number' ? Number(format(v)) : v))}`,
+      );
+    }
+  }
+} finally {
+  await probe.close();
+}
+
+const summary: Record<string, Record<string, Spread>> = {};
 console.log('');
 for (const plan of plans) {
   const runs = raw[plan.key] ?? [];
-  const figures: Record<string, { median: number; min: number; max: number }> = {};
+  const figures: Record<string, Spread> = {};
   summary[plan.key] = figures;
   console.log(plan.title);
-  console.log(`  ${'figure'.padEnd(24)} ${'median'.padStart(10)}  spread (min–max)`);
+  console.log(`  ${'figure'.padEnd(28)} ${'median'.padStart(10)}  spread (min–max)`);
   for (const figure of Object.keys(runs[0] ?? {})) {
-    const values = runs.map((r) => r[figure] ?? Number.NaN);
-    const m = { median: median(values), min: Math.min(...values), max: Math.max(...values) };
-    figures[figure] = m;
-    console.log(`  ${figure.padEnd(24)} ${format(m.median).padStart(10)}  ${format(m.min)}–${format(m.max)}`);
+    const s = spread(runs.map((r) => r[figure] ?? Number.NaN));
+    figures[figure] = s;
+    console.log(`  ${figure.padEnd(28)} ${format(s.median).padStart(10)}  ${format(s.min)}–${format(s.max)}`);
   }
 }
-const shortPerStep = summary.saturation?.msPerStep?.median;
-const longPerStep = summary.long?.msPerStep?.median;
+const shortPerStep = summary.saturation?.stepsPerSecond?.median;
+const longPerStep = summary.long?.stepsPerSecond?.median;
 if (shortPerStep !== undefined && longPerStep !== undefined) {
   console.log(
-    `\n100-step vs 10-step at saturation: ${format(longPerStep)} ms vs ${format(shortPerStep)} ms of wall time per step (${(longPerStep / shortPerStep).toFixed(2)}×); WAL per step ${format(summary.long?.walBytesPerStep?.median ?? Number.NaN)} vs ${format(summary.saturation?.walBytesPerStep?.median ?? Number.NaN)} bytes`,
+    `\n100-step vs 10-step at saturation: ${format(longPerStep)} vs ${format(shortPerStep)} steps/s; WAL per step ${format(summary.long?.walBytesPerStep?.median ?? Number.NaN)} vs ${format(summary.saturation?.walBytesPerStep?.median ?? Number.NaN)} bytes`,
   );
 }
-const out = join(root, '.cache', 'bench');
+console.log(`\nTargets (issue 10), medians of ${settings.BENCH_RUNS} run(s):`);
+for (const line of targetsTable(summary)) console.log(`  ${line}`);
+const minutes = (performance.now() - began) / 60_000;
+console.log(`\nbench took ${minutes.toFixed(1)} min`);
+
+const out = join(config.root, '.cache', 'bench');
 mkdirSync(out, { recursive: true });
 const file = join(out, 'results.json');
 writeFileSync(
   file,
-  `${JSON.stringify({ at: new Date().toISOString(), cores: cpus().length, settings, controlPlaneSettings, summary, raw }, null, 2)}\n`,
+  `${JSON.stringify({ at: new Date().toISOString(), cores: cpus().length, settings, controlPlaneSettings, summary, raw, topStatements }, null, 2)}\n`,
 );
-console.log(`\nwritten to ${file}`);
+console.log(`written to ${file}`);
 process.exit(0);

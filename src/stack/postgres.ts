@@ -129,6 +129,14 @@ export async function startPostgres(config: StackConfig, log: (line: string) => 
     'max_connections = 300',
     'shared_buffers = 256MB',
     "log_min_messages = 'warning'",
+    // Statement counts for `npm run bench` (SQL round trips per step). Loaded at server
+    // start; the extension's view is created in the sous database below. track_utility
+    // makes BEGIN/COMMIT count, track=top leaves statements inside functions out: what
+    // is counted is what a client sent.
+    "shared_preload_libraries = 'pg_stat_statements'",
+    'pg_stat_statements.track = top',
+    'pg_stat_statements.track_utility = on',
+    'pg_stat_statements.max = 10000',
   ];
   const confFile = join(p.dataDir, 'sous.conf');
   writeFileSync(confFile, `${settings.join('\n')}\n`);
@@ -179,7 +187,28 @@ export async function startPostgres(config: StackConfig, log: (line: string) => 
   if (db.rowCount === 0) {
     await query(config, 'postgres', `CREATE DATABASE ${pg.escapeIdentifier(config.pgDatabase)} OWNER ${user}`);
   }
+  await ensureStatementStats(config, log);
   log(`postgres   127.0.0.1:${config.pgPort} database ${config.pgDatabase} (log ${p.logFile})`);
+}
+
+/**
+ * Creates pg_stat_statements in the sous database (as the superuser: the extension needs
+ * it). A cluster started before the library was preloaded has no statistics until it
+ * restarts; that is said, not failed on: only the bench reads them.
+ */
+async function ensureStatementStats(config: StackConfig, log: (line: string) => void): Promise<void> {
+  const loaded = await query<{ setting: string }>(
+    config,
+    'postgres',
+    `SELECT setting FROM pg_settings WHERE name = 'shared_preload_libraries'`,
+  );
+  if (!(loaded.rows[0]?.setting ?? '').split(',').some((l) => l.trim() === 'pg_stat_statements')) {
+    log(
+      'postgres   runs without pg_stat_statements preloaded (started before it was configured): restart it (npm run stack:down && npm run stack:up) for the bench to count SQL round trips',
+    );
+    return;
+  }
+  await query(config, config.pgDatabase, 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
 }
 
 export function stopPostgres(config: StackConfig, { immediate = false }: { immediate?: boolean } = {}): boolean {

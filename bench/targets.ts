@@ -1,0 +1,76 @@
+// The targets of issue 10, checked against the medians of the bench's runs.
+import { format, type Spread } from './stats.js';
+
+export interface Target {
+  readonly workload: string;
+  readonly figure: string;
+  readonly label: string;
+  readonly op: '>=' | '<=';
+  readonly value: number;
+  readonly unit: string;
+}
+
+export const TARGETS: readonly Target[] = [
+  {
+    workload: 'saturation',
+    figure: 'stepsPerSecond',
+    label: '10-step saturation',
+    op: '>=',
+    value: 1500,
+    unit: 'steps/s',
+  },
+  { workload: 'low', figure: 'endToEndP50', label: '10-step one at a time, e2e p50', op: '<=', value: 150, unit: 'ms' },
+  { workload: 'low', figure: 'stepToStepP50', label: 'step-to-step p50', op: '<=', value: 12, unit: 'ms' },
+  { workload: 'low', figure: 'stepToStepP99', label: 'step-to-step p99', op: '<=', value: 40, unit: 'ms' },
+  {
+    workload: 'saturation',
+    figure: 'cpuMsPerStepControlPlane',
+    label: 'control-plane CPU at saturation',
+    op: '<=',
+    value: 0.3,
+    unit: 'ms/step',
+  },
+  {
+    workload: 'saturation',
+    figure: 'sqlRoundTripsPerStep',
+    label: 'SQL round trips at saturation',
+    op: '<=',
+    value: 1,
+    unit: '/step',
+  },
+  {
+    workload: 'foreach',
+    figure: 'itemsPerSecond',
+    label: 'forEach items/s (10,000, c 100, 20 ms)',
+    op: '>=',
+    value: 1000,
+    unit: 'items/s',
+  },
+  {
+    workload: 'foreach',
+    figure: 'controlPlanePeakMiB',
+    label: 'forEach control-plane peak memory',
+    op: '<=',
+    value: 300,
+    unit: 'MiB',
+  },
+];
+
+/** Whether a median meets its target: 'yes', 'no', or 'n/a' when the figure is missing. */
+export function verdict(target: Target, median: number | undefined): 'yes' | 'no' | 'n/a' {
+  if (median === undefined || !Number.isFinite(median)) return 'n/a';
+  return (target.op === '>=' ? median >= target.value : median <= target.value) ? 'yes' : 'no';
+}
+
+/** The targets table: one line per target whose workload ran. */
+export function targetsTable(summary: Record<string, Record<string, Spread>>): string[] {
+  const rows = TARGETS.filter((t) => summary[t.workload] !== undefined).map((t) => {
+    const s = summary[t.workload]?.[t.figure];
+    const figure = s === undefined ? 'n/a' : `${format(s.median)} (${format(s.min)}–${format(s.max)})`;
+    return [t.label, figure, `${t.op === '>=' ? '≥' : '≤'} ${format(t.value)} ${t.unit}`, verdict(t, s?.median)];
+  });
+  const header = ['target', 'median (min–max)', 'target', 'met'];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: readonly string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ');
+  return [line(header), ...rows.map(line)];
+}
