@@ -2,12 +2,7 @@ import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
 import { planChecksum } from '../recipe/checksum.js';
 import type { RecipePlan } from '../recipe/plan.js';
-import {
-  insertNextVersion,
-  lockRecipeName,
-  selectLatestVersion,
-  selectVersionByChecksum,
-} from '../store/recipes.js';
+import { insertNextVersion, lockRecipeName, selectLatestVersion, selectVersionByChecksum } from '../store/recipes.js';
 import { RecipeNotFoundError } from './errors.js';
 
 export interface RegisteredRecipe {

@@ -188,7 +188,11 @@ class DecisionBatch {
       if (inserted !== undefined) {
         p.attemptInserts.set(update.id, { ...inserted, ...definedColumns(update) });
       } else {
-        p.attemptUpdates.set(update.id, { ...p.attemptUpdates.get(update.id), ...definedColumns(update), id: update.id });
+        p.attemptUpdates.set(update.id, {
+          ...p.attemptUpdates.get(update.id),
+          ...definedColumns(update),
+          id: update.id,
+        });
       }
     }
   }

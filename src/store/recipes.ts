@@ -3,11 +3,7 @@ import type { Database } from '../db/schema.js';
 import type { RecipePlan } from '../recipe/plan.js';
 
 /** A registered version's plan, or undefined when that version is not registered. */
-export async function selectPlan(
-  db: Kysely<Database>,
-  name: string,
-  version: number,
-): Promise<RecipePlan | undefined> {
+export async function selectPlan(db: Kysely<Database>, name: string, version: number): Promise<RecipePlan | undefined> {
   const row = await db
     .selectFrom('sous.recipe')
     .select('plan')
