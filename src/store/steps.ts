@@ -73,3 +73,26 @@ export async function selectFinishedItemSteps(
       AND NOT compensation AND status IN ('completed', 'skipped')`.execute(trx);
   return new Map(rows.map((r) => [r.step_key, r.output]));
 }
+
+/** An execution's step rows as the control plane's view shows them, in the order they were created. */
+export async function selectStepsOf(db: Kysely<Database>, executionId: string) {
+  return db
+    .selectFrom('sous.step')
+    .select([
+      'step_key',
+      'step_id',
+      'item_index',
+      'compensation',
+      'kind',
+      'status',
+      'attempts',
+      'output',
+      'error',
+      'created_at',
+      'finished_at',
+    ])
+    .where('execution_id', '=', executionId)
+    .orderBy('created_at')
+    .orderBy('step_key')
+    .execute();
+}
