@@ -21,11 +21,11 @@ export async function revokeApiTokenNamed(db: Kysely<Database>, name: string): P
 }
 
 /** The live token with this hash, and whether its last use is older than a minute. */
-export async function selectLiveToken<Role extends string>(
+export async function selectLiveToken(
   db: Kysely<Database>,
   tokenHash: string,
-): Promise<{ id: string; name: string; role: Role; stale: boolean } | undefined> {
-  const { rows } = await sql<{ id: string; name: string; role: Role; stale: boolean }>`
+): Promise<{ id: string; name: string; role: string; stale: boolean } | undefined> {
+  const { rows } = await sql<{ id: string; name: string; role: string; stale: boolean }>`
     SELECT id, name, role, (last_used_at IS NULL OR last_used_at < now() - interval '1 minute') AS stale
     FROM sous.api_token WHERE token_hash = ${tokenHash} AND revoked_at IS NULL`.execute(db);
   return rows[0];
