@@ -1,5 +1,6 @@
-import { sql, type Kysely } from 'kysely';
+import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
+import { insertAuditEntry } from '../store/audit.js';
 import type { Caller } from './auth.js';
 
 export type AuditOutcome = 'ok' | 'error' | 'denied';
@@ -13,8 +14,13 @@ export async function writeAudit(
   outcome: AuditOutcome,
   errorCode?: string,
 ): Promise<void> {
-  await sql`
-    INSERT INTO sous.audit_log (token_id, actor, role, operation, arguments, outcome, error_code)
-    VALUES (${caller.tokenId}, ${caller.name}, ${caller.role}, ${operation}, ${JSON.stringify(args ?? {})}::jsonb,
-      ${outcome}, ${errorCode ?? null})`.execute(db);
+  await insertAuditEntry(db, {
+    tokenId: caller.tokenId,
+    actor: caller.name,
+    role: caller.role,
+    operation,
+    arguments: args,
+    outcome,
+    errorCode: errorCode ?? null,
+  });
 }

@@ -1,6 +1,7 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { sql, type Kysely } from 'kysely';
+import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
+import { insertApiToken, revokeApiTokenNamed, selectLiveToken, touchApiToken } from '../store/api-tokens.js';
 import { ForbiddenError, TokenExistsError, UnauthenticatedError } from './errors.js';
 
 export const ROLES = ['viewer', 'operator', 'admin'] as const;
@@ -35,18 +36,19 @@ export async function createApiToken(
   createdBy: string,
 ): Promise<{ name: string; role: Role; token: string }> {
   const token = `sous_${randomBytes(32).toString('base64url')}`;
-  const inserted = await sql`
-    INSERT INTO sous.api_token (id, name, role, token_hash, created_by)
-    VALUES (${randomUUID()}, ${name}, ${role}, ${hashToken(token)}, ${createdBy})
-    ON CONFLICT (name) DO NOTHING RETURNING 1`.execute(db);
-  if (inserted.rows.length === 0) throw new TokenExistsError(`a token named "${name}" exists already`);
+  const inserted = await insertApiToken(db, {
+    id: randomUUID(),
+    name,
+    role,
+    tokenHash: hashToken(token),
+    createdBy,
+  });
+  if (!inserted) throw new TokenExistsError(`a token named "${name}" exists already`);
   return { name, role, token };
 }
 
 export async function revokeApiToken(db: Kysely<Database>, name: string): Promise<boolean> {
-  const { rows } = await sql`
-    UPDATE sous.api_token SET revoked_at = now() WHERE name = ${name} AND revoked_at IS NULL RETURNING 1`.execute(db);
-  return rows.length > 0;
+  return revokeApiTokenNamed(db, name);
 }
 
 /** The caller of an `Authorization: Bearer <token>` value; UnauthenticatedError otherwise. */
@@ -56,12 +58,10 @@ export async function authenticate(db: Kysely<Database>, authorization: string |
   if (token === undefined) {
     throw new UnauthenticatedError('send an API token as "Authorization: Bearer <token>"');
   }
-  const { rows } = await sql<{ id: string; name: string; role: Role; stale: boolean }>`
-    SELECT id, name, role, (last_used_at IS NULL OR last_used_at < now() - interval '1 minute') AS stale
-    FROM sous.api_token WHERE token_hash = ${hashToken(token)} AND revoked_at IS NULL`.execute(db);
-  const row = rows[0];
+  const row = await selectLiveToken(db, hashToken(token));
   if (row === undefined) throw new UnauthenticatedError('the API token is unknown or revoked');
   // At most once a minute per token: a busy token must not serialise requests on its row.
-  if (row.stale) await sql`UPDATE sous.api_token SET last_used_at = now() WHERE id = ${row.id}`.execute(db);
-  return { tokenId: row.id, name: row.name, role: row.role };
+  if (row.stale) await touchApiToken(db, row.id);
+  // The table's CHECK allows only ROLES.
+  return { tokenId: row.id, name: row.name, role: row.role as Role };
 }

@@ -1,7 +1,17 @@
-import { sql, type Kysely } from 'kysely';
+import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
-import type { ForEachState } from '../engine/state.js';
 import type { ExecutionView } from '../control-plane/queries.js';
+import {
+  selectAttemptNodes,
+  selectDeadLetterPage,
+  selectEventNodes,
+  selectExecutionNodes,
+  selectExecutionPage,
+  selectForEachStates,
+  selectRecipeNames,
+  selectRecipeVersions,
+  selectStepNodes,
+} from '../store/read-model.js';
 import { InvalidArgumentError } from './errors.js';
 import { isUuid } from '../uuid.js';
 
@@ -13,19 +23,13 @@ import { isUuid } from '../uuid.js';
 /** An execution as the API shows it: the control plane's view without steps, status in upper case. */
 export type ExecutionNode = Omit<ExecutionView, 'steps' | 'status'> & { readonly status: string };
 
-const EXECUTION_COLUMNS = sql`id, recipe_name AS recipe, recipe_version AS version, upper(status) AS status, input, output,
-  error, idempotency_key AS "idempotencyKey", parent_execution_id AS "parentExecutionId", created_at AS "createdAt",
-  updated_at AS "updatedAt", finished_at AS "finishedAt"`;
-
 export async function executionsById(
   db: Kysely<Database>,
   ids: readonly string[],
 ): Promise<Map<string, ExecutionNode>> {
   const valid = ids.filter(isUuid);
   if (valid.length === 0) return new Map();
-  const { rows } = await sql<ExecutionNode>`
-    SELECT ${EXECUTION_COLUMNS} FROM sous.execution
-    WHERE id = ANY(${valid}::uuid[])`.execute(db);
+  const rows = await selectExecutionNodes<ExecutionNode>(db, valid);
   return new Map(rows.map((r) => [r.id, r]));
 }
 
@@ -83,20 +87,17 @@ export async function listExecutions(
   const statuses = filter.status?.map((s) => s.toLowerCase()) ?? null;
   const createdAfter = timestamp('createdAfter', filter.createdAfter);
   const createdBefore = timestamp('createdBefore', filter.createdBefore);
-  const { rows } = await sql<ExecutionNode>`
-    SELECT ${EXECUTION_COLUMNS} FROM sous.execution e
-    WHERE (${statuses}::text[] IS NULL OR e.status = ANY(${statuses}::text[]))
-      AND (${filter.recipe ?? null}::text IS NULL OR e.recipe_name = ${filter.recipe ?? null})
-      AND (${filter.version ?? null}::int IS NULL OR e.recipe_version = ${filter.version ?? null})
-      AND (${createdAfter}::timestamptz IS NULL OR e.created_at >= ${createdAfter}::timestamptz)
-      AND (${createdBefore}::timestamptz IS NULL OR e.created_at < ${createdBefore}::timestamptz)
-      AND (${filter.idempotencyKey ?? null}::text IS NULL OR e.idempotency_key = ${filter.idempotencyKey ?? null})
-      AND (${filter.region ?? null}::text IS NULL OR EXISTS (
-        SELECT 1 FROM sous.step_attempt a WHERE a.execution_id = e.id AND a.region = ${filter.region ?? null}))
-      AND (${cursor?.createdAt ?? null}::timestamptz IS NULL
-        OR (e.created_at, e.id) < (${cursor?.createdAt ?? null}::timestamptz, ${cursor?.id ?? null}::uuid))
-    ORDER BY e.created_at DESC, e.id DESC
-    LIMIT ${first + 1}`.execute(db);
+  const rows = await selectExecutionPage<ExecutionNode>(db, {
+    statuses,
+    recipe: filter.recipe ?? null,
+    version: filter.version ?? null,
+    createdAfter,
+    createdBefore,
+    idempotencyKey: filter.idempotencyKey ?? null,
+    region: filter.region ?? null,
+    cursor,
+    limit: first + 1,
+  });
   const page = rows.slice(0, first);
   return { nodes: page.map((node) => ({ cursor: encodeCursor(node), node })), hasNextPage: rows.length > first };
 }
@@ -120,13 +121,7 @@ export interface StepNode {
 
 export async function stepsOf(db: Kysely<Database>, executionIds: readonly string[]): Promise<StepNode[]> {
   if (executionIds.length === 0) return [];
-  const { rows } = await sql<StepNode>`
-    SELECT execution_id AS "executionId", step_key AS key, step_id AS "stepId", item_index AS "itemIndex", compensation,
-      kind, status, attempts AS "attemptCount", output, error, child_execution_id AS "childExecutionId",
-      created_at AS "createdAt", updated_at AS "updatedAt", finished_at AS "finishedAt"
-    FROM sous.step WHERE execution_id = ANY(${executionIds}::uuid[])
-    ORDER BY created_at, step_key`.execute(db);
-  return rows;
+  return selectStepNodes<StepNode>(db, executionIds);
 }
 
 export interface AttemptNode {
@@ -148,13 +143,7 @@ export interface AttemptNode {
 
 export async function attemptsOf(db: Kysely<Database>, executionIds: readonly string[]): Promise<AttemptNode[]> {
   if (executionIds.length === 0) return [];
-  const { rows } = await sql<AttemptNode>`
-    SELECT id, execution_id AS "executionId", step_key AS "stepKey", attempt, capability, input, region, status,
-      worker_id AS "workerId", error, scheduled_at AS "scheduledAt", started_at AS "startedAt",
-      finished_at AS "finishedAt", last_heartbeat_at AS "lastHeartbeatAt"
-    FROM sous.step_attempt WHERE execution_id = ANY(${executionIds}::uuid[])
-    ORDER BY scheduled_at, attempt`.execute(db);
-  return rows;
+  return selectAttemptNodes<AttemptNode>(db, executionIds);
 }
 
 export interface EventNode {
@@ -171,11 +160,7 @@ export async function eventsOf(
   afterSeq: number,
 ): Promise<EventNode[]> {
   if (executionIds.length === 0) return [];
-  const { rows } = await sql<EventNode>`
-    SELECT execution_id AS "executionId", seq, type, created_at AS at, data
-    FROM sous.execution_event WHERE execution_id = ANY(${executionIds}::uuid[]) AND seq > ${afterSeq}
-    ORDER BY execution_id, seq`.execute(db);
-  return rows;
+  return selectEventNodes<EventNode>(db, executionIds, afterSeq);
 }
 
 export interface BucketNode {
@@ -193,8 +178,7 @@ export async function bucketsOf(
   executionIds: readonly string[],
 ): Promise<Map<string, BucketNode[]>> {
   if (executionIds.length === 0) return new Map();
-  const { rows } = await sql<{ id: string; fe: Record<string, ForEachState> | null }>`
-    SELECT id, state->'forEach' AS fe FROM sous.execution WHERE id = ANY(${executionIds}::uuid[])`.execute(db);
+  const rows = await selectForEachStates(db, executionIds);
   return new Map(
     rows.map((r) => [
       r.id,
@@ -224,19 +208,12 @@ export async function recipeNames(
   db: Kysely<Database>,
   name?: string,
 ): Promise<{ name: string; latestVersion: number }[]> {
-  const { rows } = await sql<{ name: string; latestVersion: number }>`
-    SELECT name, max(version) AS "latestVersion" FROM sous.recipe
-    WHERE ${name ?? null}::text IS NULL OR name = ${name ?? null}
-    GROUP BY name ORDER BY name`.execute(db);
-  return rows;
+  return selectRecipeNames(db, name ?? null);
 }
 
 export async function recipeVersions(db: Kysely<Database>, names: readonly string[]): Promise<RecipeVersionNode[]> {
   if (names.length === 0) return [];
-  const { rows } = await sql<RecipeVersionNode>`
-    SELECT name, version, checksum, plan, source, created_at AS "createdAt"
-    FROM sous.recipe WHERE name = ANY(${names}::text[]) ORDER BY name, version`.execute(db);
-  return rows;
+  return selectRecipeVersions<RecipeVersionNode>(db, names);
 }
 
 export interface DeadLetterFilter {
@@ -259,22 +236,12 @@ export async function listDeadLetters(
     throw new InvalidArgumentError(`filter.executionId: "${filter.executionId}" is not an execution id (a UUID)`);
   }
   const status = (filter.status ?? 'PENDING').toLowerCase();
-  const { rows } = await sql<Record<string, unknown>>`
-    SELECT id, upper(status) AS status, dlt_topic AS "dltTopic", dlt_partition AS "dltPartition",
-      dlt_offset::text AS "dltOffset", original_topic AS "originalTopic", original_partition AS "originalPartition",
-      original_offset::text AS "originalOffset", message_key AS key, headers, payload, payload_text AS "payloadText",
-      error_class AS "errorClass", error_code AS "errorCode", error_message AS "errorMessage",
-      error_stack AS "errorStack", consumer_group AS "consumerGroup", attempts, failed_at AS "failedAt", capability,
-      execution_id AS "executionId", step_key AS "stepKey", idempotency_key AS "idempotencyKey",
-      ingested_at AS "ingestedAt", resolved_at AS "resolvedAt", resolved_by AS "resolvedBy",
-      reprocess_count AS "reprocessCount", outcome
-    FROM sous.dead_letter
-    WHERE status = ${status}
-      AND (${filter.capability ?? null}::text IS NULL OR capability = ${filter.capability ?? null})
-      AND (${filter.errorCode ?? null}::text IS NULL OR error_code = ${filter.errorCode ?? null})
-      AND (${filter.originalTopic ?? null}::text IS NULL OR original_topic = ${filter.originalTopic ?? null})
-      AND (${filter.executionId ?? null}::uuid IS NULL OR execution_id = ${filter.executionId ?? null}::uuid)
-    ORDER BY ingested_at DESC, dlt_offset DESC
-    LIMIT ${first}`.execute(db);
-  return rows;
+  return selectDeadLetterPage(db, {
+    status,
+    capability: filter.capability ?? null,
+    errorCode: filter.errorCode ?? null,
+    originalTopic: filter.originalTopic ?? null,
+    executionId: filter.executionId ?? null,
+    limit: first,
+  });
 }

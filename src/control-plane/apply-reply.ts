@@ -1,10 +1,12 @@
-import { sql, type Kysely } from 'kysely';
+import type { Kysely } from 'kysely';
 import { z } from 'zod';
 import type { Database } from '../db/schema.js';
 import type { Trigger } from '../engine/triggers.js';
 import { childFinishedMessageSchema } from '../protocol/control-messages.js';
 import { stepReplySchema } from '../protocol/messages.js';
 import { ExecutionNotFoundError, ReplyInvalidError } from './errors.js';
+import { lockExecutions } from '../store/executions.js';
+import { recordProcessedMessages } from '../store/processed-messages.js';
 import { runDecisions, type DecisionEnvironment } from './run-decision.js';
 
 /** Everything the control plane accepts on its reply topic. */
@@ -94,9 +96,12 @@ export interface BatchOutcome {
 
 /**
  * Applies several replies in one transaction — one commit (one WAL flush) instead of one
- * per reply — each exactly as `applyReply` would, in order. If anything fails the whole
- * transaction rolls back and nothing of the batch is applied, so the caller can retry the
- * batch or fall back to one reply at a time.
+ * per reply — each exactly as `applyReply` would, in order, with a fixed number of
+ * statements whatever the number of replies: lock the replies' executions (in id order),
+ * record the message ids (a reply seen before changes nothing), decide in memory, then
+ * write every table once. If anything fails the whole transaction rolls back and nothing
+ * of the batch is applied, so the caller can retry the batch or fall back to one reply
+ * at a time.
  */
 export async function applyReplies(
   db: Kysely<Database>,
@@ -106,30 +111,45 @@ export async function applyReplies(
   return db.transaction().execute(async (trx) => {
     let duplicates = 0;
     const unknown: ReplyTopicMessage[] = [];
-    // Fresh replies grouped by execution, each group in arrival order: one execution's
-    // replies are decided in turn under one lock with one state write (runDecisions).
-    const groups = new Map<string, Trigger[]>();
+    // A reply twice in one batch counts once (the second is a duplicate, as in a later batch).
+    // Ids compare as PostgreSQL returns them (lower case): a UUID may arrive in either case.
+    const distinct = new Map<string, ReplyTopicMessage>();
     for (const message of messages) {
-      const exists = await sql`SELECT 1 FROM sous.execution WHERE id = ${message.executionId}`.execute(trx);
-      if (exists.rows.length === 0) {
-        unknown.push(message);
-        continue;
-      }
-      const fresh = await sql`
-        INSERT INTO sous.processed_message (message_id, execution_id) VALUES (${message.messageId}, ${message.executionId})
-        ON CONFLICT (message_id) DO NOTHING RETURNING 1`.execute(trx);
-      if (fresh.rows.length === 0) {
+      const id = message.messageId.toLowerCase();
+      if (distinct.has(id)) duplicates++;
+      else distinct.set(id, message);
+    }
+    const locked = await lockExecutions(trx, [
+      ...new Set([...distinct.values()].map((m) => m.executionId.toLowerCase())),
+    ]);
+    const known: ReplyTopicMessage[] = [];
+    for (const message of distinct.values()) {
+      if (locked.has(message.executionId.toLowerCase())) known.push(message);
+      else unknown.push(message);
+    }
+    const fresh = await recordProcessedMessages(trx, known);
+    // Fresh replies grouped by execution, each group in arrival order: one execution's
+    // replies are decided in turn, with one state write for the group.
+    const groups = new Map<string, Trigger[]>();
+    for (const message of known) {
+      if (!fresh.has(message.messageId.toLowerCase())) {
         duplicates++;
         continue;
       }
-      const group = groups.get(message.executionId) ?? [];
+      const executionId = message.executionId.toLowerCase();
+      const group = groups.get(executionId) ?? [];
       group.push(triggerOf(message));
-      groups.set(message.executionId, group);
+      groups.set(executionId, group);
     }
     let applied = 0;
-    for (const [executionId, triggers] of groups) {
-      await runDecisions(trx, env, executionId, triggers);
-      applied += triggers.length;
+    for (const triggers of groups.values()) applied += triggers.length;
+    if (groups.size > 0) {
+      await runDecisions(
+        trx,
+        env,
+        locked,
+        [...groups].map(([executionId, triggers]) => ({ executionId, triggers })),
+      );
     }
     return { applied, duplicates, unknown };
   });

@@ -1,13 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import { sql, type Transaction } from 'kysely';
-import type { Database } from '../db/schema.js';
 import type { EngineEvent } from '../engine/events.js';
 import type { ExecutionState } from '../engine/state.js';
-import type { OutboxMessage } from '../outbox/outbox-message.js';
+import { builtOutboxRow } from '../outbox/write-outbox.js';
 import { commandTopic, type StepCommand, type StepError } from '../protocol/messages.js';
 import { encodeCompletionToken } from '../protocol/completion-token.js';
 import type { ChildFinishedMessage } from '../protocol/control-messages.js';
-import type { DecisionEnvironment } from './run-decision.js';
+import type { OutboxRow } from '../store/outbox.js';
+import type { PayloadRow } from '../store/payloads.js';
+import type { DecisionEnvironment } from './decision-environment.js';
 
 type StepScheduled = Extract<EngineEvent, { type: 'StepScheduled' }>;
 
@@ -16,25 +16,29 @@ export function idempotencyKeyOf(executionId: string, stepKey: string): string {
   return `${executionId}/${stepKey}`;
 }
 
-/** The outbox message that sends a scheduled step to its capability's topic. */
-export async function commandMessage(
-  trx: Transaction<Database>,
+/** A step command's outbox row, and the claim-check payload it refers to when its input is large. */
+export interface CommandRows {
+  readonly outbox: OutboxRow;
+  readonly payload?: PayloadRow;
+}
+
+/** The outbox row that sends a scheduled step to its capability's topic (pure: the caller writes it). */
+export function commandMessage(
   env: DecisionEnvironment,
   state: ExecutionState,
   event: StepScheduled,
   traceparent: string,
   replyTopic: string,
-): Promise<OutboxMessage> {
+): CommandRows {
   const idempotencyKey = idempotencyKeyOf(state.executionId, event.stepKey);
   const inputText = JSON.stringify(event.input ?? null);
   const bytes = Buffer.byteLength(inputText);
   let carried: Pick<StepCommand, 'input' | 'inputRef'>;
+  let payload: PayloadRow | undefined;
   if (bytes > env.maxInlinePayloadBytes) {
     // Claim check: the command carries a reference; the data stays in PostgreSQL.
     const ref = randomUUID();
-    await sql`INSERT INTO sous.payload (id, execution_id, data, bytes) VALUES (${ref}, ${state.executionId}, ${inputText}::jsonb, ${bytes})`.execute(
-      trx,
-    );
+    payload = { id: ref, executionId: state.executionId, data: inputText, bytes };
     carried = { inputRef: { ref, bytes } };
   } else {
     carried = { input: event.input ?? null };
@@ -67,7 +71,7 @@ export async function commandMessage(
     ...(event.maxAttempts === undefined ? {} : { maxAttempts: event.maxAttempts }),
     ...(event.region === undefined ? {} : { region: event.region }),
   };
-  return {
+  const outbox = builtOutboxRow({
     id: event.stepExecutionId,
     topic: commandTopic(event.capability),
     // Per step, not per execution: a forEach's items spread over partitions (so over
@@ -75,11 +79,12 @@ export async function commandMessage(
     key: idempotencyKey,
     aggregateType: 'execution',
     eventType: 'step.command',
-    payload: command,
+    payload: JSON.stringify(command),
     traceparent,
     correlationId: state.idempotencyKey ?? state.executionId,
     idempotencyKey,
-  };
+  });
+  return payload === undefined ? { outbox } : { outbox, payload };
 }
 
 /** Tells a parent execution, through its reply topic, that a sub-recipe execution ended. */
@@ -91,7 +96,7 @@ export function childFinishedMessage(
   output: unknown,
   error: StepError | undefined,
   traceparent: string,
-): OutboxMessage {
+): OutboxRow {
   const messageId = randomUUID();
   const payload: ChildFinishedMessage = {
     kind: 'child.finished',
@@ -102,13 +107,13 @@ export function childFinishedMessage(
     ...(output === undefined ? {} : { output }),
     ...(error === undefined ? {} : { error }),
   };
-  return {
+  return builtOutboxRow({
     id: messageId,
     topic: replyTopic,
     key: parentExecutionId,
     aggregateType: 'execution',
     eventType: 'child.finished',
-    payload,
+    payload: JSON.stringify(payload),
     traceparent,
-  };
+  });
 }

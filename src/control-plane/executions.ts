@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { sql, type Kysely } from 'kysely';
+import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
 import { TERMINAL_STATUSES, type ExecutionStatus } from '../engine/state.js';
 import type { Trigger } from '../engine/triggers.js';
 import { ExecutionFinishedError, ExecutionNotFoundError } from './errors.js';
+import { lockExecutions, lockIdempotencyKey } from '../store/executions.js';
 import { latestVersion } from './recipes.js';
 import { runDecision, type DecisionEnvironment } from './run-decision.js';
 
@@ -36,12 +37,7 @@ export async function startExecution(
   return db.transaction().execute(async (trx) => {
     if (options.idempotencyKey !== undefined) {
       // Two starts with one key at once: the second waits here, then finds the first.
-      await sql`SELECT pg_advisory_xact_lock(hashtextextended(${`sous.start:${options.idempotencyKey}`}, 0))`.execute(
-        trx,
-      );
-      const { rows } = await sql<{ id: string; status: ExecutionStatus }>`
-        SELECT id, status FROM sous.execution WHERE idempotency_key = ${options.idempotencyKey}`.execute(trx);
-      const existing = rows[0];
+      const existing = await lockIdempotencyKey(trx, options.idempotencyKey);
       if (existing !== undefined) return { executionId: existing.id, created: false, status: existing.status };
     }
     const executionId = randomUUID();
@@ -73,15 +69,13 @@ async function request(
   { finishedToo = false }: { finishedToo?: boolean } = {},
 ): Promise<ExecutionStatus> {
   return db.transaction().execute(async (trx) => {
-    const { rows } = await sql<{
-      status: ExecutionStatus;
-    }>`SELECT status FROM sous.execution WHERE id = ${executionId} FOR UPDATE`.execute(trx);
-    const status = rows[0]?.status;
-    if (status === undefined) throw new ExecutionNotFoundError(`no execution ${executionId}`);
+    const locked = (await lockExecutions(trx, [executionId.toLowerCase()])).get(executionId.toLowerCase());
+    if (locked === undefined) throw new ExecutionNotFoundError(`no execution ${executionId}`);
+    const status = locked.status;
     if (TERMINAL_STATUSES.includes(status) && !finishedToo) {
       throw new ExecutionFinishedError(`cannot ${action} execution ${executionId}: it is already ${status}`);
     }
-    const decision = await runDecision(trx, env, executionId, trigger);
+    const decision = await runDecision(trx, env, executionId, trigger, { locked });
     return decision.state?.status ?? status;
   });
 }

@@ -1,6 +1,7 @@
-import { sql, type Kysely, type Transaction } from 'kysely';
+import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
 import type { RecipePlan } from '../recipe/plan.js';
+import { selectPlan } from '../store/recipes.js';
 import { RecipeNotFoundError } from './errors.js';
 
 /**
@@ -10,13 +11,11 @@ import { RecipeNotFoundError } from './errors.js';
 export class PlanCache {
   readonly #plans = new Map<string, RecipePlan>();
 
-  async get(db: Kysely<Database> | Transaction<Database>, name: string, version: number): Promise<RecipePlan> {
+  async get(db: Kysely<Database>, name: string, version: number): Promise<RecipePlan> {
     const key = `${name}@${version}`;
     const cached = this.#plans.get(key);
     if (cached !== undefined) return cached;
-    const { rows } = await sql<{ plan: RecipePlan }>`
-      SELECT plan FROM sous.recipe WHERE name = ${name} AND version = ${version}`.execute(db);
-    const plan = rows[0]?.plan;
+    const plan = await selectPlan(db, name, version);
     if (plan === undefined) throw new RecipeNotFoundError(`recipe ${name} version ${version} is not registered`);
     this.#plans.set(key, plan);
     return plan;

@@ -1,7 +1,10 @@
-import { sql, type Kysely } from 'kysely';
+import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
 import type { EngineEvent } from '../engine/events.js';
 import type { ExecutionStatus } from '../engine/state.js';
+import { selectEvents } from '../store/events.js';
+import { selectExecutions } from '../store/executions.js';
+import { selectStepsOf } from '../store/steps.js';
 import { ExecutionNotFoundError } from './errors.js';
 
 export interface StepView {
@@ -36,40 +39,9 @@ export interface ExecutionView {
 
 /** One execution with its steps, as the state tables hold them. */
 export async function getExecution(db: Kysely<Database>, executionId: string): Promise<ExecutionView> {
-  const { rows } = await sql<{
-    id: string;
-    recipe_name: string;
-    recipe_version: number;
-    status: ExecutionStatus;
-    input: unknown;
-    output: unknown;
-    error: unknown;
-    idempotency_key: string | null;
-    parent_execution_id: string | null;
-    created_at: Date;
-    updated_at: Date;
-    finished_at: Date | null;
-  }>`
-    SELECT id, recipe_name, recipe_version, status, input, output, error, idempotency_key, parent_execution_id,
-      created_at, updated_at, finished_at
-    FROM sous.execution WHERE id = ${executionId}`.execute(db);
-  const row = rows[0];
+  const row = (await selectExecutions(db, [executionId]))[0];
   if (row === undefined) throw new ExecutionNotFoundError(`no execution ${executionId}`);
-  const steps = await sql<{
-    step_key: string;
-    step_id: string;
-    item_index: number | null;
-    compensation: boolean;
-    kind: string;
-    status: string;
-    attempts: number;
-    output: unknown;
-    error: unknown;
-    created_at: Date;
-    finished_at: Date | null;
-  }>`
-    SELECT step_key, step_id, item_index, compensation, kind, status, attempts, output, error, created_at, finished_at
-    FROM sous.step WHERE execution_id = ${executionId} ORDER BY created_at, step_key`.execute(db);
+  const steps = await selectStepsOf(db, row.id);
   return {
     id: row.id,
     recipe: row.recipe_name,
@@ -83,7 +55,7 @@ export async function getExecution(db: Kysely<Database>, executionId: string): P
     createdAt: row.created_at,
     updatedAt: row.updated_at,
     finishedAt: row.finished_at,
-    steps: steps.rows.map((s) => ({
+    steps: steps.map((s) => ({
       stepKey: s.step_key,
       stepId: s.step_id,
       itemIndex: s.item_index,
@@ -101,7 +73,5 @@ export async function getExecution(db: Kysely<Database>, executionId: string): P
 
 /** An execution's event log, oldest first. */
 export async function getEvents(db: Kysely<Database>, executionId: string): Promise<EngineEvent[]> {
-  const { rows } = await sql<{ data: EngineEvent }>`
-    SELECT data FROM sous.execution_event WHERE execution_id = ${executionId} ORDER BY seq`.execute(db);
-  return rows.map((r) => r.data);
+  return selectEvents(db, executionId);
 }

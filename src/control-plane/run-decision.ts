@@ -1,54 +1,35 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { sql, type Transaction } from 'kysely';
+import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
 import { decide, type Decision } from '../engine/decide.js';
 import type { EngineEvent } from '../engine/events.js';
-import { attemptChanges, executionRow, stepRowsOf, type StepRow } from '../engine/projection.js';
+import type { ItemSource, OpenedItems } from '../engine/item-source.js';
+import {
+  attemptChanges,
+  executionRow,
+  stepRowsOf,
+  type AttemptChanges,
+  type AttemptRow,
+  type AttemptUpdate,
+  type StepRow,
+} from '../engine/projection.js';
 import type { ExecutionState } from '../engine/state.js';
-import type { OpenedItems } from '../engine/item-source.js';
 import type { Trigger } from '../engine/triggers.js';
-import type { OutboxMessage } from '../outbox/outbox-message.js';
-import { writeOutbox } from '../outbox/write-outbox.js';
-import { REPLY_TOPIC, type StepError } from '../protocol/messages.js';
-import { commandMessage, childFinishedMessage } from './command-message.js';
+import type { StepError } from '../protocol/messages.js';
+import type { RecipePlan } from '../recipe/plan.js';
+import { commitDecision, type DecisionWrites } from '../store/decisions.js';
+import { lockExecutions, type ExecutionWrite, type LockedExecution } from '../store/executions.js';
+import { selectItemWindow } from '../store/foreach-items.js';
+import type { OutboxRow } from '../store/outbox.js';
+import type { PayloadRow } from '../store/payloads.js';
+import { selectLatestVersion } from '../store/recipes.js';
+import { selectFinishedItemSteps } from '../store/steps.js';
+import type { TimerJob } from '../store/timers.js';
+import { childFinishedMessage, commandMessage } from './command-message.js';
+import type { DecisionEnvironment } from './decision-environment.js';
 import { ExecutionNotFoundError, RecipeNotFoundError } from './errors.js';
-import { postgresItemSource, writeOpenedItems } from './foreach-items.js';
-import type { PlanCache } from './plan-cache.js';
 
-/** What decisions need from the process around them; compiled once by the control plane. */
-export interface DecisionEnvironment {
-  readonly plans: PlanCache;
-  /** Topic replies to this control plane's commands go to. @default 'sous.replies' */
-  readonly replyTopic: string;
-  /** Inputs larger than this travel by reference (claim check). @default 65536 */
-  readonly maxInlinePayloadBytes: number;
-  /** graphile-worker task that fires engine timers. */
-  readonly timerTask: string;
-  readonly now: () => Date;
-}
-
-export const TIMER_TASK = 'sous_timer';
-
-export function defaultDecisionEnvironment(
-  plans: PlanCache,
-  overrides: Partial<DecisionEnvironment> = {},
-): DecisionEnvironment {
-  return {
-    plans,
-    replyTopic: REPLY_TOPIC,
-    maxInlinePayloadBytes: 64 * 1024,
-    timerTask: TIMER_TASK,
-    now: () => new Date(),
-    ...overrides,
-  };
-}
-
-interface LockedExecution {
-  readonly state: ExecutionState;
-  readonly last_seq: number;
-  readonly traceparent: string | null;
-  readonly reply_topic: string;
-}
+export { defaultDecisionEnvironment, TIMER_TASK, type DecisionEnvironment } from './decision-environment.js';
 
 /** A new W3C traceparent: a fresh trace when none is given, else a new span of it. */
 export function childTraceparent(parent: string | null | undefined): string {
@@ -56,278 +37,366 @@ export function childTraceparent(parent: string | null | undefined): string {
   return `00-${traceId}-${randomBytes(8).toString('hex')}-01`;
 }
 
-/**
- * One decision, inside the caller's transaction: locks the execution row (so decisions
- * for one execution never run at once, whichever process takes them), decides, then
- * appends the events, updates the state tables, writes the commands to the outbox and
- * adds the timer jobs — all committing together or not at all.
- */
-export async function runDecision(
-  trx: Transaction<Database>,
-  env: DecisionEnvironment,
-  executionId: string,
-  trigger: Trigger,
-  options: { traceparent?: string; replyTopic?: string } = {},
-): Promise<Decision> {
-  return runDecisions(trx, env, executionId, [trigger], options);
+/** Triggers for one execution, decided in turn. */
+export interface DecisionRequest {
+  readonly executionId: string;
+  readonly triggers: readonly Trigger[];
+  /** A new execution's trace context (a start). @default a new trace */
+  readonly traceparent?: string;
+  /** A new execution's reply topic (a start). @default the environment's */
+  readonly replyTopic?: string;
+}
+
+/** Items read per query: a decision dispatching item n usually dispatches n+1.. next. */
+const ITEM_WINDOW = 64;
+
+/** One execution's share of a batch: where it started, and what its decisions so far made of it. */
+interface Pending {
+  readonly id: string;
+  /** Undefined for an execution this batch starts. */
+  readonly locked: LockedExecution | undefined;
+  readonly plan: RecipePlan;
+  readonly traceparent: string;
+  readonly replyTopic: string;
+  state: ExecutionState | undefined;
+  readonly events: EngineEvent[];
+  readonly opened: OpenedItems[];
+  /** The net rows, as the last decision left them. */
+  readonly steps: Map<string, StepRow>;
+  readonly attemptInserts: Map<string, AttemptRow>;
+  readonly attemptUpdates: Map<string, AttemptUpdate>;
+  readonly items: Map<string, readonly unknown[]>;
+  /** Step keys a rerun forgot: their stored rows are deleted before the batch's rows are written. */
+  readonly forgotten: Set<string>;
+  /** forEach items read from PostgreSQL, per forEach. */
+  readonly itemCache: Map<string, Map<number, unknown>>;
+  /** Events already looked at for sub-recipe starts. */
+  childrenScanned: number;
+}
+
+/** The columns an attempt update sets (undefined ones left out, so a merge never erases). */
+function definedColumns(update: AttemptUpdate): Partial<AttemptUpdate> {
+  return Object.fromEntries(Object.entries(update).filter(([, v]) => v !== undefined));
 }
 
 /**
- * Several triggers of one execution decided in turn under one lock, as `runDecision` would
- * one after the other, but with the execution row (its state) and the event log written
- * once: a batch of replies for one busy execution (a forEach's items) costs one state
- * write, not one per reply.
+ * Decisions of any number of executions, decided in memory and written together: the
+ * engine runs on each execution's state in turn (a later decision sees the earlier ones'
+ * state, items and finished steps through an overlay of the rows not yet written), and
+ * `rows()` gives what the batch writes, net, for one `commitDecision`.
  */
-export async function runDecisions(
-  trx: Transaction<Database>,
-  env: DecisionEnvironment,
-  executionId: string,
-  triggers: readonly Trigger[],
-  options: { traceparent?: string; replyTopic?: string } = {},
-): Promise<Decision> {
-  const first = triggers[0];
-  if (first === undefined) return { events: [], state: undefined, items: [] };
-  let locked: LockedExecution | undefined;
-  let recipe: string;
-  let version: number;
-  if (first.kind === 'start') {
-    recipe = first.recipe;
-    version = first.version;
-  } else {
-    const { rows } = await sql<LockedExecution>`
-      SELECT state, last_seq, traceparent, reply_topic FROM sous.execution WHERE id = ${executionId} FOR UPDATE`.execute(
-      trx,
-    );
-    locked = rows[0];
-    if (locked === undefined) throw new ExecutionNotFoundError(`no execution ${executionId}`);
-    recipe = locked.state.recipe;
-    version = locked.state.version;
+class DecisionBatch {
+  readonly #pending = new Map<string, Pending>();
+  readonly decisions = new Map<string, Decision>();
+
+  constructor(
+    private readonly trx: Kysely<Database>,
+    private readonly env: DecisionEnvironment,
+  ) {}
+
+  /** Decides a request's triggers, in order, then starts the sub-recipes they asked for. */
+  async decide(request: DecisionRequest, locked: LockedExecution | undefined): Promise<void> {
+    const pending = await this.#open(request, locked);
+    if (pending === undefined) return;
+    for (const trigger of request.triggers) await this.#decideOne(pending, trigger);
+    await this.#startChildren(pending);
   }
-  const plan = await env.plans.get(trx, recipe, version);
-  let state = locked?.state;
-  const events: EngineEvent[] = [];
-  const items: OpenedItems[] = [];
-  // Rows of each decision, written at once (a later trigger's decision may read them:
-  // items, finished item steps); a new execution's wait for its row (their foreign key).
-  const deferred: (() => Promise<void>)[] = [];
-  for (const trigger of triggers) {
-    const decision = await decide(state, trigger, {
-      plan,
-      now: env.now(),
+
+  async #open(request: DecisionRequest, locked: LockedExecution | undefined): Promise<Pending | undefined> {
+    const known = this.#pending.get(request.executionId);
+    if (known !== undefined) return known;
+    const first = request.triggers[0];
+    if (first === undefined) return undefined;
+    let recipe: string;
+    let version: number;
+    if (locked !== undefined) {
+      recipe = locked.state.recipe;
+      version = locked.state.version;
+    } else if (first.kind === 'start') {
+      recipe = first.recipe;
+      version = first.version;
+    } else {
+      throw new ExecutionNotFoundError(`no execution ${request.executionId}`);
+    }
+    const pending: Pending = {
+      id: request.executionId,
+      locked,
+      plan: await this.env.plans.get(this.trx, recipe, version),
+      traceparent: locked?.traceparent ?? request.traceparent ?? childTraceparent(undefined),
+      replyTopic: locked?.reply_topic ?? request.replyTopic ?? this.env.replyTopic,
+      state: locked?.state,
+      events: [],
+      opened: [],
+      steps: new Map(),
+      attemptInserts: new Map(),
+      attemptUpdates: new Map(),
+      items: new Map(),
+      forgotten: new Set(),
+      itemCache: new Map(),
+      childrenScanned: 0,
+    };
+    this.#pending.set(pending.id, pending);
+    return pending;
+  }
+
+  async #decideOne(p: Pending, trigger: Trigger): Promise<void> {
+    const decision = await decide(p.state, trigger, {
+      plan: p.plan,
+      now: this.env.now(),
       newId: randomUUID,
       random: Math.random,
-      items: postgresItemSource(trx, executionId),
+      items: this.#itemSource(p),
     });
-    if (decision.events.length === 0 || decision.state === undefined) continue;
-    const before = state;
-    const writeRows = async () => {
-      await writeOpenedItems(trx, executionId, decision.items);
-      await forgetRewoundSteps(trx, executionId, decision.events);
-      await writeStepRows(trx, stepRowsOf(executionId, before, decision.events, plan));
-      await writeAttemptRows(trx, executionId, decision.events);
+    if (decision.events.length === 0 || decision.state === undefined) return;
+    // Attempts change segment by segment: a rerun forgets the steps it names, with the
+    // rows earlier decisions of this batch made for them, before later events add rows.
+    let segment: EngineEvent[] = [];
+    for (const event of decision.events) {
+      if (event.type !== 'ExecutionRewound') {
+        segment.push(event);
+        continue;
+      }
+      this.#mergeAttempts(p, attemptChanges(p.id, segment));
+      segment = [];
+      this.#forget(p, event.removedStepKeys);
+    }
+    this.#mergeAttempts(p, attemptChanges(p.id, segment));
+    for (const [key, row] of stepRowsOf(p.id, p.state, decision.events, p.plan)) p.steps.set(key, row);
+    for (const { forEachKey, items } of decision.items) p.items.set(forEachKey, items);
+    p.events.push(...decision.events);
+    p.opened.push(...decision.items);
+    p.state = decision.state;
+  }
+
+  #forget(p: Pending, stepKeys: readonly string[]): void {
+    const keys = new Set(stepKeys);
+    for (const key of keys) {
+      p.forgotten.add(key);
+      p.steps.delete(key);
+      p.items.delete(key);
+      p.itemCache.delete(key);
+    }
+    for (const [id, row] of p.attemptInserts) if (keys.has(row.step_key)) p.attemptInserts.delete(id);
+    // Updates of stored attempts of these steps match nothing once their rows are deleted.
+  }
+
+  /** Folds changes into the batch's attempt rows: one insert or one update per attempt. */
+  #mergeAttempts(p: Pending, changes: AttemptChanges): void {
+    for (const row of changes.inserts) p.attemptInserts.set(row.id, row);
+    for (const update of changes.updates) {
+      const inserted = p.attemptInserts.get(update.id);
+      if (inserted !== undefined) {
+        p.attemptInserts.set(update.id, { ...inserted, ...definedColumns(update) });
+      } else {
+        p.attemptUpdates.set(update.id, {
+          ...p.attemptUpdates.get(update.id),
+          ...definedColumns(update),
+          id: update.id,
+        });
+      }
+    }
+  }
+
+  /** Items and finished item steps as PostgreSQL will hold them once the batch is written. */
+  #itemSource(p: Pending): ItemSource {
+    return {
+      get: async (forEachKey, index) => {
+        const opened = p.items.get(forEachKey);
+        if (opened !== undefined) return opened[index];
+        if (p.forgotten.has(forEachKey)) return undefined;
+        let known = p.itemCache.get(forEachKey);
+        if (known?.has(index) !== true) {
+          const window = await selectItemWindow(this.trx, p.id, forEachKey, index, ITEM_WINDOW);
+          known ??= new Map();
+          for (const [i, data] of window) known.set(i, data);
+          p.itemCache.set(forEachKey, known);
+        }
+        return known.get(index);
+      },
+      finished: async (stepIds) => {
+        const stored = await selectFinishedItemSteps(this.trx, p.id, stepIds);
+        for (const key of p.forgotten) stored.delete(key);
+        for (const [key, row] of p.steps) {
+          if (row.item_index === null || row.compensation || !stepIds.includes(row.step_id)) continue;
+          if (row.status === 'completed' || row.status === 'skipped') stored.set(key, row.output);
+          else stored.delete(key);
+        }
+        return stored;
+      },
     };
-    if (locked !== undefined) await writeRows();
-    else deferred.push(writeRows);
-    events.push(...decision.events);
-    items.push(...decision.items);
-    state = decision.state;
-  }
-  if (events.length === 0 || state === undefined) return { events, state, items };
-
-  const firstSeq = (locked?.last_seq ?? 0) + 1;
-  const lastSeq = firstSeq + events.length - 1;
-  const traceparent = locked?.traceparent ?? options.traceparent ?? childTraceparent(undefined);
-  const replyTopic = locked?.reply_topic ?? options.replyTopic ?? env.replyTopic;
-  const row = executionRow(state, lastSeq);
-
-  if (locked === undefined) {
-    await sql`
-      INSERT INTO sous.execution
-        (id, recipe_name, recipe_version, status, input, output, error, idempotency_key, parent_execution_id,
-         parent_step_key, traceparent, reply_topic, state, last_seq, created_at, updated_at, finished_at)
-      VALUES (${row.id}, ${row.recipe_name}, ${row.recipe_version}, ${row.status}, ${json(row.input)}::jsonb,
-        ${json(row.output)}::jsonb, ${json(row.error)}::jsonb, ${row.idempotency_key}, ${row.parent_execution_id},
-        ${row.parent_step_key}, ${traceparent}, ${replyTopic}, ${json(row.state)}::jsonb, ${row.last_seq}, ${row.created_at},
-        ${row.updated_at}, ${row.finished_at})`.execute(trx);
-  } else {
-    await sql`
-      UPDATE sous.execution SET status = ${row.status}, output = ${json(row.output)}::jsonb, error = ${json(row.error)}::jsonb,
-        state = ${json(row.state)}::jsonb, last_seq = ${row.last_seq}, updated_at = ${row.updated_at}, finished_at = ${row.finished_at}
-      WHERE id = ${executionId}`.execute(trx);
   }
 
-  await sql`
-    INSERT INTO sous.execution_event (execution_id, seq, type, data, created_at)
-    SELECT ${executionId}, ${firstSeq} + ord - 1, e->>'type', e, (e->>'at')::timestamptz
-    FROM jsonb_array_elements(${json(events)}::jsonb) WITH ORDINALITY AS t(e, ord)`.execute(trx);
-
-  for (const writeRows of deferred) await writeRows();
-  await writeOutboxAndTimers(trx, env, state, events, traceparent, replyTopic);
-  await startChildren(trx, env, state, events, traceparent, replyTopic);
-  return { events, state, items };
-}
-
-/** A rerun forgets steps: their rows go (the event log keeps their history). */
-async function forgetRewoundSteps(trx: Transaction<Database>, executionId: string, events: readonly EngineEvent[]) {
-  for (const event of events) {
-    if (event.type !== 'ExecutionRewound' || event.removedStepKeys.length === 0) continue;
-    const keys = JSON.stringify(event.removedStepKeys);
-    await sql`
-      DELETE FROM sous.step_attempt WHERE execution_id = ${executionId}
-        AND step_key IN (SELECT jsonb_array_elements_text(${keys}::jsonb))`.execute(trx);
-    await sql`
-      DELETE FROM sous.step WHERE execution_id = ${executionId}
-        AND step_key IN (SELECT jsonb_array_elements_text(${keys}::jsonb))`.execute(trx);
-    await sql`
-      DELETE FROM sous.foreach_item WHERE execution_id = ${executionId}
-        AND step_key IN (SELECT jsonb_array_elements_text(${keys}::jsonb))`.execute(trx);
-  }
-}
-
-function json(value: unknown): string {
-  return JSON.stringify(value ?? null);
-}
-
-async function writeStepRows(trx: Transaction<Database>, stepRows: ReadonlyMap<string, StepRow>) {
-  const rows = [...stepRows.values()];
-  if (rows.length === 0) return;
-  await sql`
-    INSERT INTO sous.step (execution_id, step_key, step_id, item_index, compensation, kind, status, attempts, output, error,
-      child_execution_id, created_at, updated_at, finished_at)
-    SELECT execution_id, step_key, step_id, item_index, compensation, kind, status, attempts, output, error,
-      child_execution_id, created_at, updated_at, finished_at
-    FROM jsonb_to_recordset(${json(rows)}::jsonb) AS r(execution_id uuid, step_key text, step_id text, item_index int,
-      compensation boolean, kind text, status text, attempts int, output jsonb, error jsonb, child_execution_id uuid,
-      created_at timestamptz, updated_at timestamptz, finished_at timestamptz)
-    ON CONFLICT (execution_id, step_key) DO UPDATE SET status = EXCLUDED.status, attempts = EXCLUDED.attempts,
-      output = EXCLUDED.output, error = EXCLUDED.error, child_execution_id = EXCLUDED.child_execution_id,
-      updated_at = EXCLUDED.updated_at, finished_at = EXCLUDED.finished_at`.execute(trx);
-}
-
-async function writeAttemptRows(trx: Transaction<Database>, executionId: string, events: readonly EngineEvent[]) {
-  const { inserts, updates } = attemptChanges(executionId, events);
-  if (inserts.length > 0) {
-    await sql`
-      INSERT INTO sous.step_attempt (id, execution_id, step_key, attempt, capability, input, region, status, worker_id, error,
-        scheduled_at, started_at, finished_at, last_heartbeat_at)
-      SELECT id, execution_id, step_key, attempt, capability, input, region, status, worker_id, error, scheduled_at,
-        started_at, finished_at, last_heartbeat_at
-      FROM jsonb_to_recordset(${json(inserts)}::jsonb) AS r(id uuid, execution_id uuid, step_key text, attempt int,
-        capability text, input jsonb, region text, status text, worker_id text, error jsonb, scheduled_at timestamptz,
-        started_at timestamptz, finished_at timestamptz, last_heartbeat_at timestamptz)`.execute(trx);
-  }
-  // Updates apply in event order: a later change to the same attempt wins.
-  for (const update of updates) {
-    await sql`
-      UPDATE sous.step_attempt a SET
-        status = coalesce(u.status, a.status), worker_id = coalesce(u.worker_id, a.worker_id),
-        error = coalesce(u.error, a.error), started_at = coalesce(u.started_at, a.started_at),
-        finished_at = coalesce(u.finished_at, a.finished_at), last_heartbeat_at = coalesce(u.last_heartbeat_at, a.last_heartbeat_at)
-      FROM jsonb_to_record(${json(update)}::jsonb) AS u(id uuid, status text, worker_id text, error jsonb,
-        started_at timestamptz, finished_at timestamptz, last_heartbeat_at timestamptz)
-      WHERE a.id = u.id`.execute(trx);
-  }
-}
-
-async function writeOutboxAndTimers(
-  trx: Transaction<Database>,
-  env: DecisionEnvironment,
-  state: ExecutionState,
-  events: readonly EngineEvent[],
-  traceparent: string,
-  replyTopic: string,
-) {
-  const messages: OutboxMessage[] = [];
-  const timers: { id: string; fireAt: string }[] = [];
-  const cleared: string[] = [];
-  for (const event of events) {
-    if (event.type === 'StepScheduled') {
-      messages.push(await commandMessage(trx, env, state, event, childTraceparent(traceparent), replyTopic));
-    } else if (event.type === 'TimerScheduled') {
-      timers.push({ id: event.timerId, fireAt: event.fireAt });
-    } else if (event.type === 'TimerCleared') {
-      cleared.push(event.timerId);
-    } else if (
-      (event.type === 'ExecutionCompleted' ||
-        event.type === 'ExecutionFailed' ||
-        event.type === 'ExecutionCancelled') &&
-      state.parent !== undefined
-    ) {
-      // The parent hears of it through its reply stream, in a decision of its own.
-      const status =
-        event.type === 'ExecutionCompleted' ? 'completed' : event.type === 'ExecutionFailed' ? 'failed' : 'cancelled';
-      const error: StepError | undefined = event.type === 'ExecutionFailed' ? event.error : undefined;
-      messages.push(
-        childFinishedMessage(
-          replyTopic,
-          state.parent.executionId,
-          state.executionId,
-          status,
-          event.type === 'ExecutionCompleted' ? event.output : undefined,
-          error,
-          traceparent,
-        ),
+  /** Sub-recipe steps: each child starts in this same batch; a child whose recipe is missing fails its step. */
+  async #startChildren(p: Pending): Promise<void> {
+    while (p.childrenScanned < p.events.length) {
+      const event = p.events[p.childrenScanned++];
+      if (event?.type !== 'ChildExecutionRequested') continue;
+      const version = event.version ?? (await selectLatestVersion(this.trx, event.recipe));
+      try {
+        if (version === undefined) throw new RecipeNotFoundError(`sub-recipe ${event.recipe} is not registered`);
+        await this.env.plans.get(this.trx, event.recipe, version);
+      } catch (error) {
+        if (!(error instanceof RecipeNotFoundError)) throw error;
+        // The parent's step fails at once; its events join the list this loop scans.
+        await this.#decideOne(p, {
+          kind: 'child.finished',
+          childExecutionId: event.childExecutionId,
+          status: 'failed',
+          error: { code: error.code, message: error.message, retryable: false },
+        });
+        continue;
+      }
+      await this.decide(
+        {
+          executionId: event.childExecutionId,
+          triggers: [
+            {
+              kind: 'start',
+              executionId: event.childExecutionId,
+              recipe: event.recipe,
+              version,
+              input: event.input,
+              parent: { executionId: p.id, stepKey: event.stepKey },
+            },
+          ],
+          traceparent: childTraceparent(p.traceparent),
+          replyTopic: p.replyTopic,
+        },
+        undefined,
       );
     }
   }
-  if (messages.length > 0) await writeOutbox(trx, messages);
-  const added = timers.filter((t) => !cleared.includes(t.id));
-  for (const timer of added) {
-    await sql`
-      SELECT graphile_worker.add_job(${env.timerTask}, json_build_object('executionId', ${state.executionId}::text, 'timerId', ${timer.id}::text),
-        run_at => ${timer.fireAt}::timestamptz, job_key => ${timer.id}, max_attempts => 25)`.execute(trx);
+
+  /** What the batch writes: one entry per row, across executions. */
+  rows(): DecisionWrites {
+    const newExecutions: ExecutionWrite[] = [];
+    const writes = {
+      newExecutions,
+      changedExecutions: [] as ReturnType<typeof executionRow>[],
+      events: [] as DecisionWrites['events'][number][],
+      forgotten: [] as DecisionWrites['forgotten'][number][],
+      items: [] as DecisionWrites['items'][number][],
+      steps: [] as StepRow[],
+      attemptInserts: [] as AttemptRow[],
+      attemptUpdates: [] as AttemptUpdate[],
+      payloads: [] as PayloadRow[],
+      outbox: [] as OutboxRow[],
+      timersAdded: [] as TimerJob[],
+      timersRemoved: [] as string[],
+    };
+    for (const p of this.#pending.values()) {
+      const state = p.state;
+      this.decisions.set(p.id, { events: p.events, state, items: p.opened });
+      if (p.events.length === 0 || state === undefined) continue;
+      const firstSeq = (p.locked?.last_seq ?? 0) + 1;
+      const row = executionRow(state, firstSeq + p.events.length - 1);
+      if (p.locked === undefined) newExecutions.push({ ...row, traceparent: p.traceparent, reply_topic: p.replyTopic });
+      else writes.changedExecutions.push(row);
+      writes.events.push({ executionId: p.id, firstSeq, events: p.events });
+      if (p.forgotten.size > 0) writes.forgotten.push({ executionId: p.id, stepKeys: [...p.forgotten] });
+      for (const [forEachKey, items] of p.items) writes.items.push({ executionId: p.id, forEachKey, items });
+      writes.steps.push(...p.steps.values());
+      writes.attemptInserts.push(...p.attemptInserts.values());
+      writes.attemptUpdates.push(...p.attemptUpdates.values());
+      this.#messagesAndTimers(p, state, writes);
+    }
+    return writes;
   }
-  const removed = cleared.filter((id) => !timers.some((t) => t.id === id));
-  if (removed.length > 0) {
-    await sql`SELECT graphile_worker.remove_job(k) FROM unnest(${removed}::text[]) AS k`.execute(trx);
+
+  /** Commands of scheduled steps, a finished child's word to its parent, and timer jobs. */
+  #messagesAndTimers(
+    p: Pending,
+    state: ExecutionState,
+    out: { payloads: PayloadRow[]; outbox: OutboxRow[]; timersAdded: TimerJob[]; timersRemoved: string[] },
+  ): void {
+    const timers = new Map<string, TimerJob>();
+    const cleared = new Set<string>();
+    for (const event of p.events) {
+      if (event.type === 'StepScheduled') {
+        const rows = commandMessage(this.env, state, event, childTraceparent(p.traceparent), p.replyTopic);
+        out.outbox.push(rows.outbox);
+        if (rows.payload !== undefined) out.payloads.push(rows.payload);
+      } else if (event.type === 'TimerScheduled') {
+        timers.set(event.timerId, { executionId: p.id, timerId: event.timerId, fireAt: event.fireAt });
+      } else if (event.type === 'TimerCleared') {
+        cleared.add(event.timerId);
+      } else if (
+        (event.type === 'ExecutionCompleted' ||
+          event.type === 'ExecutionFailed' ||
+          event.type === 'ExecutionCancelled') &&
+        state.parent !== undefined
+      ) {
+        // The parent hears of it through its reply stream, in a decision of its own.
+        const status =
+          event.type === 'ExecutionCompleted' ? 'completed' : event.type === 'ExecutionFailed' ? 'failed' : 'cancelled';
+        const error: StepError | undefined = event.type === 'ExecutionFailed' ? event.error : undefined;
+        out.outbox.push(
+          childFinishedMessage(
+            p.replyTopic,
+            state.parent.executionId,
+            state.executionId,
+            status,
+            event.type === 'ExecutionCompleted' ? event.output : undefined,
+            error,
+            p.traceparent,
+          ),
+        );
+      }
+    }
+    for (const [id, timer] of timers) if (!cleared.has(id)) out.timersAdded.push(timer);
+    for (const id of cleared) if (!timers.has(id)) out.timersRemoved.push(id);
   }
 }
 
-/** Sub-recipe steps: the child execution starts in the same transaction as the parent's decision. */
-async function startChildren(
-  trx: Transaction<Database>,
+/**
+ * Decisions of several executions in the caller's transaction, which has locked every
+ * execution named (`locked`; a request without a locked execution must start one):
+ * decided in memory in request order, then written by one `commitDecision` — a fixed
+ * number of statements whatever the number of executions and triggers. Sub-recipes the
+ * decisions start are decided and written in the same batch.
+ */
+export async function runDecisions(
+  trx: Kysely<Database>,
   env: DecisionEnvironment,
-  state: ExecutionState,
-  events: readonly EngineEvent[],
-  traceparent: string,
-  replyTopic: string,
-) {
-  for (const event of events) {
-    if (event.type !== 'ChildExecutionRequested') continue;
-    let version = event.version;
-    if (version === undefined) {
-      const { rows } = await sql<{
-        version: number | null;
-      }>`SELECT max(version) AS version FROM sous.recipe WHERE name = ${event.recipe}`.execute(trx);
-      version = rows[0]?.version ?? undefined;
-    }
-    try {
-      if (version === undefined) throw new RecipeNotFoundError(`sub-recipe ${event.recipe} is not registered`);
-      await env.plans.get(trx, event.recipe, version);
-    } catch (error) {
-      if (!(error instanceof RecipeNotFoundError)) throw error;
-      // The parent's step fails at once, in this same transaction.
-      await runDecision(trx, env, state.executionId, {
-        kind: 'child.finished',
-        childExecutionId: event.childExecutionId,
-        status: 'failed',
-        error: { code: error.code, message: error.message, retryable: false },
-      });
-      continue;
-    }
-    await runDecision(
-      trx,
-      env,
-      event.childExecutionId,
-      {
-        kind: 'start',
-        executionId: event.childExecutionId,
-        recipe: event.recipe,
-        version,
-        input: event.input,
-        parent: { executionId: state.executionId, stepKey: event.stepKey },
-      },
-      { traceparent: childTraceparent(traceparent), replyTopic },
-    );
+  locked: ReadonlyMap<string, LockedExecution>,
+  requests: readonly DecisionRequest[],
+): Promise<Map<string, Decision>> {
+  const batch = new DecisionBatch(trx, env);
+  for (const request of requests) await batch.decide(request, locked.get(request.executionId));
+  await commitDecision(trx, batch.rows(), env.timerTask);
+  return batch.decisions;
+}
+
+/**
+ * One decision, inside the caller's transaction: locks the execution row (so decisions
+ * for one execution never run at once, whichever process takes them; a start has no row
+ * yet), decides, then writes everything it produced in one `commitDecision`.
+ */
+export async function runDecision(
+  trx: Kysely<Database>,
+  env: DecisionEnvironment,
+  executionId: string,
+  trigger: Trigger,
+  options: { traceparent?: string; replyTopic?: string; locked?: LockedExecution } = {},
+): Promise<Decision> {
+  // Keys as PostgreSQL returns ids (lower case), whatever case the caller used.
+  executionId = executionId.toLowerCase();
+  const locked =
+    options.locked !== undefined
+      ? new Map([[executionId, options.locked]])
+      : trigger.kind === 'start'
+        ? new Map<string, LockedExecution>()
+        : await lockExecutions(trx, [executionId]);
+  if (trigger.kind !== 'start' && !locked.has(executionId)) {
+    throw new ExecutionNotFoundError(`no execution ${executionId}`);
   }
+  const decisions = await runDecisions(trx, env, locked, [
+    {
+      executionId,
+      triggers: [trigger],
+      ...(options.traceparent === undefined ? {} : { traceparent: options.traceparent }),
+      ...(options.replyTopic === undefined ? {} : { replyTopic: options.replyTopic }),
+    },
+  ]);
+  return decisions.get(executionId) ?? { events: [], state: undefined, items: [] };
 }

@@ -1,9 +1,10 @@
 import { isDeepStrictEqual } from 'node:util';
-import { sql, type Kysely } from 'kysely';
+import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
-import type { EngineEvent } from '../engine/events.js';
 import { replay } from '../engine/evolve.js';
 import { attemptRowsOf, executionRow, stepRowsOf } from '../engine/projection.js';
+import { selectProjectionForShare } from '../store/consistency.js';
+import { selectEvents } from '../store/events.js';
 import { ExecutionNotFoundError } from './errors.js';
 import type { PlanCache } from './plan-cache.js';
 
@@ -74,14 +75,11 @@ export async function verifyExecution(
   executionId: string,
 ): Promise<Disagreement[]> {
   return db.transaction().execute(async (trx) => {
-    const head = await sql<Record<string, unknown> & { recipe_name: string; recipe_version: number }>`
-      SELECT * FROM sous.execution WHERE id = ${executionId} FOR SHARE`.execute(trx);
-    const row = head.rows[0];
+    const stored = await selectProjectionForShare(trx, executionId);
+    const row = stored.execution;
     if (row === undefined) throw new ExecutionNotFoundError(`no execution ${executionId}`);
     const plan = await plans.get(trx, row.recipe_name, row.recipe_version);
-    const { rows: eventRows } = await sql<{ data: EngineEvent }>`
-      SELECT data FROM sous.execution_event WHERE execution_id = ${executionId} ORDER BY seq`.execute(trx);
-    const events = eventRows.map((r) => r.data);
+    const events = await selectEvents(trx, executionId);
     const state = replay(events, plan);
     const out: Disagreement[] = [];
     if (state === undefined) {
@@ -107,9 +105,7 @@ export async function verifyExecution(
       'state',
     ]);
 
-    const steps = await sql<Record<string, unknown> & { step_key: string }>`
-      SELECT * FROM sous.step WHERE execution_id = ${executionId}`.execute(trx);
-    const stepRows = new Map(steps.rows.map((r) => [r.step_key, r]));
+    const stepRows = new Map(stored.steps.map((r) => [r.step_key, r]));
     const expectedSteps = stepRowsOf(executionId, undefined, events, plan);
     compareRows(out, executionId, 'step', expectedSteps, stepRows, [
       'status',
@@ -122,9 +118,7 @@ export async function verifyExecution(
       'finished_at',
     ]);
 
-    const attempts = await sql<Record<string, unknown> & { id: string }>`
-      SELECT * FROM sous.step_attempt WHERE execution_id = ${executionId}`.execute(trx);
-    const attemptRows = new Map(attempts.rows.map((r) => [r.id, r]));
+    const attemptRows = new Map(stored.attempts.map((r) => [r.id, r]));
     const expectedAttempts = attemptRowsOf(executionId, events);
     compareRows(out, executionId, 'step_attempt', expectedAttempts, attemptRows, [
       'step_key',

@@ -1,8 +1,18 @@
 import type { ColumnType, Generated } from 'kysely';
 
-export type Json = ColumnType<unknown, string, string>;
+/*
+ * Every table of the sous schema, as the migrations create it: columns are typed here
+ * once, and src/store/ is the only code that names them. jsonb columns are written as
+ * JSON text (the statements cast with ::jsonb) and read back parsed.
+ */
 
-/** sous.outbox (migrations/0001_outbox.sql). */
+export type Json = ColumnType<unknown, string, string>;
+/** A timestamptz column: read as a Date, written as an ISO string (or a Date). */
+export type Timestamp = ColumnType<Date, string | Date, string | Date>;
+/** A bigint column: pg returns int8 as text, so it is read and written as text. */
+export type Int8 = ColumnType<string, string | number, string | number>;
+
+/** sous.outbox (0001_outbox.sql). */
 export interface OutboxTable {
   id: string;
   aggregate_type: string;
@@ -17,7 +27,176 @@ export interface OutboxTable {
   created_at: Generated<Date>;
 }
 
+/** sous.recipe (0002_engine.sql): registered versions, immutable. */
+export interface RecipeTable {
+  name: string;
+  version: number;
+  checksum: string;
+  plan: Json;
+  source: string | null;
+  created_at: Generated<Date>;
+}
+
+/** sous.execution (0002_engine.sql). */
+export interface ExecutionTable {
+  id: string;
+  recipe_name: string;
+  recipe_version: number;
+  status: string;
+  input: Json;
+  output: Json | null;
+  error: Json | null;
+  idempotency_key: string | null;
+  parent_execution_id: string | null;
+  parent_step_key: string | null;
+  traceparent: string | null;
+  reply_topic: string;
+  state: Json;
+  last_seq: number;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+  finished_at: Timestamp | null;
+}
+
+/** sous.execution_event (0002_engine.sql): append-only. */
+export interface ExecutionEventTable {
+  execution_id: string;
+  seq: number;
+  type: string;
+  data: Json;
+  created_at: Timestamp;
+}
+
+/** sous.step (0002_engine.sql). */
+export interface StepTable {
+  execution_id: string;
+  step_key: string;
+  step_id: string;
+  item_index: number | null;
+  compensation: boolean;
+  kind: string;
+  status: string;
+  attempts: number;
+  output: Json | null;
+  error: Json | null;
+  child_execution_id: string | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+  finished_at: Timestamp | null;
+}
+
+/** sous.step_attempt (0002_engine.sql). */
+export interface StepAttemptTable {
+  id: string;
+  execution_id: string;
+  step_key: string;
+  attempt: number;
+  capability: string;
+  input: Json | null;
+  region: string | null;
+  status: string;
+  worker_id: string | null;
+  error: Json | null;
+  scheduled_at: Timestamp;
+  started_at: Timestamp | null;
+  finished_at: Timestamp | null;
+  last_heartbeat_at: Timestamp | null;
+}
+
+/** sous.processed_message (0002_engine.sql): replies already applied. */
+export interface ProcessedMessageTable {
+  message_id: string;
+  execution_id: string | null;
+  processed_at: Generated<Date>;
+}
+
+/** sous.payload (0002_engine.sql): claim-check payloads. */
+export interface PayloadTable {
+  id: string;
+  execution_id: string | null;
+  data: Json;
+  bytes: number;
+  created_at: Generated<Date>;
+}
+
+/** sous.foreach_item (0003_foreach_items.sql). */
+export interface ForeachItemTable {
+  execution_id: string;
+  step_key: string;
+  item_index: number;
+  data: Json;
+}
+
+/** sous.api_token (0004_api.sql). */
+export interface ApiTokenTable {
+  id: string;
+  name: string;
+  role: string;
+  token_hash: string;
+  created_at: Generated<Date>;
+  created_by: string | null;
+  revoked_at: Timestamp | null;
+  last_used_at: Timestamp | null;
+}
+
+/** sous.audit_log (0004_api.sql): append-only. */
+export interface AuditLogTable {
+  id: Generated<Int8>;
+  at: Generated<Date>;
+  token_id: string | null;
+  actor: string;
+  role: string | null;
+  operation: string;
+  arguments: Json;
+  outcome: string;
+  error_code: string | null;
+}
+
+/** sous.dead_letter (0004_api.sql). */
+export interface DeadLetterTable {
+  id: string;
+  dlt_topic: string;
+  dlt_partition: number;
+  dlt_offset: Int8;
+  original_topic: string;
+  original_partition: number | null;
+  original_offset: Int8 | null;
+  message_key: string | null;
+  headers: Json;
+  payload: Json | null;
+  payload_text: string | null;
+  error_class: string;
+  error_code: string;
+  error_message: string;
+  error_stack: string | null;
+  consumer_group: string | null;
+  attempts: number | null;
+  failed_at: Timestamp | null;
+  capability: string | null;
+  execution_id: string | null;
+  step_key: string | null;
+  step_execution_id: string | null;
+  idempotency_key: string | null;
+  status: Generated<string>;
+  ingested_at: Generated<Date>;
+  resolved_at: Timestamp | null;
+  resolved_by: string | null;
+  reprocess_count: Generated<number>;
+  outcome: Json | null;
+}
+
 /** Tables of the sous schema, for Kysely. */
 export interface Database {
   'sous.outbox': OutboxTable;
+  'sous.recipe': RecipeTable;
+  'sous.execution': ExecutionTable;
+  'sous.execution_event': ExecutionEventTable;
+  'sous.step': StepTable;
+  'sous.step_attempt': StepAttemptTable;
+  'sous.processed_message': ProcessedMessageTable;
+  'sous.payload': PayloadTable;
+  'sous.foreach_item': ForeachItemTable;
+  'sous.api_token': ApiTokenTable;
+  'sous.audit_log': AuditLogTable;
+  'sous.dead_letter': DeadLetterTable;
 }

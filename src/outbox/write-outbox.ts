@@ -1,8 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { sql, type Transaction } from 'kysely';
+import type { Transaction } from 'kysely';
 import { OutboxMessageInvalidError, OutboxNotInTransactionError } from '../errors.js';
 import { nulPath } from '../nul-path.js';
+import { insertOutboxRows, type OutboxRow } from '../store/outbox.js';
 import { type OutboxMessage, outboxMessageSchema } from './outbox-message.js';
+
+export type { OutboxRow } from '../store/outbox.js';
 
 export interface WriteOutboxOptions {
   /**
@@ -14,20 +17,6 @@ export interface WriteOutboxOptions {
 }
 
 export const DEFAULT_MAX_PAYLOAD_BYTES = 512 * 1024;
-
-/** One validated outbox row, columns as text ready for the INSERT. */
-export interface OutboxRow {
-  readonly id: string;
-  readonly aggregateType: string;
-  readonly key: string;
-  readonly eventType: string;
-  readonly topic: string;
-  readonly payload: string;
-  readonly headers: string;
-  readonly traceparent: string | null;
-  readonly correlationId: string | null;
-  readonly idempotencyKey: string | null;
-}
 
 /**
  * The payload as JSON text, or OutboxMessageInvalidError when it has none (a cycle, a
@@ -55,6 +44,36 @@ function serialisePayload(payload: unknown, index: number): string {
   return text;
 }
 
+function checkPayloadSize(payload: string, index: number, maxPayloadBytes: number): void {
+  const size = Buffer.byteLength(payload);
+  if (size > maxPayloadBytes) {
+    throw new OutboxMessageInvalidError(
+      `invalid outbox message: messages.${index}.payload is ${size} bytes, more than the ${maxPayloadBytes} allowed; pass large data by reference`,
+    );
+  }
+}
+
+/**
+ * The row of a message sous built itself (a step command, a child's end): its shape is
+ * right by construction, so it is not validated again; only the payload size is checked,
+ * since a record Kafka refuses would stop the connector. The payload is JSON text.
+ */
+export function builtOutboxRow(message: Omit<OutboxMessage, 'payload'> & { readonly payload: string }): OutboxRow {
+  checkPayloadSize(message.payload, 0, DEFAULT_MAX_PAYLOAD_BYTES);
+  return {
+    id: message.id ?? randomUUID(),
+    aggregateType: message.aggregateType,
+    key: message.key,
+    eventType: message.eventType,
+    topic: message.topic,
+    payload: message.payload,
+    headers: JSON.stringify(message.headers ?? {}),
+    traceparent: message.traceparent ?? null,
+    correlationId: message.correlationId ?? null,
+    idempotencyKey: message.idempotencyKey ?? null,
+  };
+}
+
 /**
  * Validates messages and turns them into rows, assigning ids where missing. Throws
  * OutboxMessageInvalidError listing every problem of the first bad message, by path.
@@ -69,12 +88,7 @@ export function toOutboxRows(messages: readonly OutboxMessage[], options: WriteO
     }
     const m = parsed.data;
     const payload = serialisePayload(m.payload, index);
-    const size = Buffer.byteLength(payload);
-    if (size > maxPayloadBytes) {
-      throw new OutboxMessageInvalidError(
-        `invalid outbox message: messages.${index}.payload is ${size} bytes, more than the ${maxPayloadBytes} allowed; pass large data by reference`,
-      );
-    }
+    checkPayloadSize(payload, index, maxPayloadBytes);
     return {
       id: m.id ?? randomUUID(),
       aggregateType: m.aggregateType,
@@ -109,18 +123,6 @@ export async function writeOutbox<DB>(
     );
   }
   const rows = toOutboxRows(messages, options);
-  if (rows.length === 0) return [];
-  const ids = rows.map((r) => r.id);
-  const column = <K extends keyof OutboxRow>(name: K) => rows.map((r) => r[name]);
-  // One statement for any number of rows: arrays unnested server-side.
-  await sql`
-    INSERT INTO sous.outbox
-      (id, aggregate_type, aggregate_id, event_type, topic, payload, headers, traceparent, correlation_id, idempotency_key)
-    SELECT * FROM unnest(
-      ${ids}::uuid[], ${column('aggregateType')}::text[], ${column('key')}::text[], ${column('eventType')}::text[],
-      ${column('topic')}::text[], ${column('payload')}::jsonb[], ${column('headers')}::jsonb[],
-      ${column('traceparent')}::text[], ${column('correlationId')}::text[], ${column('idempotencyKey')}::text[]
-    )`.execute(trx);
-  await sql`DELETE FROM sous.outbox WHERE id = ANY(${ids}::uuid[])`.execute(trx);
-  return ids;
+  await insertOutboxRows(trx, rows);
+  return rows.map((r) => r.id);
 }

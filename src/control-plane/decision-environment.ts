@@ -1,0 +1,30 @@
+import { REPLY_TOPIC } from '../protocol/messages.js';
+import type { PlanCache } from './plan-cache.js';
+
+/** What decisions need from the process around them; compiled once by the control plane. */
+export interface DecisionEnvironment {
+  readonly plans: PlanCache;
+  /** Topic replies to this control plane's commands go to. @default 'sous.replies' */
+  readonly replyTopic: string;
+  /** Inputs larger than this travel by reference (claim check). @default 65536 */
+  readonly maxInlinePayloadBytes: number;
+  /** graphile-worker task that fires engine timers. */
+  readonly timerTask: string;
+  readonly now: () => Date;
+}
+
+export const TIMER_TASK = 'sous_timer';
+
+export function defaultDecisionEnvironment(
+  plans: PlanCache,
+  overrides: Partial<DecisionEnvironment> = {},
+): DecisionEnvironment {
+  return {
+    plans,
+    replyTopic: REPLY_TOPIC,
+    maxInlinePayloadBytes: 64 * 1024,
+    timerTask: TIMER_TASK,
+    now: () => new Date(),
+    ...overrides,
+  };
+}

@@ -1,0 +1,66 @@
+import { sql, type Kysely } from 'kysely';
+import type { Database } from '../db/schema.js';
+import type { AttemptRow, ExecutionRow, StepRow } from '../engine/projection.js';
+
+/*
+ * The projection tables of one execution as a whole: read for verification, replaced
+ * when rebuilt from the event log. Both run under the execution's row lock.
+ */
+
+/** An execution's stored rows as they are, every column, under a share lock (no decision interleaves). */
+export interface StoredProjection {
+  readonly execution: (Record<string, unknown> & { recipe_name: string; recipe_version: number }) | undefined;
+  readonly steps: (Record<string, unknown> & { step_key: string })[];
+  readonly attempts: (Record<string, unknown> & { id: string })[];
+}
+
+export async function selectProjectionForShare(trx: Kysely<Database>, executionId: string): Promise<StoredProjection> {
+  const head = await sql<Record<string, unknown> & { recipe_name: string; recipe_version: number }>`
+    SELECT * FROM sous.execution WHERE id = ${executionId} FOR SHARE`.execute(trx);
+  const execution = head.rows[0];
+  if (execution === undefined) return { execution, steps: [], attempts: [] };
+  const steps = await sql<Record<string, unknown> & { step_key: string }>`
+    SELECT * FROM sous.step WHERE execution_id = ${executionId}`.execute(trx);
+  const attempts = await sql<Record<string, unknown> & { id: string }>`
+    SELECT * FROM sous.step_attempt WHERE execution_id = ${executionId}`.execute(trx);
+  return { execution, steps: steps.rows, attempts: attempts.rows };
+}
+
+/**
+ * Replaces an execution's row, steps and attempts with rows rebuilt from its log (the
+ * caller holds the execution's row lock).
+ */
+export async function replaceProjection(
+  trx: Kysely<Database>,
+  row: ExecutionRow,
+  steps: readonly StepRow[],
+  attempts: readonly AttemptRow[],
+): Promise<void> {
+  await sql`DELETE FROM sous.step_attempt WHERE execution_id = ${row.id}`.execute(trx);
+  await sql`DELETE FROM sous.step WHERE execution_id = ${row.id}`.execute(trx);
+  await sql`
+    UPDATE sous.execution SET status = ${row.status}, input = ${JSON.stringify(row.input)}::jsonb,
+      output = ${JSON.stringify(row.output)}::jsonb, error = ${JSON.stringify(row.error)}::jsonb,
+      state = ${JSON.stringify(row.state)}::jsonb, last_seq = ${row.last_seq}, created_at = ${row.created_at},
+      updated_at = ${row.updated_at}, finished_at = ${row.finished_at}
+    WHERE id = ${row.id}`.execute(trx);
+  if (steps.length > 0) {
+    await sql`
+      INSERT INTO sous.step (execution_id, step_key, step_id, item_index, compensation, kind, status, attempts, output,
+        error, child_execution_id, created_at, updated_at, finished_at)
+      SELECT * FROM jsonb_to_recordset(${JSON.stringify(steps)}::jsonb) AS r(execution_id uuid, step_key text,
+        step_id text, item_index int, compensation boolean, kind text, status text, attempts int, output jsonb,
+        error jsonb, child_execution_id uuid, created_at timestamptz, updated_at timestamptz, finished_at timestamptz)`.execute(
+      trx,
+    );
+  }
+  if (attempts.length > 0) {
+    await sql`
+      INSERT INTO sous.step_attempt (id, execution_id, step_key, attempt, capability, input, region, status, worker_id,
+        error, scheduled_at, started_at, finished_at, last_heartbeat_at)
+      SELECT * FROM jsonb_to_recordset(${JSON.stringify(attempts)}::jsonb) AS r(id uuid,
+        execution_id uuid, step_key text, attempt int, capability text, input jsonb, region text, status text,
+        worker_id text, error jsonb, scheduled_at timestamptz, started_at timestamptz, finished_at timestamptz,
+        last_heartbeat_at timestamptz)`.execute(trx);
+  }
+}

@@ -1,0 +1,55 @@
+import type { Kysely } from 'kysely';
+import type { Database } from '../db/schema.js';
+import type { AttemptRow, AttemptUpdate, ExecutionRow, StepRow } from '../engine/projection.js';
+import { insertAttempts, updateAttempts } from './attempts.js';
+import { appendEvents, type EventAppend } from './events.js';
+import { insertExecutions, updateExecutions, type ExecutionWrite } from './executions.js';
+import { insertForeachItems, type ItemList } from './foreach-items.js';
+import { insertOutboxRows, type OutboxRow } from './outbox.js';
+import { insertPayloads, type PayloadRow } from './payloads.js';
+import { deleteForgottenSteps, upsertSteps, type ForgottenSteps } from './steps.js';
+import { addTimerJobs, removeTimerJobs, type TimerJob } from './timers.js';
+
+/**
+ * Everything a batch of decisions writes, already net of itself: one row per step and
+ * per attempt (several decisions of one execution merged), steps a rerun forgot listed
+ * once, timers both added and cleared within the batch left out.
+ */
+export interface DecisionWrites {
+  /** Executions started by these decisions (inserted). */
+  readonly newExecutions: readonly ExecutionWrite[];
+  /** Executions that existed and were locked (updated). */
+  readonly changedExecutions: readonly ExecutionRow[];
+  readonly events: readonly EventAppend[];
+  readonly forgotten: readonly ForgottenSteps[];
+  readonly items: readonly ItemList[];
+  readonly steps: readonly StepRow[];
+  readonly attemptInserts: readonly AttemptRow[];
+  readonly attemptUpdates: readonly AttemptUpdate[];
+  readonly payloads: readonly PayloadRow[];
+  readonly outbox: readonly OutboxRow[];
+  readonly timersAdded: readonly TimerJob[];
+  readonly timersRemoved: readonly string[];
+}
+
+/**
+ * Writes a batch of decisions, in the caller's transaction (which holds the locks of
+ * the changed executions): one set-based statement per table, whatever the number of
+ * executions and replies, in the order the foreign keys need (executions before their
+ * events, steps and items; steps before their attempts; forgotten rows before the rows
+ * that replace them).
+ */
+export async function commitDecision(trx: Kysely<Database>, writes: DecisionWrites, timerTask: string): Promise<void> {
+  await insertExecutions(trx, writes.newExecutions);
+  await updateExecutions(trx, writes.changedExecutions);
+  await appendEvents(trx, writes.events);
+  await deleteForgottenSteps(trx, writes.forgotten);
+  await insertForeachItems(trx, writes.items);
+  await upsertSteps(trx, writes.steps);
+  await insertAttempts(trx, writes.attemptInserts);
+  await updateAttempts(trx, writes.attemptUpdates);
+  await insertPayloads(trx, writes.payloads);
+  await insertOutboxRows(trx, writes.outbox);
+  await addTimerJobs(trx, timerTask, writes.timersAdded);
+  await removeTimerJobs(trx, writes.timersRemoved);
+}

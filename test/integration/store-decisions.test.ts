@@ -1,0 +1,154 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { sql, type Kysely } from 'kysely';
+import { applyReplies, type ReplyTopicMessage } from '../../src/control-plane/apply-reply.js';
+import { startExecution } from '../../src/control-plane/executions.js';
+import { PlanCache } from '../../src/control-plane/plan-cache.js';
+import { registerRecipe } from '../../src/control-plane/recipes.js';
+import { defaultDecisionEnvironment } from '../../src/control-plane/run-decision.js';
+import { verifyExecution } from '../../src/control-plane/verify.js';
+import { createDatabase } from '../../src/db/database.js';
+import { migrateAll } from '../../src/db/migrate.js';
+import type { Database } from '../../src/db/schema.js';
+import { recipe } from '../../src/recipe/index.js';
+import { databaseUrl } from '../../src/stack/config.js';
+import { stackConfig, uniqueName } from '../helpers/stack.js';
+
+/*
+ * The store against a real PostgreSQL, without Kafka: replies are applied as the
+ * control plane's consumer would apply a fetched batch, and every statement the
+ * control plane sends is counted.
+ */
+
+describe('decisions written as sets', () => {
+  let db: Kysely<Database>;
+  let statements = 0;
+  const env = defaultDecisionEnvironment(new PlanCache(), { replyTopic: uniqueName('test.replies') });
+
+  before(async () => {
+    db = createDatabase({
+      connectionString: databaseUrl(stackConfig),
+      poolSize: 2,
+      applicationName: 'sous-test-store',
+      log: (event) => {
+        if (event.level === 'query') statements++;
+      },
+    });
+    await migrateAll(db, databaseUrl(stackConfig));
+  });
+  after(() => db.destroy());
+
+  async function tenSteps(executions: number): Promise<string[]> {
+    let builder = recipe(uniqueName('store-ten').toLowerCase());
+    for (let i = 0; i < 10; i++) builder = builder.task(`s${i}`, 'store.step');
+    const plan = builder.build();
+    await registerRecipe(db, plan);
+    const ids: string[] = [];
+    for (let i = 0; i < executions; i++) {
+      ids.push((await startExecution(db, env, { recipe: plan.name, input: { i } })).executionId);
+    }
+    return ids;
+  }
+
+  /** The attempts in flight, as a worker would see their commands. */
+  async function inFlight(ids: readonly string[]) {
+    const { rows } = await sql<{ id: string; execution_id: string }>`
+      SELECT id, execution_id FROM sous.step_attempt
+      WHERE execution_id = ANY(${ids}::uuid[]) AND status = 'scheduled' ORDER BY execution_id`.execute(db);
+    return rows;
+  }
+
+  const reply = (
+    kind: 'step.started' | 'step.completed',
+    attempt: { id: string; execution_id: string },
+  ): ReplyTopicMessage =>
+    kind === 'step.started'
+      ? {
+          kind,
+          messageId: randomUUID(),
+          executionId: attempt.execution_id,
+          stepExecutionId: attempt.id,
+          workerId: 'w',
+          at: new Date().toISOString(),
+        }
+      : {
+          kind,
+          messageId: randomUUID(),
+          executionId: attempt.execution_id,
+          stepExecutionId: attempt.id,
+          workerId: 'w',
+          at: new Date().toISOString(),
+          output: { done: attempt.id },
+        };
+
+  /** Drives every execution to its end, one batch of replies per step; statements of each batch. */
+  async function drive(ids: readonly string[], kinds: readonly ('step.started' | 'step.completed')[]) {
+    const perBatch: number[] = [];
+    for (;;) {
+      const attempts = await inFlight(ids);
+      if (attempts.length === 0) return perBatch;
+      const batch = kinds.flatMap((kind) => attempts.map((a) => reply(kind, a)));
+      statements = 0;
+      const outcome = await applyReplies(db, env, batch);
+      perBatch.push(statements);
+      assert.deepEqual(outcome, { applied: batch.length, duplicates: 0, unknown: [] });
+    }
+  }
+
+  it('costs the same statements for a batch of one execution as for a batch of twelve', async () => {
+    const one = await drive(await tenSteps(1), ['step.completed']);
+    const ids = await tenSteps(12);
+    const twelve = await drive(ids, ['step.started', 'step.completed']);
+    assert.equal(one.length, 10);
+    assert.equal(twelve.length, 10);
+    // BEGIN, lock, processed ids, execution, events, steps, attempts (insert, update),
+    // outbox (insert, delete), COMMIT: the last step schedules nothing.
+    assert.deepEqual(twelve, one, `per batch: one execution ${one.join(',')}, twelve ${twelve.join(',')}`);
+    assert.ok(Math.max(...twelve) <= 11, `at most 11 statements a batch, got ${twelve.join(',')}`);
+    const { rows } = await sql<{ status: string; n: string }>`
+      SELECT status, count(*) AS n FROM sous.execution WHERE id = ANY(${ids}::uuid[]) GROUP BY status`.execute(db);
+    assert.deepEqual(rows, [{ status: 'completed', n: '12' }]);
+    // The rows written as sets are the rows the event log gives.
+    for (const id of ids) assert.deepEqual(await verifyExecution(db, env.plans, id), []);
+  });
+
+  it('applies a reply delivered twice once, in the same batch or a later one', async () => {
+    const [id] = await tenSteps(1);
+    assert.ok(id !== undefined);
+    const [attempt] = await inFlight([id]);
+    assert.ok(attempt !== undefined);
+    const completed = reply('step.completed', attempt);
+    const first = await applyReplies(db, env, [completed, completed]);
+    assert.deepEqual(first, { applied: 1, duplicates: 1, unknown: [] });
+    const events = (
+      await sql<{ n: string }>`
+      SELECT count(*) AS n FROM sous.execution_event WHERE execution_id = ${id}`.execute(db)
+    ).rows[0]?.n;
+    const again = await applyReplies(db, env, [{ ...completed, messageId: completed.messageId.toUpperCase() }]);
+    assert.deepEqual(again, { applied: 0, duplicates: 1, unknown: [] });
+    const after = (
+      await sql<{ n: string }>`
+      SELECT count(*) AS n FROM sous.execution_event WHERE execution_id = ${id}`.execute(db)
+    ).rows[0]?.n;
+    assert.equal(after, events, 'a duplicate appends no event');
+    const stranger = reply('step.completed', { id: randomUUID(), execution_id: randomUUID() });
+    const unknown = await applyReplies(db, env, [stranger]);
+    assert.deepEqual(unknown, { applied: 0, duplicates: 0, unknown: [stranger] });
+    assert.deepEqual(await verifyExecution(db, env.plans, id), []);
+  });
+
+  it('keeps one decision at a time per execution when two transactions take the same replies', async () => {
+    const ids = await tenSteps(4);
+    const attempts = await inFlight(ids);
+    const batch = attempts.map((a) => reply('step.completed', a));
+    // Two control-plane processes handed the same batch (a rebalance): the row locks
+    // queue them, and the second finds every message id recorded.
+    const [a, b] = await Promise.all([applyReplies(db, env, batch), applyReplies(db, env, [...batch].reverse())]);
+    assert.equal(a.applied + b.applied, batch.length);
+    assert.equal(a.duplicates + b.duplicates, batch.length);
+    for (const id of ids) assert.deepEqual(await verifyExecution(db, env.plans, id), []);
+    const next = await inFlight(ids);
+    assert.equal(next.length, ids.length, 'each execution moved exactly one step on');
+  });
+});
