@@ -54,6 +54,9 @@ function preparingPool(pool: pg.Pool): PostgresPool {
       return { query: query as PostgresPoolClient['query'], release: () => client.release() };
     },
     end: () => pool.end(),
+    // Kysely opens a control connection from these to cancel a running query.
+    Client: pg.Client,
+    options: pool.options,
   };
 }
 
