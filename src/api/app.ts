@@ -52,7 +52,9 @@ function isMercuriusRefusal(error: unknown): error is Error & { code: string; er
  * parse as JSON (a SyntaxError carrying a 4xx statusCode) or a content-type parser error
  * (FST_ERR_CTP_*: empty body, unsupported media type, too large).
  */
-function requestRefusal(error: unknown): { statusCode: number; extensions: ErrorExtensions; message: string } | undefined {
+function requestRefusal(
+  error: unknown,
+): { statusCode: number; extensions: ErrorExtensions; message: string } | undefined {
   if (!(error instanceof Error)) return undefined;
   const { statusCode, code } = error as { statusCode?: unknown; code?: unknown };
   if (typeof statusCode !== 'number' || statusCode < 400 || statusCode > 499) return undefined;
@@ -90,7 +92,9 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
       callerOf.set(request, await authenticate(db, request.headers.authorization));
     } catch (error) {
       if (!(error instanceof UnauthenticatedError)) throw error;
-      return reply.code(401).send({ data: null, errors: [{ message: error.message, extensions: extensionsOf(error) }] });
+      return reply
+        .code(401)
+        .send({ data: null, errors: [{ message: error.message, extensions: extensionsOf(error) }] });
     }
   });
 

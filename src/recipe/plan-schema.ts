@@ -141,7 +141,11 @@ function toAuthoringStep(step: Step): StepAuthoring {
             : defined({ capability: step.compensate.capability, input: fromMapping(step.compensate.input) }),
       });
     case 'parallel':
-      return defined({ ...common, type: 'parallel' as const, branches: step.branches.map((b) => b.map(toAuthoringStep)) });
+      return defined({
+        ...common,
+        type: 'parallel' as const,
+        branches: step.branches.map((b) => b.map(toAuthoringStep)),
+      });
     case 'forEach':
       return defined({
         ...common,

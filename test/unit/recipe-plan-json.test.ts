@@ -66,7 +66,10 @@ describe('recipes: a plan is accepted as JSON', () => {
   });
 
   it('the authoring form still compiles as before', () => {
-    const plan = compileRecipe({ name: 'authoring', steps: [{ id: 'a', capability: 'x.a', retry: { initialInterval: '2s' } }] });
+    const plan = compileRecipe({
+      name: 'authoring',
+      steps: [{ id: 'a', capability: 'x.a', retry: { initialInterval: '2s' } }],
+    });
     const [a] = plan.steps;
     assert.ok(a?.type === 'task');
     assert.equal(a.retry.initialIntervalMs, 2000);
@@ -74,10 +77,16 @@ describe('recipes: a plan is accepted as JSON', () => {
 
   it('a plan is validated like any recipe: a bad expression or a duplicate id is refused with its path', () => {
     const plan = overTheWire(allConstructs()) as { steps: { id: string; when?: string }[] };
-    const broken = { ...plan, steps: plan.steps.map((s, i) => (i === 0 ? { ...s, when: 'input.(' } : i === 1 ? { ...s, id: 'a' } : s)) };
+    const broken = {
+      ...plan,
+      steps: plan.steps.map((s, i) => (i === 0 ? { ...s, when: 'input.(' } : i === 1 ? { ...s, id: 'a' } : s)),
+    };
     const paths = refused(broken).issues.map((i) => i.path);
     assert.ok(paths.includes('steps[0].when'), JSON.stringify(paths));
-    assert.ok(paths.some((p) => p.startsWith('steps[1]')), JSON.stringify(paths));
+    assert.ok(
+      paths.some((p) => p.startsWith('steps[1]')),
+      JSON.stringify(paths),
+    );
   });
 
   it('a plan with a misspelt or missing key is refused in the plan form, naming the key', () => {
