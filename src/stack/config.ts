@@ -8,6 +8,9 @@ import { z } from 'zod';
  */
 export type StackProfile = 'dev' | 'test';
 
+/** PostgreSQL major version the stack is made for (the machine's binaries; docker-compose's image). */
+export const POSTGRES_MAJOR = 15;
+
 /** Default ports of each profile; the test ones are also those .ci/run sets. */
 export const PROFILE_PORTS: Readonly<
   Record<StackProfile, { pg: number; kafka: number; kafkaController: number; connect: number }>
@@ -48,6 +51,14 @@ export interface StackConfig {
    * other (the tests', CI's): one folder per stack, so two stacks never share pid files
    */
   readonly stackDir: string;
+  /**
+   * Hosts clients reach PostgreSQL, Kafka and Connect on: a stack started otherwise
+   * (docker compose, seen from a container) is on other hosts. The local stack always
+   * listens on 127.0.0.1. @default 127.0.0.1 (SOUS_PG_HOST, SOUS_KAFKA_HOST, SOUS_CONNECT_HOST)
+   */
+  readonly pgHost: string;
+  readonly kafkaHost: string;
+  readonly connectHost: string;
   /** Port of the dedicated PostgreSQL cluster. @default 15432, tests 25432 (SOUS_PG_PORT) */
   readonly pgPort: number;
   /** Folder of PostgreSQL server binaries. @default output of `pg_config --bindir` (SOUS_PG_BINDIR) */
@@ -75,9 +86,18 @@ const port = (name: string, fallback: number) =>
     .max(65535, `${name} must be between 1024 and 65535`)
     .default(fallback);
 
+const host = (name: string) =>
+  z
+    .string()
+    .regex(/^[A-Za-z0-9.-]+$/, `${name} must be a host name or an IPv4 address`)
+    .default('127.0.0.1');
+
 const envSchema = (ports: (typeof PROFILE_PORTS)[StackProfile]) =>
   z.object({
     SOUS_JAR_CACHE: z.string().min(1).optional(),
+    SOUS_PG_HOST: host('SOUS_PG_HOST'),
+    SOUS_KAFKA_HOST: host('SOUS_KAFKA_HOST'),
+    SOUS_CONNECT_HOST: host('SOUS_CONNECT_HOST'),
     SOUS_STACK_DIR: z.string().min(1).optional(),
     SOUS_PG_PORT: port('SOUS_PG_PORT', ports.pg),
     SOUS_PG_BINDIR: z.string().min(1).optional(),
@@ -134,6 +154,9 @@ export function loadStackConfig(env: NodeJS.ProcessEnv = process.env): StackConf
     root: projectRoot,
     jarCache: resolve(e.SOUS_JAR_CACHE ?? resolve(projectRoot, '.cache', 'jars')),
     stackDir: resolve(e.SOUS_STACK_DIR ?? resolve(projectRoot, '.cache', defaultDir)),
+    pgHost: e.SOUS_PG_HOST,
+    kafkaHost: e.SOUS_KAFKA_HOST,
+    connectHost: e.SOUS_CONNECT_HOST,
     pgPort: e.SOUS_PG_PORT,
     pgBindir: e.SOUS_PG_BINDIR,
     pgDatabase: e.SOUS_PG_DATABASE,
@@ -148,13 +171,13 @@ export function loadStackConfig(env: NodeJS.ProcessEnv = process.env): StackConf
 
 /** Connection string of the sous database on the local stack. */
 export function databaseUrl(config: StackConfig): string {
-  return `postgres://${config.pgUser}@127.0.0.1:${config.pgPort}/${config.pgDatabase}`;
+  return `postgres://${config.pgUser}@${config.pgHost}:${config.pgPort}/${config.pgDatabase}`;
 }
 
 export function kafkaBrokers(config: StackConfig): string[] {
-  return [`127.0.0.1:${config.kafkaPort}`];
+  return [`${config.kafkaHost}:${config.kafkaPort}`];
 }
 
 export function connectUrl(config: StackConfig): string {
-  return `http://127.0.0.1:${config.connectPort}`;
+  return `http://${config.connectHost}:${config.connectPort}`;
 }
