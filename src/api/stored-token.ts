@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Kysely } from 'kysely';
@@ -38,7 +39,7 @@ export async function storedAdminToken(db: Kysely<Database>, file: string, purpo
       if (!(error instanceof UnauthenticatedError)) throw error;
     }
   }
-  const minted = await createApiToken(db, `${purpose}-${Date.now().toString(36)}`, 'admin', purpose);
+  const minted = await createApiToken(db, `${purpose}-${randomBytes(4).toString('hex')}`, 'admin', purpose);
   await mkdir(dirname(file), { recursive: true });
   await writeFile(file, `${minted.token}\n`, { mode: 0o600 });
   return { token: minted.token, created: true };
