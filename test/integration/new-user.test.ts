@@ -119,7 +119,7 @@ describe('a NUL character in any string argument', () => {
       const result = await gql(query, variables);
       assert.equal(result.status, 400, JSON.stringify(result.body));
       assert.equal(result.body.errors?.length, 1, JSON.stringify(result.body));
-      const error = result.body.errors?.[0];
+      const error = result.body.errors[0];
       assert.equal(error?.extensions.code, 'SOUS_INVALID_ARGUMENT');
       assert.equal(error.extensions.retryable, false);
       assert.equal(error.extensions.argument, argument);
