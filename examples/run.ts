@@ -1,11 +1,14 @@
 // npm start: brings the stack up, runs a control plane and the example services, and
 // drives the example recipes end to end through the public API, printing progress.
+// With SOUS_DATABASE_URL and SOUS_KAFKA_BROKERS set it uses that stack instead (one
+// started by docker compose, say) and starts nothing of its own.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { buildApi, createApiToken, createControlPlane, getExecution, serveApi, type ControlPlane } from 'sous';
+import { buildApi, createControlPlane, getExecution, serveApi, type ControlPlane } from 'sous';
 import { parseRecipeYaml } from 'sous/recipe';
 import { createWorker } from 'sous/worker';
+import { storedAdminToken } from '../src/api/stored-token.js';
 import { databaseUrl, kafkaBrokers, loadStackConfig } from '../src/stack/config.js';
 import { stackUp } from '../src/stack/stack.js';
 import * as migration from './services/migration.js';
@@ -13,14 +16,24 @@ import * as shop from './services/shop.js';
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
 const config = loadStackConfig();
-await stackUp(config, (line) => say(`[stack] ${line}`));
+const external = process.env.SOUS_DATABASE_URL !== undefined && process.env.SOUS_KAFKA_BROKERS !== undefined;
+if (!external && (process.env.SOUS_DATABASE_URL ?? process.env.SOUS_KAFKA_BROKERS) !== undefined) {
+  process.stderr.write(
+    'npm start: set both SOUS_DATABASE_URL and SOUS_KAFKA_BROKERS to use a running stack, or neither\n',
+  );
+  process.exit(2);
+}
+const dbUrl = process.env.SOUS_DATABASE_URL ?? databaseUrl(config);
+const brokers = process.env.SOUS_KAFKA_BROKERS?.split(',').map((b) => b.trim()) ?? kafkaBrokers(config);
+if (external)
+  say(`[stack] using the stack at ${dbUrl} and ${brokers.join(',')} (SOUS_DATABASE_URL, SOUS_KAFKA_BROKERS)`);
+else await stackUp(config, (line) => say(`[stack] ${line}`));
 
-const controlPlane = createControlPlane({ databaseUrl: databaseUrl(config), brokers: kafkaBrokers(config) });
+const controlPlane = createControlPlane({ databaseUrl: dbUrl, brokers });
 await controlPlane.start();
 say('[sous] control plane running');
 
 // Two services, each its own worker (its own consumer group), as they would be deployed.
-const brokers = kafkaBrokers(config);
 const workers = [
   createWorker({ brokers, capabilities: Object.values(shop), groupId: 'example-shop', concurrency: 8 }),
   createWorker({ brokers, capabilities: Object.values(migration), groupId: 'example-migration', concurrency: 8 }),
@@ -93,12 +106,16 @@ process.exitCode = failures === 0 ? 0 : 1;
 
 // The GraphQL API over the same control plane; the example services keep running, so
 // recipes started through the API run to their end.
-const api = await buildApi({ controlPlane, databaseUrl: databaseUrl(config), graphiql: true });
+const api = await buildApi({ controlPlane, databaseUrl: dbUrl, graphiql: true });
 const port = Number(process.env.SOUS_API_PORT ?? 4000);
 const url = await serveApi(api, { port });
-const admin = await createApiToken(controlPlane.db, `npm-start-${run}`, 'admin', 'npm start');
+// One admin token per stack, kept beside its data: every run prints the same one.
+const tokenFile = join(config.stackDir, 'admin-token');
+const admin = await storedAdminToken(controlPlane.db, tokenFile, 'npm-start');
 say(`[sous] GraphQL API at ${url} (GraphiQL: ${url.replace(/graphql$/, 'graphiql')})`);
-say(`[sous] admin token for this run (store it; only its hash is kept): ${admin.token}`);
+say(
+  `[sous] admin token (${admin.created ? 'new, stored' : 'stored'} in ${tokenFile}, reused by the next npm start): ${admin.token}`,
+);
 say(
   `[sous] try: curl -s ${url} -H 'authorization: Bearer ${admin.token}' -H 'content-type: application/json' -d '{"query":"{ executions(first: 3) { edges { node { id recipe status } } } }"}'`,
 );

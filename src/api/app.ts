@@ -7,7 +7,15 @@ import type { ControlPlane } from '../control-plane/control-plane.js';
 import { logger as rootLogger, type Logger } from '../logger.js';
 import { authenticate, type Caller } from './auth.js';
 import { costLimitRule } from './cost.js';
-import { extensionsOf, UnauthenticatedError } from './errors.js';
+import {
+  extensionsOf,
+  RequestMalformedError,
+  RequestTooLargeError,
+  UnauthenticatedError,
+  type ErrorExtensions,
+} from './errors.js';
+import { registerGraphiql } from './graphiql.js';
+import { nulArgumentRule } from './nul-arguments.js';
 import { listenForExecutionChanges, type ChangeListener } from './notifications.js';
 import { loaders, resolvers } from './resolvers.js';
 import { DateTimeScalar, JsonScalar } from './scalars.js';
@@ -40,6 +48,29 @@ function isMercuriusRefusal(error: unknown): error is Error & { code: string; er
 }
 
 /**
+ * Fastify's refusal of the HTTP request before GraphQL saw it: a body that does not
+ * parse as JSON (a SyntaxError carrying a 4xx statusCode) or a content-type parser error
+ * (FST_ERR_CTP_*: empty body, unsupported media type, too large).
+ */
+function requestRefusal(
+  error: unknown,
+): { statusCode: number; extensions: ErrorExtensions; message: string } | undefined {
+  if (!(error instanceof Error)) return undefined;
+  const { statusCode, code } = error as { statusCode?: unknown; code?: unknown };
+  if (typeof statusCode !== 'number' || statusCode < 400 || statusCode > 499) return undefined;
+  const parser = typeof code === 'string' && code.startsWith('FST_ERR_CTP_');
+  if (!parser && !(error instanceof SyntaxError)) return undefined;
+  const refusal =
+    statusCode === 413
+      ? new RequestTooLargeError(`the request body is too large: ${error.message}`, { cause: error })
+      : new RequestMalformedError(
+          `the request is malformed: ${error.message}; send a JSON body {"query": "...", "variables": {...}} with content-type application/json`,
+          { cause: error },
+        );
+  return { statusCode, extensions: extensionsOf(refusal), message: refusal.message };
+}
+
+/**
  * Builds the GraphQL app (Fastify + Mercurius) without listening: tests inject requests
  * or listen on a port of their own; `serve` listens.
  */
@@ -51,15 +82,19 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   const app = Fastify({ logger: false });
 
   const callerOf = new WeakMap<object, Caller>();
-  // Every HTTP GraphQL request authenticates first; websocket connections authenticate
-  // in connection_init (browsers cannot set headers on a websocket).
-  app.addHook('preHandler', async (request, reply) => {
+  // Every HTTP GraphQL request authenticates first, before its body is read (so a
+  // malformed body from a known caller is a 400 saying so, and an unknown caller's body
+  // is never parsed); websocket connections authenticate in connection_init (browsers
+  // cannot set headers on a websocket).
+  app.addHook('onRequest', async (request, reply) => {
     if (!request.url.startsWith('/graphql') || request.headers.upgrade !== undefined) return;
     try {
       callerOf.set(request, await authenticate(db, request.headers.authorization));
     } catch (error) {
       if (!(error instanceof UnauthenticatedError)) throw error;
-      await reply.code(401).send({ data: null, errors: [{ message: error.message, extensions: extensionsOf(error) }] });
+      return reply
+        .code(401)
+        .send({ data: null, errors: [{ message: error.message, extensions: extensionsOf(error) }] });
     }
   });
 
@@ -67,11 +102,15 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     schema: SCHEMA,
     resolvers: { ...resolvers, JSON: JsonScalar, DateTime: DateTimeScalar },
     loaders,
-    graphiql: options.graphiql ?? false,
+    // GraphiQL is served from local assets by registerGraphiql (Mercurius's loads a CDN).
+    graphiql: false,
     queryDepth: options.maxDepth ?? 10,
     // The cost rule reads each request's variables, which a cached validation cannot.
     cache: false,
-    validationRules: ({ variables }) => [costLimitRule(options.maxCost ?? 50_000, variables ?? {})],
+    validationRules: ({ variables }) => [
+      nulArgumentRule(variables ?? {}),
+      costLimitRule(options.maxCost ?? 50_000, variables ?? {}),
+    ],
     context: (request) => {
       const caller = callerOf.get(request);
       if (caller === undefined) throw new UnauthenticatedError('not authenticated');
@@ -90,6 +129,14 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
       },
     },
     errorFormatter: (execution: ExecutionResult) => {
+      // The HTTP request could not be read: nothing ran, and no caller may be known.
+      const refusal = execution.errors?.length === 1 ? requestRefusal(execution.errors[0]?.originalError) : undefined;
+      if (refusal !== undefined) {
+        return {
+          statusCode: refusal.statusCode,
+          response: { data: null, errors: [{ message: refusal.message, extensions: refusal.extensions }] },
+        };
+      }
       const errors: GraphQLFormattedError[] = (execution.errors ?? []).flatMap((error) => {
         // Mercurius reports a request it refused before running (unparsable, invalid,
         // too deep) as one error holding the GraphQL errors: each becomes its own.
@@ -142,6 +189,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   app.addHook('onClose', async () => {
     await listener?.close();
   });
+  if (options.graphiql === true) registerGraphiql(app);
   app.get('/healthz', async () => ({ ok: true }));
   return app;
 }

@@ -46,3 +46,18 @@ export function extensionsOf(error: unknown): ErrorExtensions {
   }
   return { code: 'SOUS_INTERNAL', retryable: true };
 }
+
+/**
+ * The HTTP request itself could not be read: a body that is not JSON, an empty body, an
+ * unsupported content type. Nothing ran; fix the request and send it again.
+ */
+export class RequestMalformedError extends SousError {
+  readonly code = 'SOUS_REQUEST_MALFORMED';
+  readonly retryable = false;
+}
+
+/** The request body is larger than the server accepts. */
+export class RequestTooLargeError extends SousError {
+  readonly code = 'SOUS_REQUEST_TOO_LARGE';
+  readonly retryable = false;
+}

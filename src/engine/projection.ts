@@ -127,7 +127,8 @@ export interface AttemptRow {
   readonly capability: string;
   readonly input: unknown;
   readonly region: string | null;
-  readonly status: 'scheduled' | 'running' | 'completed' | 'failed';
+  /** dead_lettered: parked in a dead-letter topic, neither in flight nor finished. */
+  readonly status: 'scheduled' | 'running' | 'dead_lettered' | 'completed' | 'failed';
   readonly worker_id: string | null;
   readonly error: unknown;
   readonly scheduled_at: string;
@@ -192,8 +193,10 @@ export function attemptChanges(executionId: string, events: readonly EngineEvent
           updates.push({ id: e.stepExecutionId, status: 'failed', error: e.error, ...startOf(e), finished_at: e.at });
         break;
       case 'StepDeadLettered':
-        // Not finished: the command waits in a dead-letter topic and may be reprocessed.
-        updates.push({ id: e.stepExecutionId, error: e.error, ...startOf(e) });
+        // Not finished (no finished_at): the command waits in a dead-letter topic and may
+        // be reprocessed (StepRequeued makes it scheduled again). Not in flight either: no
+        // worker holds it, so it is not left `running`.
+        updates.push({ id: e.stepExecutionId, status: 'dead_lettered', error: e.error, ...startOf(e) });
         break;
       case 'StepRequeued':
         updates.push({ id: e.stepExecutionId, status: 'scheduled' });

@@ -14,6 +14,7 @@ import type {
   Timeouts,
   WaitForSignalStep,
 } from './plan.js';
+import { looksLikePlan, planSchema, planToAuthoring } from './plan-schema.js';
 import { validatePlan } from './validate.js';
 
 /*
@@ -301,20 +302,34 @@ function toStep(step: StepAuthoring): Step {
   }
 }
 
+function invalid(error: z.ZodError): RecipeInvalidError {
+  const issues: RecipeIssue[] = error.issues.map((i) => ({
+    path: formatPath(i.path),
+    message:
+      i.code === 'unrecognized_keys' ? `unknown key${i.keys.length > 1 ? 's' : ''} ${i.keys.join(', ')}` : i.message,
+  }));
+  return new RecipeInvalidError(issues, { cause: error });
+}
+
 /**
- * Validates a recipe in its authoring form and compiles it into the plan. Throws
- * RecipeInvalidError listing every problem with its path.
+ * Validates a recipe and compiles it into the plan. Takes the authoring form (what YAML
+ * and the builder's methods write) or a plan itself (what `recipe(...).build()` returns
+ * and `JSON.stringify` serialises): a plan is turned back into the authoring form and
+ * compiled again, so it is validated alike and yields the same plan. A document that is
+ * a complete plan is read as one. Throws RecipeInvalidError listing every problem with
+ * its path (in the plan form when the document uses keys only a plan has, such as
+ * `initialIntervalMs`).
  */
 export function compileRecipe(value: unknown): RecipePlan {
+  const asPlan = planSchema.safeParse(value);
+  if (asPlan.success) return compileAuthoring(planToAuthoring(asPlan.data));
+  if (looksLikePlan(value)) throw invalid(asPlan.error);
+  return compileAuthoring(value);
+}
+
+function compileAuthoring(value: unknown): RecipePlan {
   const parsed = recipeSchema.safeParse(value);
-  if (!parsed.success) {
-    const issues: RecipeIssue[] = parsed.error.issues.map((i) => ({
-      path: formatPath(i.path),
-      message:
-        i.code === 'unrecognized_keys' ? `unknown key${i.keys.length > 1 ? 's' : ''} ${i.keys.join(', ')}` : i.message,
-    }));
-    throw new RecipeInvalidError(issues, { cause: parsed.error });
-  }
+  if (!parsed.success) throw invalid(parsed.error);
   const r = parsed.data;
   const plan = ordered<RecipePlan>([
     ['name', r.name],
