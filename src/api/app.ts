@@ -10,6 +10,7 @@ import { costLimitRule } from './cost.js';
 import { extensionsOf, UnauthenticatedError } from './errors.js';
 import { listenForExecutionChanges, type ChangeListener } from './notifications.js';
 import { loaders, resolvers } from './resolvers.js';
+import { withDeadLetterJobResolvers } from './dead-letter-job-resolvers.js';
 import { DateTimeScalar, JsonScalar } from './scalars.js';
 
 const SCHEMA = readFileSync(join(import.meta.dirname, 'schema.graphql'), 'utf8');
@@ -65,7 +66,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
 
   await app.register(mercurius, {
     schema: SCHEMA,
-    resolvers: { ...resolvers, JSON: JsonScalar, DateTime: DateTimeScalar },
+    resolvers: { ...withDeadLetterJobResolvers(resolvers), JSON: JsonScalar, DateTime: DateTimeScalar },
     loaders,
     graphiql: options.graphiql ?? false,
     queryDepth: options.maxDepth ?? 10,
