@@ -267,7 +267,9 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
           [environment.timerTask]: timerTask(db, environment),
           [DEAD_LETTER_JOB_TASK]: deadLetterJobTask(db, environment),
           // Once a minute (one process per tick): DLT jobs whose worker crashed go on.
-          [`${DEAD_LETTER_JOB_TASK}_sweep`]: async () => void (await resumeStaleDeadLetterJobs(db)),
+          [`${DEAD_LETTER_JOB_TASK}_sweep`]: async () => {
+            await resumeStaleDeadLetterJobs(db);
+          },
         },
         crontab: `* * * * * ${DEAD_LETTER_JOB_TASK}_sweep`,
       });
