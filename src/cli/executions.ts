@@ -52,9 +52,7 @@ export const EXECUTION_FIELDS = `id recipe version status input output error ide
 const TERMINAL = ['COMPLETED', 'FAILED', 'CANCELLED'];
 
 const errorText = (error: unknown): string =>
-  error !== null && typeof error === 'object' && 'message' in error
-    ? brief((error).message, 50)
-    : brief(error, 50);
+  error !== null && typeof error === 'object' && 'message' in error ? brief(error.message, 50) : brief(error, 50);
 
 /** The step table: one row per step with its status, attempts and timings. */
 export function stepTable(steps: readonly StepData[], now = Date.now()): string {

@@ -2,7 +2,6 @@
 import type { Command } from 'commander';
 import { loadStackConfig, StackConfigError, type StackConfig } from '../stack/config.js';
 import { StackError } from '../stack/process.js';
-import { migrateStack, stackDown, stackStatus, stackUp } from '../stack/stack.js';
 import { CliError, EXIT } from './exit-codes.js';
 import { printJson, printLine, type Io } from './output.js';
 
@@ -26,6 +25,9 @@ async function stackWork<T>(work: () => Promise<T>): Promise<T> {
   }
 }
 
+// Loaded when a stack command runs: the API commands start without it (and graphile-worker).
+const stackModule = () => import('../stack/stack.js');
+
 export function registerStackCommands(program: Command, io: Io): void {
   const log = (line: string) => io.err.write(`[stack] ${line}\n`);
   const stack = program
@@ -37,6 +39,7 @@ export function registerStackCommands(program: Command, io: Io): void {
     .description('start every part not running yet and wait until each is healthy (idempotent)')
     .action(async () => {
       const c = config();
+      const { stackUp } = await stackModule();
       await stackWork(() => stackUp(c, log));
       printLine(io, 'stack ready');
     });
@@ -46,6 +49,7 @@ export function registerStackCommands(program: Command, io: Io): void {
     .description('stop every part (safe when already stopped)')
     .action(async () => {
       const c = config();
+      const { stackDown } = await stackModule();
       await stackWork(() => stackDown(c, log));
       printLine(io, 'stack down');
     });
@@ -54,7 +58,8 @@ export function registerStackCommands(program: Command, io: Io): void {
     .command('status')
     .description('which parts run, with their process ids (exit 1 when one is stopped)')
     .option('--json', 'print {part: pid | null} as JSON')
-    .action((options: { json?: boolean }) => {
+    .action(async (options: { json?: boolean }) => {
+      const { stackStatus } = await stackModule();
       const status = stackStatus(config());
       if (options.json === true) {
         printJson(io, Object.fromEntries(Object.entries(status).map(([k, v]) => [k, v ?? null])));
@@ -79,6 +84,7 @@ export function registerStackCommands(program: Command, io: Io): void {
     .option('--json', 'print the applied migrations as JSON')
     .action(async (options: { json?: boolean }) => {
       const c = config();
+      const { migrateStack } = await stackModule();
       let applied: string[];
       try {
         applied = await stackWork(() => migrateStack(c));

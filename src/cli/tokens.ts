@@ -1,9 +1,7 @@
 // sous token create | revoke
 import type { Command } from 'commander';
-import { createApiToken, revokeApiToken, ROLES, type Role } from '../api/auth.js';
-import { createDatabase } from '../db/database.js';
-import { migrate } from '../db/migrate.js';
-import { databaseUrl, loadStackConfig } from '../stack/config.js';
+import type { Kysely } from 'kysely';
+import type { Database } from '../db/schema.js';
 import { clientOf } from './common.js';
 import { CliError, EXIT } from './exit-codes.js';
 import { printJson, printLine, type Io } from './output.js';
@@ -19,12 +17,21 @@ interface TokenOptions {
  * configured port): how the first admin token comes to exist, before any token can call
  * the API.
  */
-async function onLocalDatabase<T>(work: (db: ReturnType<typeof createDatabase>) => Promise<T>): Promise<T> {
+async function onLocalDatabase<T>(
+  work: (db: Kysely<Database>, auth: typeof import('../api/auth.js')) => Promise<T>,
+): Promise<T> {
+  // Loaded only here: commands that call the API start without the database layers.
+  const [auth, { createDatabase }, { migrate }, { databaseUrl, loadStackConfig }] = await Promise.all([
+    import('../api/auth.js'),
+    import('../db/database.js'),
+    import('../db/migrate.js'),
+    import('../stack/config.js'),
+  ]);
   const url = process.env.SOUS_DATABASE_URL ?? databaseUrl(loadStackConfig());
   const db = createDatabase({ connectionString: url, poolSize: 1, applicationName: 'sous-cli' });
   try {
     await migrate(db);
-    return await work(db);
+    return await work(db, auth);
   } catch (error) {
     if (error instanceof CliError || (error as { code?: unknown }).code === 'SOUS_TOKEN_EXISTS') throw error;
     const code = (error as { code?: unknown }).code;
@@ -41,6 +48,10 @@ async function onLocalDatabase<T>(work: (db: ReturnType<typeof createDatabase>) 
     await db.destroy();
   }
 }
+
+/** The roles of sous.api_token (src/api/auth.ts ROLES), kept here so the CLI starts light. */
+const ROLES = ['viewer', 'operator', 'admin'] as const;
+type Role = (typeof ROLES)[number];
 
 function role(value: string | undefined): Role {
   const lower = (value ?? '').toLowerCase();
@@ -71,7 +82,9 @@ export function registerTokenCommands(program: Command, io: Io): void {
           throw new CliError(EXIT.usage, 'SOUS_CLI_USAGE', 'name: 1 to 100 letters, digits, ".", "_" or "-"');
         }
         try {
-          created = await onLocalDatabase((db) => createApiToken(db, name, wanted, 'sous token create --local'));
+          created = await onLocalDatabase((db, auth) =>
+            auth.createApiToken(db, name, wanted, 'sous token create --local'),
+          );
         } catch (error) {
           if ((error as { code?: unknown }).code !== 'SOUS_TOKEN_EXISTS') throw error;
           throw new CliError(
@@ -101,7 +114,7 @@ export function registerTokenCommands(program: Command, io: Io): void {
     .action(async (name: string, options: TokenOptions, command: Command) => {
       const revoked =
         options.local === true
-          ? await onLocalDatabase((db) => revokeApiToken(db, name))
+          ? await onLocalDatabase((db, auth) => auth.revokeApiToken(db, name))
           : (
               await clientOf(command).request<{ revokeApiToken: boolean }>(
                 `mutation($name: String!) { revokeApiToken(name: $name) }`,
