@@ -14,8 +14,9 @@ function networkCode(error: unknown): string {
   let cause: unknown = error;
   while (cause instanceof Error) {
     const code = (cause as { code?: unknown }).code;
-    if (typeof code === 'string') return code;
-    cause = cause.cause;
+    if (typeof code === 'string' && code !== '') return code;
+    // Connecting to a name with several addresses fails as an AggregateError of each.
+    cause = cause instanceof AggregateError && cause.errors.length > 0 ? cause.errors[0] : cause.cause;
   }
   return error instanceof Error ? error.message : String(error);
 }
