@@ -399,7 +399,10 @@ output: outputs.ship
     assert.equal(noToken.code, 3);
     assert.match(noToken.stderr, /no API token: set SOUS_TOKEN/);
     assert.equal(unreachable.code, 3);
-    assert.match(unreachable.stderr, /cannot reach the sous API at http:\/\/127\.0\.0\.1:9\/graphql \((ECONNREFUSED|fetch failed)\)/);
+    assert.match(
+      unreachable.stderr,
+      /cannot reach the sous API at http:\/\/127\.0\.0\.1:9\/graphql \((ECONNREFUSED|fetch failed)\)/,
+    );
     assert.equal(viaFile.code, 0, viaFile.stderr);
     assert.ok(Array.isArray(JSON.parse(viaFile.stdout)));
     assert.equal(unknownExecution.code, 1, unknownExecution.stderr);
