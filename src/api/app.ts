@@ -18,6 +18,7 @@ import { registerGraphiql } from './graphiql.js';
 import { nulArgumentRule } from './nul-arguments.js';
 import { listenForExecutionChanges, type ChangeListener } from './notifications.js';
 import { loaders, resolvers } from './resolvers.js';
+import { withDeadLetterJobResolvers } from './dead-letter-job-resolvers.js';
 import { DateTimeScalar, JsonScalar } from './scalars.js';
 
 const SCHEMA = readFileSync(join(import.meta.dirname, 'schema.graphql'), 'utf8');
@@ -100,7 +101,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
 
   await app.register(mercurius, {
     schema: SCHEMA,
-    resolvers: { ...resolvers, JSON: JsonScalar, DateTime: DateTimeScalar },
+    resolvers: { ...withDeadLetterJobResolvers(resolvers), JSON: JsonScalar, DateTime: DateTimeScalar },
     loaders,
     // GraphiQL is served from local assets by registerGraphiql (Mercurius's loads a CDN).
     graphiql: false,

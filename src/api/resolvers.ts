@@ -65,7 +65,7 @@ async function loadExecution(ctx: ApiContext, id: string): Promise<ExecutionNode
  * and audited with its outcome. The audit row is written after the action, so a crash
  * in between can lose the row, never the action's own consistency.
  */
-async function mutation<T>(
+export async function mutation<T>(
   ctx: ApiContext,
   operation: string,
   role: Role,
@@ -88,7 +88,7 @@ async function mutation<T>(
   }
 }
 
-function deadLetterSelection(args: Args): DeadLetterSelection {
+export function deadLetterSelection(args: Args): DeadLetterSelection {
   const ids = Array.isArray(args.ids) ? args.ids.map(String) : undefined;
   // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- args are unknown; GraphQL validated their shape
   const filter = (args.filter ?? undefined) as DeadLetterFilter | undefined;

@@ -41,6 +41,7 @@ import { PlanCache } from './plan-cache.js';
 import { registerRecipe, type RegisteredRecipe } from './recipes.js';
 import { defaultDecisionEnvironment, type DecisionEnvironment } from './run-decision.js';
 import { timerTask } from './timers.js';
+import { DEAD_LETTER_JOB_TASK, deadLetterJobTask, resumeStaleDeadLetterJobs } from './dead-letter-job.js';
 
 const optionsSchema = z.strictObject({
   databaseUrl: z.string().min(1, 'databaseUrl must be a PostgreSQL connection string'),
@@ -262,7 +263,15 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
         noHandleSignals: true,
         pollInterval: 1000,
         logger: graphileLogger,
-        taskList: { [environment.timerTask]: timerTask(db, environment) },
+        taskList: {
+          [environment.timerTask]: timerTask(db, environment),
+          [DEAD_LETTER_JOB_TASK]: deadLetterJobTask(db, environment),
+          // Once a minute (one process per tick): DLT jobs whose worker crashed go on.
+          [`${DEAD_LETTER_JOB_TASK}_sweep`]: async () => {
+            await resumeStaleDeadLetterJobs(db);
+          },
+        },
+        crontab: `* * * * * ${DEAD_LETTER_JOB_TASK}_sweep`,
       });
       consumer = await runJsonConsumer({
         kafka,
