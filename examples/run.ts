@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { buildApi, createControlPlane, getExecution, serveApi, type ControlPlane } from 'sous';
+import { buildApi, createControlPlane, createDatabase, getExecution, serveApi } from 'sous';
 import { parseRecipeYaml } from 'sous/recipe';
 import { createWorker } from 'sous/worker';
 import { storedAdminToken } from '../src/api/stored-token.js';
@@ -24,6 +24,8 @@ if (!external && (process.env.SOUS_DATABASE_URL ?? process.env.SOUS_KAFKA_BROKER
   process.exit(2);
 }
 const dbUrl = process.env.SOUS_DATABASE_URL ?? databaseUrl(config);
+// The example reads executions through a database handle of its own, as an application would.
+const db = createDatabase({ connectionString: dbUrl, applicationName: 'sous-example', poolSize: 2 });
 const brokers = process.env.SOUS_KAFKA_BROKERS?.split(',').map((b) => b.trim()) ?? kafkaBrokers(config);
 if (external)
   say(`[stack] using the stack at ${dbUrl} and ${brokers.join(',')} (SOUS_DATABASE_URL, SOUS_KAFKA_BROKERS)`);
@@ -50,10 +52,10 @@ for (const file of ['order-saga.yaml', 'data-migration.yaml']) {
 }
 
 /** Prints each step as its status changes, until the execution ends. */
-async function follow(cp: ControlPlane, executionId: string, label: string) {
+async function follow(executionId: string, label: string) {
   const seen = new Map<string, string>();
   for (;;) {
-    const view = await getExecution(cp.db, executionId);
+    const view = await getExecution(db, executionId);
     for (const step of view.steps) {
       if (seen.get(step.stepKey) !== step.status) {
         seen.set(step.stepKey, step.status);
@@ -93,7 +95,7 @@ for (const r of runs) {
   });
   say(`[sous] ${r.label} started ${started.executionId}`);
   const begin = performance.now();
-  const view = await follow(controlPlane, started.executionId, r.label);
+  const view = await follow(started.executionId, r.label);
   say(`[sous] ${r.label} took ${Math.round(performance.now() - begin)} ms`);
   const expected = r.input.card === '4000-0000-0000-0002' ? 'failed' : 'completed';
   if (view.status !== expected) failures++;
@@ -111,7 +113,7 @@ const port = Number(process.env.SOUS_API_PORT ?? 4000);
 const url = await serveApi(api, { port });
 // One admin token per stack, kept beside its data: every run prints the same one.
 const tokenFile = join(config.stackDir, 'admin-token');
-const admin = await storedAdminToken(controlPlane.db, tokenFile, 'npm-start');
+const admin = await storedAdminToken(db, tokenFile, 'npm-start');
 say(`[sous] GraphQL API at ${url} (GraphiQL: ${url.replace(/graphql$/, 'graphiql')})`);
 say(
   `[sous] admin token (${admin.created ? 'new, stored' : 'stored'} in ${tokenFile}, reused by the next npm start): ${admin.token}`,
@@ -125,6 +127,7 @@ const shutdown = async () => {
   await api.close();
   await Promise.all(workers.map((w) => w.stop()));
   await controlPlane.stop();
+  await db.destroy();
 };
 await new Promise<void>((resolve) => {
   process.once('SIGINT', () => resolve());

@@ -9,7 +9,16 @@ export {
   MigrationFailedError,
 } from './errors.js';
 export { loadEnvironmentConfig, type EnvironmentConfig } from './config.js';
-export { createControlPlane, type ControlPlane, type ControlPlaneOptions } from './control-plane/control-plane.js';
+import {
+  createControlPlane as createWholeControlPlane,
+  type ControlPlaneOptions,
+  type PublicControlPlane,
+} from './control-plane/control-plane.js';
+export type { ControlPlaneOptions };
+/** A control plane: drives executions; its database handle and decision environment stay inside. */
+export type ControlPlane = PublicControlPlane;
+/** Makes a control plane (options are checked at once; `start()` connects). */
+export const createControlPlane: (options: ControlPlaneOptions) => ControlPlane = createWholeControlPlane;
 export type { StartOptions, Started } from './control-plane/executions.js';
 export type { RegisteredRecipe } from './control-plane/recipes.js';
 export { getExecution, getEvents, type ExecutionView, type StepView } from './control-plane/queries.js';

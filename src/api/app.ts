@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { ExecutionResult, GraphQLFormattedError } from 'graphql';
 import mercurius from 'mercurius';
-import type { ControlPlane } from '../control-plane/control-plane.js';
+import { controlPlaneInternals, type ControlPlane, type PublicControlPlane } from '../control-plane/control-plane.js';
 import { logger as rootLogger, type Logger } from '../logger.js';
 import { authenticate, type Caller } from './auth.js';
 import { costLimitRule } from './cost.js';
@@ -26,7 +26,7 @@ const SCHEMA = readFileSync(join(import.meta.dirname, 'schema.graphql'), 'utf8')
 /** Options of the API app; every default is what `npm start` serves. */
 export interface ApiOptions {
   /** The control plane the API drives (an API-only process uses `consume: false`). */
-  readonly controlPlane: ControlPlane;
+  readonly controlPlane: PublicControlPlane | ControlPlane;
   /** PostgreSQL to LISTEN on for committed execution changes (subscriptions). */
   readonly databaseUrl: string;
   /** Serve GraphiQL at /graphiql. @default false */
@@ -77,7 +77,7 @@ function requestRefusal(
  */
 export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   const log = (options.logger ?? rootLogger).child({ component: 'api' });
-  const { controlPlane } = options;
+  const controlPlane = controlPlaneInternals(options.controlPlane);
   const db = controlPlane.db;
   // Requests are not logged one by one; errors are, through sous's logger.
   const app = Fastify({ logger: false });

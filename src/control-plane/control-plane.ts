@@ -139,6 +139,23 @@ export interface ControlPlane {
   discardDeadLetters(selection: DeadLetterSelection, actor: string): Promise<string[]>;
 }
 
+/**
+ * What an application drives: the control plane without its internals (the database handle and
+ * the decision environment), which `sous` does not export. sous' own API reaches them through
+ * `controlPlaneInternals`.
+ */
+export type PublicControlPlane = Omit<ControlPlane, 'db' | 'environment'>;
+
+const internals = new WeakMap<PublicControlPlane, ControlPlane>();
+
+/** The whole control plane behind a public one made by `createControlPlane`. */
+export function controlPlaneInternals(controlPlane: PublicControlPlane | ControlPlane): ControlPlane {
+  if ('db' in controlPlane) return controlPlane;
+  const found = internals.get(controlPlane);
+  if (found === undefined) throw new TypeError('not a control plane made by createControlPlane');
+  return found;
+}
+
 export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
   const { logger: givenLogger, ...rest } = options;
   const parsed = optionsSchema.safeParse(rest);
@@ -249,7 +266,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     }
   };
 
-  return {
+  const controlPlane: ControlPlane = {
     db,
     environment,
     async start() {
@@ -315,4 +332,6 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
       reprocessDeadLetters(db, environment, selection, actor, payload),
     discardDeadLetters: (selection, actor) => discardDeadLetters(db, selection, actor),
   };
+  internals.set(controlPlane, controlPlane);
+  return controlPlane;
 }

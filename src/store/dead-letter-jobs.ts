@@ -1,5 +1,5 @@
 // Every statement against sous.dead_letter_job and sous.dead_letter_job_item (migration
-// 0009): DLT reprocessing jobs and the dead letters each took on.
+// 0007): DLT reprocessing jobs and the dead letters each took on.
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { DeadLetterSelection } from '../control-plane/dead-letters.js';
 import type { Database } from '../db/schema.js';

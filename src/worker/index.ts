@@ -1,6 +1,12 @@
 // The worker SDK: what a service needs to join sous.
 export { defineCapability, type Capability, type CapabilityOptions } from './define-capability.js';
-export { createWorker, type Worker, type WorkerOptions } from './create-worker.js';
+import { createWorker as createAnyWorker, type Worker } from './create-worker.js';
+import type { WorkerOptions as AllWorkerOptions } from './options.js';
+export type { Worker };
+/** Options of a worker (see each field for its default); the Kafka client stays inside the SDK. */
+export type WorkerOptions = Omit<AllWorkerOptions, 'kafka'>;
+/** A worker pulling step commands for its capabilities from Kafka (see `WorkerOptions`). */
+export const createWorker: (options: WorkerOptions) => Worker = createAnyWorker;
 export type { StepContext } from './context.js';
 export {
   StepFailure,

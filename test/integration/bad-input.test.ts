@@ -28,7 +28,8 @@ import {
 } from '../../src/protocol/messages.js';
 import { compileRecipe, parseRecipeYaml, RecipeInvalidError, type RecipeIssue } from '../../src/recipe/index.js';
 import type { RecipePlan } from '../../src/recipe/plan.js';
-import { createWorker, defineCapability, WorkerConfigError } from '../../src/worker/index.js';
+import { defineCapability, WorkerConfigError } from '../../src/worker/index.js';
+import { createWorker } from '../../src/worker/create-worker.js';
 import { databaseUrl, kafkaBrokers, loadStackConfig, StackConfigError } from '../../src/stack/config.js';
 import { startTestControlPlane, waitForExecution } from '../helpers/control-plane.js';
 import { listen } from '../helpers/listen.js';

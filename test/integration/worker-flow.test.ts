@@ -13,7 +13,8 @@ import { ensureTopics } from '../../src/kafka/topics.js';
 import { writeOutbox } from '../../src/outbox/write-outbox.js';
 import { encodeCompletionToken } from '../../src/protocol/completion-token.js';
 import { commandTopic, type StepCommand, type StepReply } from '../../src/protocol/messages.js';
-import { createWorker, defineCapability, type Capability, type Worker } from '../../src/worker/index.js';
+import { defineCapability, type Capability, type Worker } from '../../src/worker/index.js';
+import { createWorker } from '../../src/worker/create-worker.js';
 import { listen } from '../helpers/listen.js';
 import { testDatabase, testKafka, uniqueName } from '../helpers/stack.js';
 

@@ -18,9 +18,9 @@ import {
   type StepCommand,
   type StepReply,
 } from '../../src/protocol/messages.js';
+import { createWorker } from '../../src/worker/create-worker.js';
 import {
   createCompletionClient,
-  createWorker,
   defineCapability,
   retryableError,
   terminalError,
