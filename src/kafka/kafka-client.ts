@@ -22,11 +22,26 @@ const levels: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
   [logLevel.DEBUG]: 'debug',
 };
 
+/*
+ * Broker answers kafkajs logs at error level on the connection although it retries them itself
+ * and they pass on a healthy cluster (a coordinator still loading after the broker started, a
+ * leader moving): logged as warnings, so a healthy run prints no error.
+ */
+const RETRIED_BROKER_ERRORS = new Set([
+  "The coordinator is loading and hence can't process requests for this group",
+  'The coordinator is not available',
+  'This is not the correct coordinator for this group',
+  'This server is not the leader for that topic-partition',
+  'This server does not host this topic-partition',
+  'There is no leader for this topic-partition as we are in the middle of a leadership election',
+]);
+
 function pinoLogCreator(log: Logger): logCreator {
   return () =>
     ({ namespace, level, log: entry }: LogEntry) => {
       const { message, ...rest } = entry;
-      log[levels[level] ?? 'info']({ kafkajs: namespace, ...rest }, message);
+      const retried = level === logLevel.ERROR && RETRIED_BROKER_ERRORS.has(String(rest.error));
+      log[retried ? 'warn' : (levels[level] ?? 'info')]({ kafkajs: namespace, ...rest }, message);
     };
 }
 
