@@ -17,7 +17,7 @@ import { commandTopic } from '../src/protocol/messages.js';
 import { recipe } from '../src/recipe/builder.js';
 import { resolveArtifacts } from '../src/stack/artifacts.js';
 import { NodeChild } from '../scripts/node-child.js';
-import { databaseUrl, kafkaBrokers, type StackConfig } from '../src/stack/config.js';
+import { connectUrl, databaseUrl, kafkaBrokers, type StackConfig } from '../src/stack/config.js';
 import { startConnect, stopConnect } from '../src/stack/connect.js';
 import { startKafka, stopKafka } from '../src/stack/kafka.js';
 import { startPostgres, stopPostgres } from '../src/stack/postgres.js';
@@ -126,6 +126,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       SOUS_KAFKA_BROKERS: brokers,
       SOUS_REPLY_TOPIC: replyTopic,
       SOUS_CONTROL_PLANE_GROUP: `sous-chaos-cp-${run}`,
+      // Debezium ends FAILED when PostgreSQL restarts under it; the control plane restarts it.
+      SOUS_CONNECT_URL: connectUrl(config),
     },
     'control plane ready',
     join(logDir, 'control-plane.log'),

@@ -9,7 +9,7 @@ import { buildApi, createControlPlane, createDatabase, getExecution, serveApi } 
 import { parseRecipeYaml } from 'sous/recipe';
 import { createWorker } from 'sous/worker';
 import { storedAdminToken } from '../src/api/stored-token.js';
-import { databaseUrl, kafkaBrokers, loadStackConfig } from '../src/stack/config.js';
+import { connectUrl, databaseUrl, kafkaBrokers, loadStackConfig } from '../src/stack/config.js';
 import { stackUp } from '../src/stack/stack.js';
 import * as migration from './services/migration.js';
 import * as shop from './services/shop.js';
@@ -31,7 +31,13 @@ if (external)
   say(`[stack] using the stack at ${dbUrl} and ${brokers.join(',')} (SOUS_DATABASE_URL, SOUS_KAFKA_BROKERS)`);
 else await stackUp(config, (line) => say(`[stack] ${line}`));
 
-const controlPlane = createControlPlane({ databaseUrl: dbUrl, brokers });
+// The control plane restarts the outbox connector when Debezium gives up (e.g. after a PostgreSQL restart).
+const connect = external ? process.env.SOUS_CONNECT_URL : connectUrl(config);
+const controlPlane = createControlPlane({
+  databaseUrl: dbUrl,
+  brokers,
+  ...(connect === undefined ? {} : { connectUrl: connect }),
+});
 await controlPlane.start();
 say('[sous] control plane running');
 

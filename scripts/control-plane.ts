@@ -1,6 +1,6 @@
 // A control-plane process: consumes replies, runs timers, until SIGTERM/SIGINT.
 // Configured by SOUS_DATABASE_URL, SOUS_KAFKA_BROKERS (and SOUS_REPLY_TOPIC, SOUS_CONTROL_PLANE_GROUP,
-// SOUS_REPLY_BATCH_SIZE, SOUS_REPLY_CONCURRENCY, SOUS_PG_POOL_SIZE).
+// SOUS_REPLY_BATCH_SIZE, SOUS_REPLY_CONCURRENCY, SOUS_PG_POOL_SIZE, SOUS_CONNECT_URL, SOUS_OUTBOX_CONNECTOR).
 import { loadEnvironmentConfig } from '../src/config.js';
 import { createControlPlane } from '../src/control-plane/control-plane.js';
 import { SousError } from '../src/errors.js';
@@ -16,6 +16,8 @@ try {
     replyBatchSize: config.replyBatchSize,
     partitionsConsumedConcurrently: config.partitionsConsumedConcurrently,
     poolSize: config.poolSize,
+    ...(config.connectUrl === undefined ? {} : { connectUrl: config.connectUrl }),
+    connectorName: config.connectorName,
   });
   await controlPlane.start();
   process.stdout.write('control plane ready\n');

@@ -17,6 +17,10 @@ export interface EnvironmentConfig {
   readonly partitionsConsumedConcurrently: number;
   /** SOUS_PG_POOL_SIZE: PostgreSQL connections of the process. @default 10 */
   readonly poolSize: number;
+  /** SOUS_CONNECT_URL: Kafka Connect REST address; set, the outbox connector is watched and restarted when FAILED. */
+  readonly connectUrl: string | undefined;
+  /** SOUS_OUTBOX_CONNECTOR: name of the outbox connector. @default 'sous-outbox' */
+  readonly connectorName: string;
 }
 
 const positiveInt = (name: string, fallback: number) =>
@@ -39,6 +43,10 @@ const schema = z.object({
   SOUS_REPLY_BATCH_SIZE: positiveInt('SOUS_REPLY_BATCH_SIZE', 50),
   SOUS_REPLY_CONCURRENCY: positiveInt('SOUS_REPLY_CONCURRENCY', 4),
   SOUS_PG_POOL_SIZE: positiveInt('SOUS_PG_POOL_SIZE', 10),
+  SOUS_CONNECT_URL: z
+    .url({ protocol: /^https?$/, error: 'SOUS_CONNECT_URL must be an http(s) URL (http://host:8083)' })
+    .optional(),
+  SOUS_OUTBOX_CONNECTOR: z.string().min(1).default('sous-outbox'),
 });
 
 export function loadEnvironmentConfig(env: NodeJS.ProcessEnv = process.env): EnvironmentConfig {
@@ -55,5 +63,7 @@ export function loadEnvironmentConfig(env: NodeJS.ProcessEnv = process.env): Env
     replyBatchSize: parsed.data.SOUS_REPLY_BATCH_SIZE,
     partitionsConsumedConcurrently: parsed.data.SOUS_REPLY_CONCURRENCY,
     poolSize: parsed.data.SOUS_PG_POOL_SIZE,
+    connectUrl: parsed.data.SOUS_CONNECT_URL,
+    connectorName: parsed.data.SOUS_OUTBOX_CONNECTOR,
   };
 }

@@ -8,6 +8,7 @@ import { isDataException } from '../db/sqlstate.js';
 import { ConfigInvalidError } from '../errors.js';
 import { graphileLogger } from '../graphile-logger.js';
 import { runJsonConsumer, type RecordOrigin, type RunningConsumer } from '../kafka/json-consumer.js';
+import { startConnectorWatchdog, type ConnectorWatchdog } from '../outbox/connector-watchdog.js';
 import { publishDeadLetter } from '../kafka/dead-letter.js';
 import { createKafka, type Kafka } from '../kafka/kafka-client.js';
 import { createRecordProducer, type RecordProducer } from '../kafka/producer.js';
@@ -76,6 +77,9 @@ const optionsSchema = z.strictObject({
   deadLetterGroupId: z.string().min(1).default('sous-dead-letters'),
   deadLetterRefreshMs: z.number().int().positive().default(10_000),
   replyBatchSize: z.number().int().positive().default(50),
+  connectUrl: z.url({ protocol: /^https?$/, error: 'connectUrl must be an http(s) URL' }).optional(),
+  connectorName: z.string().min(1).default('sous-outbox'),
+  connectorCheckMs: z.number().int().positive().default(10_000),
 });
 
 /** Options of a control-plane process. */
@@ -115,6 +119,16 @@ export interface ControlPlaneOptions {
    * reply). Fewer commits, so fewer WAL flushes, under load. @default 50
    */
   readonly replyBatchSize?: number;
+  /**
+   * Kafka Connect REST address. When set (and consuming), the process checks the outbox
+   * connector every `connectorCheckMs` and restarts it when it FAILED: Debezium does not
+   * recover by itself when PostgreSQL restarts under it. @default undefined (no checks)
+   */
+  readonly connectUrl?: string;
+  /** Name of the outbox connector in Kafka Connect. @default 'sous-outbox' */
+  readonly connectorName?: string;
+  /** Time between two checks of the outbox connector. @default 10000 */
+  readonly connectorCheckMs?: number;
   readonly logger?: Logger;
 }
 
@@ -178,6 +192,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
   let consumer: RunningConsumer | undefined;
   let runner: Runner | undefined;
   let ingest: DeadLetterIngest | undefined;
+  let watchdog: ConnectorWatchdog | undefined;
 
   const producer: RecordProducer = createRecordProducer(kafka);
   /** A reply the control plane cannot apply goes to the reply topic's DLT, never nowhere. */
@@ -310,10 +325,19 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
           logger: log,
         });
       }
+      if (config.connectUrl !== undefined) {
+        watchdog = startConnectorWatchdog({
+          connectUrl: config.connectUrl,
+          connectorName: config.connectorName,
+          intervalMs: config.connectorCheckMs,
+          logger: log,
+        });
+      }
       log.info({ replyTopic: config.replyTopic, groupId: config.groupId }, 'control plane consuming replies');
     },
     async stop() {
       await consumer?.stop();
+      await watchdog?.stop();
       await ingest?.stop();
       await runner?.stop();
       await producer.disconnect();

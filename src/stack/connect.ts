@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Artifacts } from './artifacts.js';
 import { connectUrl, type StackConfig } from './config.js';
 import { javaCommand, requireJava, writeLog4j } from './kafka.js';
+import { failedParts, isRunning, readConnectorStatus, restartFailedParts } from '../outbox/connector-watchdog.js';
 import { assertPortFree, runningPid, startDaemon, stopDaemon, StackError, tail, waitFor } from './process.js';
 
 /** Name under which the outbox connector is registered in Kafka Connect. */
@@ -144,44 +145,41 @@ export async function registerOutboxConnector(config: StackConfig): Promise<void
   await waitForConnectorRunning(config);
 }
 
+/**
+ * Waits until the outbox connector and its tasks run. A part that ends FAILED (Debezium
+ * gives up when PostgreSQL is unreachable as its task starts, e.g. right after a restart)
+ * is restarted, with a growing pause, until `timeoutMs`; only then is it an error.
+ */
 export async function waitForConnectorRunning(config: StackConfig, timeoutMs = 120_000): Promise<void> {
   const p = connectPaths(config);
   let last = 'no status yet';
+  let restartPauseMs = 1_000;
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     try {
-      const response = await rest(config, `/connectors/${OUTBOX_CONNECTOR}/status`);
-      if (response.ok) {
-        const status = (await response.json()) as {
-          connector: { state: string; trace?: string };
-          tasks: { id: number; state: string; trace?: string }[];
-        };
-        const failed = [status.connector, ...status.tasks].find((s) => s.state === 'FAILED');
-        if (failed !== undefined) {
-          throw new StackError(
-            'SOUS_STACK_CONNECTOR_FAILED',
-            `connector ${OUTBOX_CONNECTOR} FAILED: ${(failed.trace ?? '').split('\n')[0] ?? ''} (log ${p.logFile})`,
-          );
-        }
-        if (
-          status.connector.state === 'RUNNING' &&
-          status.tasks.length > 0 &&
-          status.tasks.every((t) => t.state === 'RUNNING')
-        ) {
-          return;
+      const status = await readConnectorStatus(connectUrl(config), OUTBOX_CONNECTOR);
+      if (status === undefined) {
+        last = 'connector not registered';
+      } else if (isRunning(status)) {
+        return;
+      } else {
+        const failed = failedParts(status);
+        if (failed.length > 0) {
+          last = `FAILED: ${failed.map((f) => `${f.part}: ${f.reason}`).join('; ')}`;
+          await restartFailedParts(connectUrl(config), OUTBOX_CONNECTOR);
+          await sleep(Math.min(restartPauseMs, Math.max(0, deadline - Date.now())));
+          restartPauseMs = Math.min(restartPauseMs * 2, 10_000);
+          continue;
         }
         last = `connector ${status.connector.state}, tasks ${status.tasks.map((t) => t.state).join(',') || 'none'}`;
-      } else {
-        last = `status ${response.status}`;
       }
     } catch (error) {
-      if (error instanceof StackError) throw error;
       last = (error as Error).message;
     }
     await sleep(250);
   }
   throw new StackError(
-    'SOUS_STACK_CONNECTOR_NOT_RUNNING',
+    last.startsWith('FAILED') ? 'SOUS_STACK_CONNECTOR_FAILED' : 'SOUS_STACK_CONNECTOR_NOT_RUNNING',
     `connector ${OUTBOX_CONNECTOR} not running after ${timeoutMs} ms (${last}); see ${p.logFile}`,
   );
 }
