@@ -102,7 +102,7 @@ export function startConnectorWatchdog(options: ConnectorWatchdogOptions): Conne
   const name = options.connectorName ?? 'sous-outbox';
   const intervalMs = options.intervalMs ?? 10_000;
   const escalateAfter = options.escalateAfter ?? 6;
-  const log = options.logger.child({ component: 'connector-watchdog', connector: name });
+  const log = options.logger.child({ connector: name });
   const stopped = new AbortController();
   let failedChecks = 0;
 
