@@ -19,12 +19,24 @@ export interface Marks {
   readonly starterCalls: number;
 }
 
+export interface RowCounts {
+  readonly inserted: number;
+  readonly updated: number;
+  /** Updates that were HOT: no index touched. */
+  readonly hotUpdated: number;
+  /**
+   * Index entries written: every inserted row and every non-HOT update adds one entry to
+   * each index of its table (partial indexes counted as if they matched: an upper bound).
+   */
+  readonly indexInsertions: number;
+}
+
 export interface Probe {
   /** Whether pg_stat_statements is there to count statements. */
   readonly statementStats: boolean;
   marks(): Promise<Marks>;
-  /** Rows inserted and updated in all user tables (statistics arrive up to a second late). */
-  rowCounts(): Promise<{ inserted: number; updated: number }>;
+  /** Rows written in all user tables (statistics arrive up to a second late). */
+  rowCounts(): Promise<RowCounts>;
   resetStatements(): Promise<void>;
   /** Most-called statements of a role since the last reset, for the results file. */
   topStatements(role: string, limit: number): Promise<{ calls: number; query: string }[]>;
@@ -78,10 +90,19 @@ export async function openProbe(config: StackConfig): Promise<Probe> {
       };
     },
     async rowCounts() {
-      const [row] = await query<{ ins: string; upd: string }>(
-        `SELECT coalesce(sum(n_tup_ins), 0)::text AS ins, coalesce(sum(n_tup_upd), 0)::text AS upd FROM pg_stat_user_tables`,
+      const [row] = await query<{ ins: string; upd: string; hot: string; idx: string }>(
+        `SELECT coalesce(sum(t.n_tup_ins), 0)::text AS ins, coalesce(sum(t.n_tup_upd), 0)::text AS upd,
+           coalesce(sum(t.n_tup_hot_upd), 0)::text AS hot,
+           coalesce(sum((t.n_tup_ins + t.n_tup_upd - t.n_tup_hot_upd)
+             * (SELECT count(*) FROM pg_index i WHERE i.indrelid = t.relid)), 0)::text AS idx
+         FROM pg_stat_user_tables t`,
       );
-      return { inserted: Number(row?.ins), updated: Number(row?.upd) };
+      return {
+        inserted: Number(row?.ins),
+        updated: Number(row?.upd),
+        hotUpdated: Number(row?.hot),
+        indexInsertions: Number(row?.idx),
+      };
     },
     async resetStatements() {
       if (statementStats) await query('SELECT pg_stat_statements_reset()');

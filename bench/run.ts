@@ -21,7 +21,7 @@ import { z } from 'zod';
 import { recipe } from '../src/recipe/builder.js';
 import { loadStackConfig } from '../src/stack/config.js';
 import { migrateStack } from '../src/stack/stack.js';
-import { openProbe, STARTER_ROLE, type Marks, type Probe } from './probe.js';
+import { openProbe, STARTER_ROLE, type Marks, type Probe, type RowCounts } from './probe.js';
 import { cpuPerStep, memoryOf, readCpu } from './proc.js';
 import { startRig, type Rig, type WorkerTimes } from './rig.js';
 import { distribution, format, spread, type Spread } from './stats.js';
@@ -54,7 +54,7 @@ type Figures = Record<string, number>;
 
 interface Window {
   readonly marks: Marks;
-  readonly rows: { inserted: number; updated: number };
+  readonly rows: RowCounts;
   readonly cpu: ReturnType<typeof readCpu>;
   readonly at: number;
 }
@@ -87,6 +87,8 @@ async function close(probe: Probe, rig: Rig, w: Window, steps: number): Promise<
     walBytesPerStep: (marks.walBytes - w.marks.walBytes) / steps,
     rowsInsertedPerStep: (rows.inserted - w.rows.inserted) / steps,
     rowsUpdatedPerStep: (rows.updated - w.rows.updated) / steps,
+    hotUpdateShare: (rows.hotUpdated - w.rows.hotUpdated) / Math.max(1, rows.updated - w.rows.updated),
+    indexInsertionsPerStep: (rows.indexInsertions - w.rows.indexInsertions) / steps,
     ...cpuPerStep(w.cpu, cpu, steps),
   };
 }

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { newId } from '../uuid.js';
 import type { EngineEvent } from '../engine/events.js';
 import type { ExecutionState } from '../engine/state.js';
 import { builtOutboxRow } from '../outbox/write-outbox.js';
@@ -37,7 +37,7 @@ export function commandMessage(
   let payload: PayloadRow | undefined;
   if (bytes > env.maxInlinePayloadBytes) {
     // Claim check: the command carries a reference; the data stays in PostgreSQL.
-    const ref = randomUUID();
+    const ref = newId();
     payload = { id: ref, executionId: state.executionId, data: inputText, bytes };
     carried = { inputRef: { ref, bytes } };
   } else {
@@ -97,7 +97,7 @@ export function childFinishedMessage(
   error: StepError | undefined,
   traceparent: string,
 ): OutboxRow {
-  const messageId = randomUUID();
+  const messageId = newId();
   const payload: ChildFinishedMessage = {
     kind: 'child.finished',
     messageId,

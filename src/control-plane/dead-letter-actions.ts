@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { newId } from '../uuid.js';
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
 import { SousError } from '../errors.js';
@@ -96,7 +96,7 @@ export async function reprocessDeadLetters(
             `dead letter ${id} holds no JSON value (${JSON.stringify((letter.payload_text ?? '').slice(0, 40))}…): give a replacement payload`,
           );
         }
-        const messageId = randomUUID();
+        const messageId = newId();
         const headers = letter.headers;
         await writeOutbox(trx, [
           {

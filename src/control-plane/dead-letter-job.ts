@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { newId } from '../uuid.js';
 import type { Task } from 'graphile-worker';
 import type { Kysely } from 'kysely';
 import { z } from 'zod';
@@ -83,7 +83,7 @@ export async function startDeadLetterJob(
       throw new DeadLetterNotReprocessableError(`not dead-letter ids (UUIDs expected): ${malformed.join(', ')}`);
     }
   }
-  const id = randomUUID();
+  const id = newId();
   await db.transaction().execute(async (trx) => {
     await lockDeadLetterJobCreation(trx);
     if (ids !== undefined) {

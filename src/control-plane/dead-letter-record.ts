@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { newId } from '../uuid.js';
 import type { KafkaMessage } from 'kafkajs';
 import { itemKey } from '../engine/plan-index.js';
 import { OUTBOX_HEADERS } from '../kafka/outbox-record.js';
@@ -62,7 +62,7 @@ export function deadLetterRow(topic: string, partition: number, message: KafkaMe
       ? (payload as { executionId: string }).executionId
       : null;
   return {
-    id: randomUUID(),
+    id: newId(),
     dlt_topic: topic,
     dlt_partition: partition,
     dlt_offset: message.offset,

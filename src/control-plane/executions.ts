@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { newId } from '../uuid.js';
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
 import { TERMINAL_STATUSES, type ExecutionStatus } from '../engine/state.js';
@@ -40,7 +40,7 @@ export async function startExecution(
       const existing = await lockIdempotencyKey(trx, options.idempotencyKey);
       if (existing !== undefined) return { executionId: existing.id, created: false, status: existing.status };
     }
-    const executionId = randomUUID();
+    const executionId = newId();
     const decision = await runDecision(
       trx,
       env,

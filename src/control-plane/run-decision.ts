@@ -1,4 +1,5 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { newId } from '../uuid.js';
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
 import { decide, type Decision } from '../engine/decide.js';
@@ -143,7 +144,7 @@ class DecisionBatch {
     const decision = await decide(p.state, trigger, {
       plan: p.plan,
       now: this.env.now(),
-      newId: randomUUID,
+      newId,
       random: Math.random,
       items: this.#itemSource(p),
     });

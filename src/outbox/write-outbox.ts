@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { newId } from '../uuid.js';
 import type { Transaction } from 'kysely';
 import { OutboxMessageInvalidError, OutboxNotInTransactionError } from '../errors.js';
 import { nulPath } from '../nul-path.js';
@@ -61,7 +61,7 @@ function checkPayloadSize(payload: string, index: number, maxPayloadBytes: numbe
 export function builtOutboxRow(message: Omit<OutboxMessage, 'payload'> & { readonly payload: string }): OutboxRow {
   checkPayloadSize(message.payload, 0, DEFAULT_MAX_PAYLOAD_BYTES);
   return {
-    id: message.id ?? randomUUID(),
+    id: message.id ?? newId(),
     aggregateType: message.aggregateType,
     key: message.key,
     eventType: message.eventType,
@@ -90,7 +90,7 @@ export function toOutboxRows(messages: readonly OutboxMessage[], options: WriteO
     const payload = serialisePayload(m.payload, index);
     checkPayloadSize(payload, index, maxPayloadBytes);
     return {
-      id: m.id ?? randomUUID(),
+      id: m.id ?? newId(),
       aggregateType: m.aggregateType,
       key: m.key,
       eventType: m.eventType,

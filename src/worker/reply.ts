@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { newId } from '../uuid.js';
 import type { RecordToSend } from '../kafka/producer.js';
 import { OUTBOX_HEADERS } from '../kafka/outbox-record.js';
 import type { StepReply } from '../protocol/messages.js';
@@ -21,7 +21,7 @@ interface Addressed {
 export function replyRecord(to: Addressed, body: ReplyBody, workerId: string, traceparent?: string): RecordToSend {
   const reply = {
     ...body,
-    messageId: randomUUID(),
+    messageId: newId(),
     executionId: to.executionId,
     stepExecutionId: to.stepExecutionId,
     workerId,
