@@ -69,8 +69,8 @@ function startOf(message: { startedAt?: string | undefined; workerId: string }) 
 export type ReplyOutcome = 'applied' | 'duplicate';
 
 /**
- * Applies one reply in one transaction: records its message id (a redelivered reply
- * finds it and changes nothing), then runs the decision it triggers.
+ * Applies one reply in one transaction: runs the decision it triggers under the
+ * execution's lock ('duplicate' when it changed nothing; see applyReplies).
  */
 export async function applyReply(
   db: Kysely<Database>,
@@ -88,7 +88,9 @@ export function unknownExecution(message: ReplyTopicMessage): ExecutionNotFoundE
 }
 
 export interface BatchOutcome {
+  /** Replies that changed their execution. */
   readonly applied: number;
+  /** Replies that changed nothing: delivered before, or stale (their attempt moved on). */
   readonly duplicates: number;
   /** Replies naming no execution: nothing was written for them (the caller dead-letters them). */
   readonly unknown: readonly ReplyTopicMessage[];
@@ -98,10 +100,17 @@ export interface BatchOutcome {
  * Applies several replies in one transaction — one commit (one WAL flush) instead of one
  * per reply — each exactly as `applyReply` would, in order, with a fixed number of
  * statements whatever the number of replies: lock the replies' executions (in id order),
- * record the message ids (a reply seen before changes nothing), decide in memory, then
- * write every table once. If anything fails the whole transaction rolls back and nothing
- * of the batch is applied, so the caller can retry the batch or fall back to one reply
- * at a time.
+ * decide in memory, then write every table once. If anything fails the whole transaction
+ * rolls back and nothing of the batch is applied, so the caller can retry the batch or
+ * fall back to one reply at a time.
+ *
+ * A reply delivered again (by Kafka, to another control-plane process, or sent twice by a
+ * worker, at another offset) is recognised by the state it finds under the lock: the
+ * attempt it names is no longer in the status that reply moves it from (a started attempt
+ * is not started again, a finished one not finished again), and a sub-recipe's step is no
+ * longer open for its child's end. So these replies need no row of their own. Heartbeats
+ * are the exception: one arriving twice would re-arm the heartbeat timeout twice, so their
+ * message ids are still recorded in sous.processed_message.
  */
 export async function applyReplies(
   db: Kysely<Database>,
@@ -127,12 +136,15 @@ export async function applyReplies(
       if (locked.has(message.executionId.toLowerCase())) known.push(message);
       else unknown.push(message);
     }
-    const fresh = await recordProcessedMessages(trx, known);
-    // Fresh replies grouped by execution, each group in arrival order: one execution's
-    // replies are decided in turn, with one state write for the group.
+    const heartbeats = known.filter((m) => m.kind === 'step.heartbeat');
+    const freshHeartbeats =
+      heartbeats.length === 0 ? new Set<string>() : await recordProcessedMessages(trx, heartbeats);
+    // Replies grouped by execution, each group in arrival order: one execution's replies
+    // are decided in turn, with one state write for the group.
     const groups = new Map<string, Trigger[]>();
+    let decided = 0;
     for (const message of known) {
-      if (!fresh.has(message.messageId.toLowerCase())) {
+      if (message.kind === 'step.heartbeat' && !freshHeartbeats.has(message.messageId.toLowerCase())) {
         duplicates++;
         continue;
       }
@@ -140,17 +152,17 @@ export async function applyReplies(
       const group = groups.get(executionId) ?? [];
       group.push(triggerOf(message));
       groups.set(executionId, group);
+      decided++;
     }
-    let applied = 0;
-    for (const triggers of groups.values()) applied += triggers.length;
+    let ignored = 0;
     if (groups.size > 0) {
-      await runDecisions(
+      ({ ignored } = await runDecisions(
         trx,
         env,
         locked,
         [...groups].map(([executionId, triggers]) => ({ executionId, triggers })),
-      );
+      ));
     }
-    return { applied, duplicates, unknown };
+    return { applied: decided - ignored, duplicates: duplicates + ignored, unknown };
   });
 }

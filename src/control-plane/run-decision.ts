@@ -89,6 +89,8 @@ function definedColumns(update: AttemptUpdate): Partial<AttemptUpdate> {
 class DecisionBatch {
   readonly #pending = new Map<string, Pending>();
   readonly decisions = new Map<string, Decision>();
+  /** Triggers that changed nothing: a reply seen before, or one its attempt has moved past. */
+  ignored = 0;
 
   constructor(
     private readonly trx: Kysely<Database>,
@@ -148,7 +150,10 @@ class DecisionBatch {
       random: Math.random,
       items: this.#itemSource(p),
     });
-    if (decision.events.length === 0 || decision.state === undefined) return;
+    if (decision.events.length === 0 || decision.state === undefined) {
+      this.ignored++;
+      return;
+    }
     // Attempts change segment by segment: a rerun forgets the steps it names, with the
     // rows earlier decisions of this batch made for them, before later events add rows.
     let segment: EngineEvent[] = [];
@@ -349,6 +354,14 @@ class DecisionBatch {
   }
 }
 
+/** What a batch of decisions did. */
+export interface DecisionBatchOutcome {
+  /** The decision of each execution (its triggers' events folded together). */
+  readonly decisions: Map<string, Decision>;
+  /** Triggers that changed nothing (a duplicate or stale reply): no event, no write. */
+  readonly ignored: number;
+}
+
 /**
  * Decisions of several executions in the caller's transaction, which has locked every
  * execution named (`locked`; a request without a locked execution must start one):
@@ -361,11 +374,11 @@ export async function runDecisions(
   env: DecisionEnvironment,
   locked: ReadonlyMap<string, LockedExecution>,
   requests: readonly DecisionRequest[],
-): Promise<Map<string, Decision>> {
+): Promise<DecisionBatchOutcome> {
   const batch = new DecisionBatch(trx, env);
   for (const request of requests) await batch.decide(request, locked.get(request.executionId));
   await commitDecision(trx, batch.rows(), env.timerTask);
-  return batch.decisions;
+  return { decisions: batch.decisions, ignored: batch.ignored };
 }
 
 /**
@@ -391,7 +404,7 @@ export async function runDecision(
   if (trigger.kind !== 'start' && !locked.has(executionId)) {
     throw new ExecutionNotFoundError(`no execution ${executionId}`);
   }
-  const decisions = await runDecisions(trx, env, locked, [
+  const { decisions } = await runDecisions(trx, env, locked, [
     {
       executionId,
       triggers: [trigger],

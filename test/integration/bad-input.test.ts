@@ -160,14 +160,14 @@ describe('bad input on the reply topic', () => {
       ['StepCompleted', 'ExecutionCompleted'],
     );
     assert.equal(before.view.status, 'running');
-    const processed = await sql<{ execution_id: string | null }>`
-      SELECT execution_id FROM sous.processed_message
-      WHERE execution_id IN (${executionId}, ${unknownExecution})`.execute(db);
-    assert.deepEqual(
-      processed.rows.map((r) => r.execution_id),
-      [executionId],
-      'only the valid reply is recorded as processed; the unknown execution’s reply left nothing',
-    );
+    // The unknown execution's reply left nothing: no event, no execution, no dedupe row
+    // (replies other than heartbeats are recognised by the attempt state, not by a row).
+    const left = await sql<{ events: string; executions: string; processed: string }>`
+      SELECT (SELECT count(*) FROM sous.execution_event WHERE execution_id = ${unknownExecution}) AS events,
+        (SELECT count(*) FROM sous.execution WHERE id = ${unknownExecution}) AS executions,
+        (SELECT count(*) FROM sous.processed_message
+         WHERE execution_id IN (${executionId}, ${unknownExecution})) AS processed`.execute(db);
+    assert.deepEqual(left.rows[0], { events: '0', executions: '0', processed: '0' });
   });
 });
 
