@@ -16,7 +16,15 @@ import { ensureTopics } from '../kafka/topics.js';
 import { logger as rootLogger, type Logger } from '../logger.js';
 import { deadLetterTopic, REPLY_TOPIC } from '../protocol/messages.js';
 import type { RecipePlan } from '../recipe/plan.js';
-import { applyReplies, applyReply, parseReply, unknownExecution, type ReplyTopicMessage } from './apply-reply.js';
+import {
+  applyReplies,
+  applyReply,
+  parseReply,
+  unknownExecution,
+  type BatchOutcome,
+  type ReplyTopicMessage,
+} from './apply-reply.js';
+import { createBatchCoalescer } from './batch-coalescer.js';
 import {
   discardDeadLetters,
   reprocessDeadLetters,
@@ -77,6 +85,7 @@ const optionsSchema = z.strictObject({
   deadLetterGroupId: z.string().min(1).default('sous-dead-letters'),
   deadLetterRefreshMs: z.number().int().positive().default(10_000),
   replyBatchSize: z.number().int().positive().default(50),
+  replyTransactions: z.number().int().positive().default(2),
   connectUrl: z.url({ protocol: /^https?$/, error: 'connectUrl must be an http(s) URL' }).optional(),
   connectorName: z.string().min(1).default('sous-outbox'),
   connectorCheckMs: z.number().int().positive().default(10_000),
@@ -119,6 +128,12 @@ export interface ControlPlaneOptions {
    * reply). Fewer commits, so fewer WAL flushes, under load. @default 50
    */
   readonly replyBatchSize?: number;
+  /**
+   * Transactions deciding replies at once in this process. Chunks of several partitions
+   * that arrive while they run are decided together in the next one (up to
+   * `replyBatchSize` × `partitionsConsumedConcurrently` replies). @default 2
+   */
+  readonly replyTransactions?: number;
   /**
    * Kafka Connect REST address. When set (and consuming), the process checks the outbox
    * connector every `connectorCheckMs` and restarts it when it FAILED: Debezium does not
@@ -243,10 +258,17 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
   };
 
   /**
-   * Replies of one partition decided in one transaction (one commit for the chunk). If
-   * the chunk fails as a whole, each reply is tried alone, so one bad reply cannot hold
-   * the others back; replies already applied are recognised by their message id.
+   * Replies of one partition decided in one transaction (one commit for the chunk), shared
+   * with the chunks of other partitions that arrive meanwhile (batch-coalescer.ts). If the
+   * transaction fails as a whole, each reply of the chunk is tried alone, so one bad reply
+   * cannot hold the others back; replies already applied change nothing the second time.
    */
+  const replies = createBatchCoalescer<ReplyTopicMessage, BatchOutcome>({
+    apply: (messages) => applyReplies(db, environment, messages),
+    maxInFlight: config.replyTransactions,
+    maxItems: config.replyBatchSize * config.partitionsConsumedConcurrently,
+  });
+
   const handleBatch = async (records: readonly { value: unknown; origin: RecordOrigin }[]): Promise<void> => {
     const parsed: { message: ReplyTopicMessage; origin: RecordOrigin }[] = [];
     for (const { value, origin } of records) {
@@ -260,11 +282,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     if (parsed.length === 0) return;
     let outcome;
     try {
-      outcome = await applyReplies(
-        db,
-        environment,
-        parsed.map((p) => p.message),
-      );
+      outcome = await replies.submit(parsed.map((p) => p.message));
     } catch (error) {
       log.warn(
         { reason: error instanceof Error ? error.message : String(error), replies: parsed.length },
