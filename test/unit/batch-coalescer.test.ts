@@ -46,7 +46,7 @@ describe('batch coalescer', () => {
     let running = 0;
     let most = 0;
     const sizes: number[] = [];
-    const c = createBatchCoalescer<number, void>({
+    const c = createBatchCoalescer<number, undefined>({
       maxInFlight: 2,
       maxItems: 5,
       apply: async (items) => {
@@ -55,6 +55,7 @@ describe('batch coalescer', () => {
         sizes.push(items.length);
         await new Promise((r) => setTimeout(r, 5));
         running--;
+        return undefined;
       },
     });
     await Promise.all([c.submit([1, 2, 3]), c.submit([4, 5, 6]), c.submit([7]), c.submit([8, 9, 10, 11, 12, 13])]);
