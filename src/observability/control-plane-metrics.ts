@@ -97,7 +97,7 @@ export class ControlPlaneMetrics {
   });
   readonly commandBacklog = new Gauge({
     name: 'sous_command_backlog',
-    help: "Commands in a capability's topic its consumer group has not consumed yet: Kafka consumer lag (sampled).",
+    help: "Kafka consumer lag of a capability's command topic, in offsets (transaction markers included) (sampled).",
     labelNames: ['capability'] as const,
     registers: [this.registry],
   });
