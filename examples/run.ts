@@ -42,12 +42,34 @@ await controlPlane.start();
 say('[sous] control plane running');
 
 // Two services, each its own worker (its own consumer group), as they would be deployed.
+// Each serves its own /metrics, /healthz and /readyz on a free port (metricsPort 0), as a
+// deployed service would on a fixed one; process metrics come once, from the API's registry.
 const workers = [
-  createWorker({ brokers, capabilities: Object.values(shop), groupId: 'example-shop', concurrency: 8 }),
-  createWorker({ brokers, capabilities: Object.values(migration), groupId: 'example-migration', concurrency: 8 }),
+  createWorker({
+    brokers,
+    capabilities: Object.values(shop),
+    groupId: 'example-shop',
+    concurrency: 8,
+    metricsPort: 0,
+    processMetrics: false,
+  }),
+  createWorker({
+    brokers,
+    capabilities: Object.values(migration),
+    groupId: 'example-migration',
+    concurrency: 8,
+    metricsPort: 0,
+    processMetrics: false,
+  }),
 ];
 await Promise.all(workers.map((w) => w.start()));
 say('[sous] example services running: shop (inventory, payments, shipping), migration');
+for (const [name, w] of [
+  ['shop', workers[0]],
+  ['migration', workers[1]],
+] as const) {
+  say(`[sous] ${name} worker metrics at ${w?.probesUrl ?? '?'}/metrics, health at /healthz and /readyz`);
+}
 
 for (const file of ['order-saga.yaml', 'data-migration.yaml']) {
   const plan = parseRecipeYaml(readFileSync(join(import.meta.dirname, 'recipes', file), 'utf8'));
@@ -121,6 +143,11 @@ const url = await serveApi(api, { port });
 const tokenFile = join(config.stackDir, 'admin-token');
 const admin = await storedAdminToken(db, tokenFile, 'npm-start');
 say(`[sous] GraphQL API at ${url} (GraphiQL: ${url.replace(/graphql$/, 'graphiql')})`);
+const base = url.replace(/\/graphql$/, '');
+say(
+  `[sous] control-plane and API metrics at ${base}/metrics (Prometheus), liveness at ${base}/healthz, readiness at ${base}/readyz`,
+);
+say(`[sous] try: curl -s ${base}/metrics | grep '^sous_steps_completed_total'`);
 say(
   `[sous] admin token (${admin.created ? 'new, stored' : 'stored'} in ${tokenFile}, reused by the next npm start): ${admin.token}`,
 );

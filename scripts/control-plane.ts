@@ -1,8 +1,9 @@
 // A control-plane process: consumes replies, runs timers, until SIGTERM/SIGINT.
 // Configured by SOUS_DATABASE_URL, SOUS_KAFKA_BROKERS (and SOUS_REPLY_TOPIC, SOUS_CONTROL_PLANE_GROUP,
-// SOUS_REPLY_BATCH_SIZE, SOUS_REPLY_CONCURRENCY, SOUS_PG_POOL_SIZE, SOUS_CONNECT_URL, SOUS_OUTBOX_CONNECTOR).
+// SOUS_REPLY_BATCH_SIZE, SOUS_REPLY_CONCURRENCY, SOUS_PG_POOL_SIZE, SOUS_CONNECT_URL, SOUS_OUTBOX_CONNECTOR,
+// and SOUS_METRICS_PORT, SOUS_METRICS_HOST, SOUS_METRICS_SAMPLE_MS for /metrics, /healthz and /readyz).
 import { loadEnvironmentConfig } from '../src/config.js';
-import { createControlPlane } from '../src/control-plane/control-plane.js';
+import { controlPlaneInternals, createControlPlane } from '../src/control-plane/control-plane.js';
 import { SousError } from '../src/errors.js';
 import { logger } from '../src/logger.js';
 
@@ -18,8 +19,17 @@ try {
     poolSize: config.poolSize,
     ...(config.connectUrl === undefined ? {} : { connectUrl: config.connectUrl }),
     connectorName: config.connectorName,
+    ...(config.metricsPort === undefined ? {} : { metricsPort: config.metricsPort }),
+    metricsHost: config.metricsHost,
+    sampleIntervalMs: config.sampleIntervalMs,
   });
   await controlPlane.start();
+  const probes = controlPlaneInternals(controlPlane).observability.probesUrl;
+  if (probes !== undefined) {
+    process.stdout.write(
+      `control plane metrics at ${probes}/metrics, health at ${probes}/healthz and ${probes}/readyz\n`,
+    );
+  }
   process.stdout.write('control plane ready\n');
   const stop = () => {
     controlPlane.stop().then(

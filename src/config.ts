@@ -21,6 +21,15 @@ export interface EnvironmentConfig {
   readonly connectUrl: string | undefined;
   /** SOUS_OUTBOX_CONNECTOR: name of the outbox connector. @default 'sous-outbox' */
   readonly connectorName: string;
+  /**
+   * SOUS_METRICS_PORT: where /metrics, /healthz and /readyz are served (0: any free port;
+   * `off`: not served). @default 9464 (Prometheus's registered default exporter port)
+   */
+  readonly metricsPort: number | undefined;
+  /** SOUS_METRICS_HOST: interface of the metrics port (0.0.0.0 for a scraper elsewhere). @default '127.0.0.1' */
+  readonly metricsHost: string;
+  /** SOUS_METRICS_SAMPLE_MS: how often gauges read from PostgreSQL and Kafka are refreshed. @default 10000 */
+  readonly sampleIntervalMs: number;
 }
 
 const positiveInt = (name: string, fallback: number) =>
@@ -47,6 +56,22 @@ const schema = z.object({
     .url({ protocol: /^https?$/, error: 'SOUS_CONNECT_URL must be an http(s) URL (http://host:8083)' })
     .optional(),
   SOUS_OUTBOX_CONNECTOR: z.string().min(1).default('sous-outbox'),
+  SOUS_METRICS_PORT: z
+    .union([
+      z.literal('off'),
+      z.coerce
+        .number({ error: 'SOUS_METRICS_PORT must be a port number or off' })
+        .int('SOUS_METRICS_PORT must be a port number or off')
+        .min(0, 'SOUS_METRICS_PORT must be 0 to 65535 (0: any free port) or off')
+        .max(65535, 'SOUS_METRICS_PORT must be 0 to 65535 (0: any free port) or off'),
+    ])
+    .default(9464),
+  SOUS_METRICS_HOST: z.string().min(1, 'SOUS_METRICS_HOST must name an interface').default('127.0.0.1'),
+  SOUS_METRICS_SAMPLE_MS: z.coerce
+    .number({ error: 'SOUS_METRICS_SAMPLE_MS must be a whole number of milliseconds' })
+    .int('SOUS_METRICS_SAMPLE_MS must be a whole number of milliseconds')
+    .min(100, 'SOUS_METRICS_SAMPLE_MS must be at least 100')
+    .default(10_000),
 });
 
 export function loadEnvironmentConfig(env: NodeJS.ProcessEnv = process.env): EnvironmentConfig {
@@ -65,5 +90,8 @@ export function loadEnvironmentConfig(env: NodeJS.ProcessEnv = process.env): Env
     poolSize: parsed.data.SOUS_PG_POOL_SIZE,
     connectUrl: parsed.data.SOUS_CONNECT_URL,
     connectorName: parsed.data.SOUS_OUTBOX_CONNECTOR,
+    metricsPort: parsed.data.SOUS_METRICS_PORT === 'off' ? undefined : parsed.data.SOUS_METRICS_PORT,
+    metricsHost: parsed.data.SOUS_METRICS_HOST,
+    sampleIntervalMs: parsed.data.SOUS_METRICS_SAMPLE_MS,
   };
 }

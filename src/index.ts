@@ -20,6 +20,7 @@ export type ControlPlane = PublicControlPlane;
 /** Makes a control plane (options are checked at once; `start()` connects). */
 export const createControlPlane: (options: ControlPlaneOptions) => ControlPlane = createWholeControlPlane;
 export type { StartOptions, Started } from './control-plane/executions.js';
+export type { Readiness, CheckResult } from './observability/readiness.js';
 export type { RegisteredRecipe } from './control-plane/recipes.js';
 export { getExecution, getEvents, type ExecutionView, type StepView } from './control-plane/queries.js';
 export { rebuildExecution } from './control-plane/rebuild.js';

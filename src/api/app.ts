@@ -20,6 +20,8 @@ import { listenForExecutionChanges, type ChangeListener } from './notifications.
 import { loaders, resolvers } from './resolvers.js';
 import { withDeadLetterJobResolvers } from './dead-letter-job-resolvers.js';
 import { DateTimeScalar, JsonScalar } from './scalars.js';
+import { withObservabilityLoaders, withObservabilityResolvers } from './observability-resolvers.js';
+import { answerProbe, PROBE_PATHS } from '../observability/probes.js';
 
 const SCHEMA = readFileSync(join(import.meta.dirname, 'schema.graphql'), 'utf8');
 
@@ -101,8 +103,12 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
 
   await app.register(mercurius, {
     schema: SCHEMA,
-    resolvers: { ...withDeadLetterJobResolvers(resolvers), JSON: JsonScalar, DateTime: DateTimeScalar },
-    loaders,
+    resolvers: {
+      ...withObservabilityResolvers(withDeadLetterJobResolvers(resolvers)),
+      JSON: JsonScalar,
+      DateTime: DateTimeScalar,
+    },
+    loaders: withObservabilityLoaders(loaders),
     // GraphiQL is served from local assets by registerGraphiql (Mercurius's loads a CDN).
     graphiql: false,
     queryDepth: options.maxDepth ?? 10,
@@ -191,6 +197,16 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     await listener?.close();
   });
   if (options.graphiql === true) registerGraphiql(app);
-  app.get('/healthz', async () => ({ ok: true }));
+  // /metrics, /healthz, /readyz: unauthenticated, as scrapers and orchestrators call them;
+  // they show counts and dependency states, never execution data.
+  for (const path of PROBE_PATHS) {
+    app.get(path, async (_request, reply) => {
+      const answer = await answerProbe(path, controlPlane.observability);
+      return reply
+        .code(answer?.status ?? 404)
+        .type(answer?.contentType ?? 'text/plain')
+        .send(answer?.body ?? '');
+    });
+  }
   return app;
 }

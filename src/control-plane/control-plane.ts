@@ -1,4 +1,4 @@
-import { run as runGraphile, type Runner } from 'graphile-worker';
+import { run as runGraphile, type Runner, type Task } from 'graphile-worker';
 import type { Kysely } from 'kysely';
 import { z } from 'zod';
 import { createDatabase } from '../db/database.js';
@@ -51,6 +51,17 @@ import { registerRecipe, type RegisteredRecipe } from './recipes.js';
 import { defaultDecisionEnvironment, type DecisionEnvironment } from './run-decision.js';
 import { timerTask } from './timers.js';
 import { DEAD_LETTER_JOB_TASK, deadLetterJobTask, resumeStaleDeadLetterJobs } from './dead-letter-job.js';
+import { AdminHandle, describeCluster } from '../kafka/consumer-lag.js';
+import { readCapabilityBacklog, type CapabilityBacklog } from '../observability/capability-backlog.js';
+import { ClusterSampler } from '../observability/cluster-sampler.js';
+import { ControlPlaneMetrics } from '../observability/control-plane-metrics.js';
+import { DecisionObserver } from '../observability/decision-observer.js';
+import { CheckFailedError } from '../observability/errors.js';
+import { migrationsCurrentCheck } from '../observability/migrations-current.js';
+import { serveProbes, type ProbeServer } from '../observability/probe-server.js';
+import type { Probes } from '../observability/probes.js';
+import { checkReadiness, type Check, type Readiness } from '../observability/readiness.js';
+import { ping } from '../store/observability.js';
 
 const optionsSchema = z.strictObject({
   databaseUrl: z.string().min(1, 'databaseUrl must be a PostgreSQL connection string'),
@@ -89,6 +100,13 @@ const optionsSchema = z.strictObject({
   connectUrl: z.url({ protocol: /^https?$/, error: 'connectUrl must be an http(s) URL' }).optional(),
   connectorName: z.string().min(1).default('sous-outbox'),
   connectorCheckMs: z.number().int().positive().default(10_000),
+  metricsPort: z.number().int().min(0, 'metricsPort must be a port (0: any free one)').max(65535).optional(),
+  metricsHost: z.string().min(1).default('127.0.0.1'),
+  sampleGauges: z.boolean().optional(),
+  sampleIntervalMs: z.number().int().min(100, 'sampleIntervalMs must be at least 100').default(10_000),
+  checkTimeoutMs: z.number().int().positive().default(2_000),
+  outboxSlot: z.string().min(1).default('sous_outbox'),
+  processMetrics: z.boolean().default(true),
 });
 
 /** Options of a control-plane process. */
@@ -144,12 +162,54 @@ export interface ControlPlaneOptions {
   readonly connectorName?: string;
   /** Time between two checks of the outbox connector. @default 10000 */
   readonly connectorCheckMs?: number;
+  /**
+   * Serves /metrics, /healthz and /readyz over HTTP on this port (0: any free one; see
+   * `probesUrl`). An API process serves them on its own port instead.
+   * @default none: not served (scripts/control-plane.ts serves SOUS_METRICS_PORT, 9464)
+   */
+  readonly metricsPort?: number;
+  /** Interface the metrics port listens on (0.0.0.0 for a scraper elsewhere). @default '127.0.0.1' */
+  readonly metricsHost?: string;
+  /**
+   * Read the cluster-wide gauges (backlog, outbox age and slot lag, dead letters, timers,
+   * executions by status) every `sampleIntervalMs`. Each control-plane process reads the
+   * same values: aggregate them with max(), not sum(). @default the value of `consume`
+   */
+  readonly sampleGauges?: boolean;
+  /** How often the gauges are read. @default 10000 */
+  readonly sampleIntervalMs?: number;
+  /** Longest a readiness check, a sampled read or the API's lag read may take. @default 2000 */
+  readonly checkTimeoutMs?: number;
+  /** The connector's replication slot, whose lag and age the outbox gauges show. @default 'sous_outbox' */
+  readonly outboxSlot?: string;
+  /**
+   * Add the process's own metrics (CPU, memory, event-loop lag, GC) to this registry: off
+   * when another registry of the same process already has them. @default true
+   */
+  readonly processMetrics?: boolean;
   readonly logger?: Logger;
+}
+
+/** What a control plane serves at /metrics and /readyz, and what the API reads of it. */
+export interface ControlPlaneObservability extends Probes {
+  readonly metrics: ControlPlaneMetrics;
+  /** Where /metrics, /healthz and /readyz are served once started; undefined without `metricsPort`. */
+  readonly probesUrl: string | undefined;
+  /** Per capability: attempts waiting to start, the oldest one's age, and Kafka consumer lag. */
+  backlog(): Promise<CapabilityBacklog[]>;
+  /** Reads the sampled gauges now (tests; the sampler also does every interval). */
+  sampleNow(): Promise<void>;
 }
 
 export interface ControlPlane {
   readonly db: Kysely<Database>;
   readonly environment: DecisionEnvironment;
+  readonly observability: ControlPlaneObservability;
+  /**
+   * Whether this process can do its work: PostgreSQL and Kafka answer, sous's migrations
+   * are applied, and (when consuming) the reply consumer is in its group.
+   */
+  readiness(): Promise<Readiness>;
   /** Migrates, creates the reply topics, then consumes replies and runs timers. */
   start(): Promise<void>;
   /** Stops consuming and running timers, then closes connections. */
@@ -173,7 +233,7 @@ export interface ControlPlane {
  * the decision environment), which `sous` does not export. sous' own API reaches them through
  * `controlPlaneInternals`.
  */
-export type PublicControlPlane = Omit<ControlPlane, 'db' | 'environment'>;
+export type PublicControlPlane = Omit<ControlPlane, 'db' | 'environment' | 'observability'>;
 
 const internals = new WeakMap<PublicControlPlane, ControlPlane>();
 
@@ -199,11 +259,45 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     poolSize: config.poolSize,
     applicationName: 'sous-control-plane',
   });
-  const environment = defaultDecisionEnvironment(new PlanCache(), {
+  const metrics = new ControlPlaneMetrics({ processMetrics: config.processMetrics });
+  const plans = new PlanCache();
+  const observer = new DecisionObserver(metrics, (name, version) => plans.peek(name, version));
+  const environment = defaultDecisionEnvironment(plans, {
     replyTopic: config.replyTopic,
     maxInlinePayloadBytes: config.maxInlinePayloadBytes,
+    observe: observer.observe,
   });
   const kafka: Kafka = createKafka({ brokers: config.brokers, clientId: 'sous-control-plane' });
+  // One admin for readiness, lag reads and sampling: made again after a failure (see AdminHandle).
+  const admin = new AdminHandle(kafka);
+  const sampleGauges = config.sampleGauges ?? config.consume;
+  const sampler = new ClusterSampler({
+    db,
+    admin,
+    metrics,
+    intervalMs: config.sampleIntervalMs,
+    timeoutMs: config.checkTimeoutMs,
+    slotName: config.outboxSlot,
+    timerTask: environment.timerTask,
+    log,
+  });
+  let probeServer: ProbeServer | undefined;
+  const checks: Record<string, Check> = {
+    postgres: async () => {
+      await ping(db);
+      return undefined;
+    },
+    kafka: async () => `${(await admin.with(describeCluster)).brokers} broker(s)`,
+    migrations: migrationsCurrentCheck(db),
+  };
+  if (config.consume) {
+    checks.consumers = async () => {
+      if (consumer === undefined) throw new CheckFailedError('the reply consumer has not started');
+      if (!consumer.joined()) throw new CheckFailedError(`the reply consumer is not in group ${config.groupId}`);
+      return `in group ${config.groupId}`;
+    };
+  }
+  const readiness = () => checkReadiness(checks, config.checkTimeoutMs);
   let consumer: RunningConsumer | undefined;
   let runner: Runner | undefined;
   let ingest: DeadLetterIngest | undefined;
@@ -212,6 +306,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
   const producer: RecordProducer = createRecordProducer(kafka);
   /** A reply the control plane cannot apply goes to the reply topic's DLT, never nowhere. */
   const deadLetter = async (error: Error & { code?: string }, origin: RecordOrigin) => {
+    metrics.replies.inc({ outcome: 'dead_lettered' });
     log.error(
       { reason: error.message, topic: origin.topic, partition: origin.partition, offset: origin.offset },
       'reply dead-lettered',
@@ -229,7 +324,12 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
   /** One parsed reply, one transaction; what can never apply goes to the DLT. */
   const applyOne = async (message: ReplyTopicMessage, origin: RecordOrigin): Promise<void> => {
     try {
-      await applyReply(db, environment, message);
+      const outcome = await observer.run('reply', () => applyReply(db, environment, message), {
+        triggers: (o) => (o === 'applied' ? 1 : 0),
+        runSeconds: runSecondsOf([message]),
+      });
+      metrics.replyBatchSize.observe(1);
+      metrics.replies.inc({ outcome: outcome === 'applied' ? 'applied' : 'duplicate' });
     } catch (error) {
       if (error instanceof ExecutionNotFoundError) return deadLetter(error, origin);
       if (isDataException(error)) {
@@ -264,7 +364,16 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
    * cannot hold the others back; replies already applied change nothing the second time.
    */
   const replies = createBatchCoalescer<ReplyTopicMessage, BatchOutcome>({
-    apply: (messages) => applyReplies(db, environment, messages),
+    apply: async (messages) => {
+      const outcome = await observer.run('reply', () => applyReplies(db, environment, messages), {
+        triggers: (o) => o.applied,
+        runSeconds: runSecondsOf(messages),
+      });
+      metrics.replyBatchSize.observe(messages.length);
+      metrics.replies.inc({ outcome: 'applied' }, outcome.applied);
+      metrics.replies.inc({ outcome: 'duplicate' }, outcome.duplicates);
+      return outcome;
+    },
     maxInFlight: config.replyTransactions,
     maxItems: config.replyBatchSize * config.partitionsConsumedConcurrently,
   });
@@ -299,11 +408,43 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     }
   };
 
+  /** A graphile task whose decisions are counted once its transaction commits. */
+  const observedTask =
+    (trigger: 'timer' | 'operator', task: Task): Task =>
+    (payload, helpers) =>
+      observer.run(trigger, async () => {
+        await task(payload, helpers);
+      });
+
+  const observability: ControlPlaneObservability = {
+    registry: metrics.registry,
+    metrics,
+    readiness,
+    get probesUrl() {
+      return probeServer?.url;
+    },
+    backlog: () => readCapabilityBacklog(db, admin, config.checkTimeoutMs),
+    sampleNow: () => sampler.sampleOnce(),
+  };
+
   const controlPlane: ControlPlane = {
     db,
     environment,
+    observability,
+    readiness,
     async start() {
+      // Probes first: /healthz answers and /readyz says why not ready while starting.
+      if (config.metricsPort !== undefined) {
+        probeServer = await serveProbes({
+          host: config.metricsHost,
+          port: config.metricsPort,
+          probes: observability,
+          portSetting: 'metricsPort (SOUS_METRICS_PORT)',
+          log,
+        });
+      }
       if (config.migrate) await migrateAll(db, config.databaseUrl);
+      if (sampleGauges) sampler.start();
       if (!config.consume) return;
       await ensureTopics(kafka, [config.replyTopic], { partitions: config.replyPartitions });
       await ensureTopics(kafka, [deadLetterTopic(config.replyTopic)], { partitions: 1 });
@@ -314,8 +455,8 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
         pollInterval: 1000,
         logger: graphileLogger,
         taskList: {
-          [environment.timerTask]: timerTask(db, environment),
-          [DEAD_LETTER_JOB_TASK]: deadLetterJobTask(db, environment),
+          [environment.timerTask]: observedTask('timer', timerTask(db, environment)),
+          [DEAD_LETTER_JOB_TASK]: observedTask('operator', deadLetterJobTask(db, environment)),
           // Once a minute (one process per tick): DLT jobs whose worker crashed go on.
           [`${DEAD_LETTER_JOB_TASK}_sweep`]: async () => {
             await resumeStaleDeadLetterJobs(db);
@@ -354,26 +495,44 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
       log.info({ replyTopic: config.replyTopic, groupId: config.groupId }, 'control plane consuming replies');
     },
     async stop() {
+      await sampler.stop();
       await consumer?.stop();
       await watchdog?.stop();
       await ingest?.stop();
       await runner?.stop();
       await producer.disconnect();
+      await admin.close();
+      await probeServer?.close();
       await db.destroy();
     },
     registerRecipe: (plan, source) => registerRecipe(db, plan, source),
-    startExecution: (start) => startExecution(db, environment, start),
-    cancelExecution: (id, reason) => cancelExecution(db, environment, id, reason),
-    pauseExecution: (id) => pauseExecution(db, environment, id),
-    resumeExecution: (id) => resumeExecution(db, environment, id),
-    signalExecution: (id, name, payload) => signalExecution(db, environment, id, name, payload),
-    retryStep: (id, stepKey) => retryStep(db, environment, id, stepKey),
-    skipStep: (id, stepKey, output) => skipStep(db, environment, id, stepKey, output),
-    rerunFromStep: (id, stepId) => rerunFromStep(db, environment, id, stepId),
+    startExecution: (start) => observer.run('start', () => startExecution(db, environment, start)),
+    cancelExecution: (id, reason) => observer.run('operator', () => cancelExecution(db, environment, id, reason)),
+    pauseExecution: (id) => observer.run('operator', () => pauseExecution(db, environment, id)),
+    resumeExecution: (id) => observer.run('operator', () => resumeExecution(db, environment, id)),
+    signalExecution: (id, name, payload) =>
+      observer.run('operator', () => signalExecution(db, environment, id, name, payload)),
+    retryStep: (id, stepKey) => observer.run('operator', () => retryStep(db, environment, id, stepKey)),
+    skipStep: (id, stepKey, output) => observer.run('operator', () => skipStep(db, environment, id, stepKey, output)),
+    rerunFromStep: (id, stepId) => observer.run('operator', () => rerunFromStep(db, environment, id, stepId)),
     reprocessDeadLetters: (selection, actor, payload) =>
-      reprocessDeadLetters(db, environment, selection, actor, payload),
+      observer.run('operator', () => reprocessDeadLetters(db, environment, selection, actor, payload)),
     discardDeadLetters: (selection, actor) => discardDeadLetters(db, selection, actor),
   };
   internals.set(controlPlane, controlPlane);
   return controlPlane;
+}
+
+/**
+ * How long each attempt a final reply finishes ran on its worker: the reply's time less
+ * the worker's start, both the worker's clock (so no skew between machines).
+ */
+function runSecondsOf(messages: readonly ReplyTopicMessage[]): Map<string, number> {
+  const seconds = new Map<string, number>();
+  for (const m of messages) {
+    if ((m.kind !== 'step.completed' && m.kind !== 'step.failed') || m.startedAt === undefined) continue;
+    const ran = (Date.parse(m.at) - Date.parse(m.startedAt)) / 1000;
+    if (Number.isFinite(ran) && ran >= 0) seconds.set(m.stepExecutionId.toLowerCase(), ran);
+  }
+  return seconds;
 }

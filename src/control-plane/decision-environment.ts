@@ -1,4 +1,5 @@
 import { REPLY_TOPIC } from '../protocol/messages.js';
+import type { Decision } from '../engine/decide.js';
 import type { PlanCache } from './plan-cache.js';
 
 /** What decisions need from the process around them; compiled once by the control plane. */
@@ -11,6 +12,11 @@ export interface DecisionEnvironment {
   /** graphile-worker task that fires engine timers. */
   readonly timerTask: string;
   readonly now: () => Date;
+  /**
+   * Told each batch of decisions once written, inside its transaction (metrics count
+   * them when that transaction commits). @default none
+   */
+  readonly observe?: (decisions: ReadonlyMap<string, Decision>) => void;
 }
 
 export const TIMER_TASK = 'sous_timer';

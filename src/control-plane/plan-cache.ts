@@ -20,4 +20,9 @@ export class PlanCache {
     this.#plans.set(key, plan);
     return plan;
   }
+
+  /** A plan already read, without a query (metrics name a step's capability from it). */
+  peek(name: string, version: number): RecipePlan | undefined {
+    return this.#plans.get(`${name}@${version}`);
+  }
 }

@@ -378,6 +378,7 @@ export async function runDecisions(
   const batch = new DecisionBatch(trx, env);
   for (const request of requests) await batch.decide(request, locked.get(request.executionId));
   await commitDecision(trx, batch.rows(), env.timerTask);
+  env.observe?.(batch.decisions);
   return { decisions: batch.decisions, ignored: batch.ignored };
 }
 

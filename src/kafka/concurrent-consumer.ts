@@ -30,6 +30,8 @@ export interface ConcurrentConsumerOptions {
 export interface ConcurrentConsumer {
   /** Resolves once the group has been joined. */
   readonly ready: Promise<void>;
+  /** The member is in its group now (readiness). */
+  joined(): boolean;
   /** Stops fetching, waits for the records in hand, commits past them, leaves the group. */
   stop(): Promise<void>;
 }
@@ -296,6 +298,7 @@ export async function runConcurrentConsumer(options: ConcurrentConsumerOptions):
 
   return {
     ready: running.ready,
+    joined: () => running.joined(),
     async stop() {
       stopping = true;
       running.pause();

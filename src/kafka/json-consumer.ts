@@ -41,6 +41,8 @@ export interface JsonConsumerOptions {
 
 export interface RunningConsumer {
   stop(): Promise<void>;
+  /** The member is in its group now (readiness). */
+  joined(): boolean;
 }
 
 /** The record's JSON value, or the reason it has none. */
@@ -109,5 +111,5 @@ export async function runJsonConsumer(options: JsonConsumerOptions): Promise<Run
           },
         },
   );
-  return { stop: () => consumer.stop() };
+  return { stop: () => consumer.stop(), joined: () => consumer.joined() };
 }

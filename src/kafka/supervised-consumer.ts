@@ -5,6 +5,11 @@ import type { Kafka } from './kafka-client.js';
 export interface SupervisedConsumer {
   /** Resolves once the group has first been joined. */
   readonly ready: Promise<void>;
+  /**
+   * Whether the member is in the group now: true from a join until a rebalance, crash or
+   * stop (readiness reports it; a consumer between a crash and its restart is not joined).
+   */
+  joined(): boolean;
   /** Leaves the group; no restart follows. */
   stop(): Promise<void>;
   /**
@@ -43,6 +48,7 @@ export async function runSupervisedConsumer(
   let timer: NodeJS.Timeout | undefined;
   let backoffMs = 1000;
   let paused = false;
+  let joined = false;
   const pauseAll = (consumer: Consumer) => consumer.pause(topicsOf(topics).map((topic) => ({ topic })));
   let markReady: () => void = () => undefined;
   const ready = new Promise<void>((resolve) => {
@@ -53,11 +59,19 @@ export async function runSupervisedConsumer(
     const consumer = kafka.consumer(config);
     current = consumer;
     consumer.on(consumer.events.GROUP_JOIN, (event) => {
+      joined = true;
       backoffMs = 1000;
       hooks.onGroupJoin?.(event.payload.memberAssignment);
       markReady();
     });
+    const left = () => {
+      if (current === consumer) joined = false;
+    };
+    consumer.on(consumer.events.REBALANCING, left);
+    consumer.on(consumer.events.STOP, left);
+    consumer.on(consumer.events.DISCONNECT, left);
     consumer.on(consumer.events.CRASH, (event) => {
+      left();
       if (event.payload.restart || stopped) return;
       log.error({ reason: event.payload.error.message }, 'consumer crashed; starting a new one');
       restartLater();
@@ -91,6 +105,7 @@ export async function runSupervisedConsumer(
   await start();
   return {
     ready,
+    joined: () => joined && !stopped,
     async stop() {
       stopped = true;
       if (timer !== undefined) clearTimeout(timer);

@@ -12,6 +12,11 @@ import { createRecordProducer, type RecordProducer } from '../kafka/producer.js'
 import { ensureTopics } from '../kafka/topics.js';
 import { logger as rootLogger } from '../logger.js';
 import { commandTopic, deadLetterTopic, type StepCommand } from '../protocol/messages.js';
+import { AdminHandle, describeCluster } from '../kafka/consumer-lag.js';
+import { CheckFailedError } from '../observability/errors.js';
+import { serveProbes, type ProbeServer } from '../observability/probe-server.js';
+import { checkReadiness, type Readiness } from '../observability/readiness.js';
+import { WorkerMetrics } from '../observability/worker-metrics.js';
 import { workerConfig, type WorkerOptions } from './options.js';
 import { replyRecord, type ReplyBody } from './reply.js';
 import { Poison, runCommand, type RunEnvironment } from './run-command.js';
@@ -21,6 +26,10 @@ export type { WorkerOptions } from './options.js';
 export interface Worker {
   readonly workerId: string;
   readonly groupId: string;
+  /** Where /metrics, /healthz and /readyz are served once started; undefined without `metricsPort`. */
+  readonly probesUrl: string | undefined;
+  /** Whether the worker can take commands: Kafka answers and its consumer is in its group. */
+  readiness(): Promise<Readiness>;
   /** Joins the group and starts running commands. */
   start(): Promise<void>;
   /** Stops fetching, lets running handlers finish (up to the drain timeout), leaves the group. */
@@ -46,12 +55,40 @@ export function createWorker(options: WorkerOptions): Worker {
   const log = (options.logger ?? rootLogger).child({ component: 'worker', workerId });
   const topics = names.map(commandTopic);
   const producer: RecordProducer = createCoalescingProducer(createRecordProducer(kafka));
+  const inFlight = new Set<AbortController>();
+  const metrics = new WorkerMetrics({ processMetrics: config.processMetrics, inFlight: () => inFlight.size });
+  const admin = new AdminHandle(kafka);
+  let probeServer: ProbeServer | undefined;
+  const readiness = () =>
+    checkReadiness(
+      {
+        kafka: async () => `${(await admin.with(describeCluster)).brokers} broker(s)`,
+        consumer: async () => {
+          if (consumer === undefined) throw new CheckFailedError('the worker has not started');
+          if (!consumer.joined()) throw new CheckFailedError(`the consumer is not in group ${groupId}`);
+          return `in group ${groupId}`;
+        },
+      },
+      config.checkTimeoutMs,
+    );
+  /** A final reply ends a command: counted, with its run time from the start it carries. */
+  const observeReply = (command: StepCommand, body: ReplyBody) => {
+    if (body.kind !== 'step.completed' && body.kind !== 'step.failed') return;
+    const labels = { capability: command.capability, outcome: body.kind === 'step.completed' ? 'completed' : 'failed' };
+    metrics.finished.inc(labels);
+    if (body.startedAt !== undefined) {
+      metrics.duration.observe(labels, Math.max(0, (Date.now() - Date.parse(body.startedAt)) / 1000));
+    }
+  };
   const env: RunEnvironment = {
     capabilities: new Map(options.capabilities.map((c) => [c.name, c])),
     payloadStore: options.payloadStore,
-    send: (command: StepCommand, body: ReplyBody) => producer.send([replyRecord(command, body, workerId)]),
+    send: async (command: StepCommand, body: ReplyBody) => {
+      await producer.send([replyRecord(command, body, workerId)]);
+      observeReply(command, body);
+    },
     startedReplyAfterMs: config.startedReplyAfterMs,
-    inFlight: new Set<AbortController>(),
+    inFlight,
     log,
   };
   let consumer: ConcurrentConsumer | undefined;
@@ -69,12 +106,14 @@ export function createWorker(options: WorkerOptions): Worker {
       { topic, partition, offset: message.offset, code: error.code, reason: error.message },
       'command dead-lettered',
     );
+    metrics.deadLettered.inc({ capability: capabilityOf(topic), error_code: error.code ?? 'UNKNOWN' });
     await publishDeadLetter(producer, { topic, partition, message, error, consumerGroup: groupId, attempts });
   }
 
   /** One record: decoded, run, tried again in process on a passing failure, dead-lettered when hopeless. */
   async function handle(message: KafkaMessage, where: { topic: string; partition: number }): Promise<void> {
     const { topic, partition } = where;
+    metrics.received.inc({ capability: capabilityOf(topic) });
     let record;
     try {
       record = decodeOutboxRecord(topic, partition, message);
@@ -104,7 +143,20 @@ export function createWorker(options: WorkerOptions): Worker {
   const worker: Worker = {
     workerId,
     groupId,
+    get probesUrl() {
+      return probeServer?.url;
+    },
+    readiness,
     async start() {
+      if (config.metricsPort !== undefined) {
+        probeServer = await serveProbes({
+          host: config.metricsHost,
+          port: config.metricsPort,
+          probes: { registry: metrics.registry, readiness },
+          portSetting: 'the worker option metricsPort',
+          log,
+        });
+      }
       await ensureTopics(kafka, topics);
       await ensureTopics(kafka, topics.map(deadLetterTopic), { partitions: 1 });
       consumer = await runConcurrentConsumer({
@@ -135,10 +187,17 @@ export function createWorker(options: WorkerOptions): Worker {
           await drained;
         }
         await producer.disconnect();
+        await admin.close();
+        await probeServer?.close();
         log.info('worker stopped');
       })();
       return stopping;
     },
   };
   return worker;
+}
+
+/** The capability of a command topic (`sous.cmd.<capability>`): a bounded label. */
+function capabilityOf(topic: string): string {
+  return topic.startsWith('sous.cmd.') ? topic.slice('sous.cmd.'.length) : topic;
 }

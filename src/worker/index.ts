@@ -3,6 +3,7 @@ export { defineCapability, type Capability, type CapabilityOptions } from './def
 import { createWorker as createAnyWorker, type Worker } from './create-worker.js';
 import type { WorkerOptions as AllWorkerOptions } from './options.js';
 export type { Worker };
+export type { Readiness, CheckResult } from '../observability/readiness.js';
 /** Options of a worker (see each field for its default); the Kafka client stays inside the SDK. */
 export type WorkerOptions = Omit<AllWorkerOptions, 'kafka'>;
 /** A worker pulling step commands for its capabilities from Kafka (see `WorkerOptions`). */

@@ -50,6 +50,21 @@ export interface WorkerOptions {
   readonly handleSignals?: boolean;
   /** Fetches inputs that came by reference (claim check). @default none: such commands fail */
   readonly payloadStore?: PayloadStore;
+  /**
+   * Serves /metrics (Prometheus), /healthz (liveness) and /readyz (Kafka reachable, the
+   * consumer in its group) over HTTP on this port once started; 0 takes any free port
+   * (see `Worker.probesUrl`). @default none: not served
+   */
+  readonly metricsPort?: number;
+  /** Interface the metrics port listens on (0.0.0.0 for a scraper on another host). @default '127.0.0.1' */
+  readonly metricsHost?: string;
+  /**
+   * Add the process's own metrics (CPU, memory, event loop, GC) to the worker's: turn
+   * off when something else in the process already exports them. @default true
+   */
+  readonly processMetrics?: boolean;
+  /** Longest a readiness check may take. @default 2000 */
+  readonly checkTimeoutMs?: number;
   readonly logger?: Logger;
 }
 
@@ -71,6 +86,10 @@ const optionsSchema = z.strictObject({
   groupId: z.string().min(1).optional(),
   workerId: z.string().min(1).optional(),
   region: z.string().min(1).optional(),
+  metricsPort: z.number().int().min(0, 'metricsPort must be a port (0: any free one)').max(65535).optional(),
+  metricsHost: z.string().min(1).default('127.0.0.1'),
+  processMetrics: z.boolean().default(true),
+  checkTimeoutMs: z.number().int().positive().default(2_000),
 });
 
 export type WorkerConfig = z.output<typeof optionsSchema>;
