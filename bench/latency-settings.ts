@@ -22,12 +22,12 @@ import { createKafka } from '../src/kafka/kafka-client.js';
 import { decodeOutboxRecord } from '../src/kafka/outbox-record.js';
 import { createRecordProducer, type RecordToSend } from '../src/kafka/producer.js';
 import { ensureTopics } from '../src/kafka/topics.js';
-import { writeOutbox } from '../src/outbox/write-outbox.js';
 import { connectUrl, databaseUrl, kafkaBrokers, loadStackConfig } from '../src/stack/config.js';
 import { connectPid, OUTBOX_CONNECTOR, waitForConnectorRunning } from '../src/stack/connect.js';
 import { kafkaPid } from '../src/stack/kafka.js';
 import { postgresPid } from '../src/stack/postgres.js';
 import { processCpuMs, treeCpuMs } from './proc.js';
+import { oneRowAtATime, writeConcurrently } from './outbox-load.js';
 import { distribution, format } from './stats.js';
 
 const settings = z
@@ -111,25 +111,7 @@ async function newTopic(name: string): Promise<string> {
 
 /** Commit → consumed, one row at a time: `rows` measured after 20 warm-up rows. */
 async function oneAtATime(topic: string, received: Map<string, number>, rows: number) {
-  const latencies: number[] = [];
-  for (let i = 0; i < rows + 20; i++) {
-    const [id] = await db
-      .transaction()
-      .execute((trx) =>
-        writeOutbox(trx, [
-          { topic, key: `k${i % 50}`, aggregateType: 'bench', eventType: 'ping', payload: { i, filler } },
-        ]),
-      );
-    const committed = performance.now();
-    if (id === undefined) throw new Error('writeOutbox returned no id');
-    const deadline = committed + 30_000;
-    while (!received.has(id)) {
-      if (performance.now() > deadline) throw new Error(`row ${i} did not arrive within 30 s`);
-      await sleep(0.2);
-    }
-    if (i >= 20) latencies.push((received.get(id) ?? committed) - committed);
-  }
-  const d = distribution(latencies);
+  const d = distribution(await oneRowAtATime(db, { topic, received, rows, filler }));
   return { p50: d.p50, p99: d.p99 };
 }
 
@@ -161,30 +143,19 @@ async function idleCpu(seconds: number) {
 /** A burst of rows written by 4 writers × 50 rows per transaction: rows/s end to end and row latency. */
 async function burst(topic: string, received: Map<string, number>, rows: number) {
   const perTx = 50;
-  const transactions = Math.ceil(rows / perTx);
   const committedAt = new Map<string, number>();
-  let next = 0;
   const started = performance.now();
-  await Promise.all(
-    Array.from({ length: 4 }, async () => {
-      for (let t = next++; t < transactions; t = next++) {
-        const ids = await db.transaction().execute((trx) =>
-          writeOutbox(
-            trx,
-            Array.from({ length: perTx }, (_, i) => ({
-              topic,
-              key: `k${i}`,
-              aggregateType: 'bench',
-              eventType: 'burst',
-              payload: { t, i, filler },
-            })),
-          ),
-        );
-        const at = performance.now();
-        for (const id of ids) committedAt.set(id, at);
-      }
-    }),
-  );
+  await writeConcurrently(db, {
+    topic,
+    eventType: 'burst',
+    transactions: Math.ceil(rows / perTx),
+    rowsPerTransaction: perTx,
+    writers: 4,
+    filler,
+    committed: (ids, at) => {
+      for (const id of ids) committedAt.set(id, at);
+    },
+  });
   const deadline = performance.now() + 300_000;
   while ([...committedAt.keys()].some((id) => !received.has(id))) {
     if (performance.now() > deadline) throw new Error('burst did not arrive within 300 s');

@@ -8,9 +8,9 @@ import { createDatabase } from '../src/db/database.js';
 import { createKafka } from '../src/kafka/kafka-client.js';
 import { runOutboxConsumer } from '../src/kafka/outbox-consumer.js';
 import { ensureTopics } from '../src/kafka/topics.js';
-import { writeOutbox } from '../src/outbox/write-outbox.js';
 import { connectUrl, databaseUrl, kafkaBrokers, loadStackConfig } from '../src/stack/config.js';
 import { OUTBOX_CONNECTOR } from '../src/stack/connect.js';
+import { oneRowAtATime, writeConcurrently } from './outbox-load.js';
 
 const LOW_LOAD_ROWS = Number(process.env.BENCH_LOW_LOAD_ROWS ?? 500);
 const SATURATION_ROWS = Number(process.env.BENCH_SATURATION_ROWS ?? 50_000);
@@ -65,24 +65,7 @@ async function lowLoad() {
   const topic = `sous.bench.latency.${run}`;
   await ensureTopics(kafka, [topic]);
   const { received, consumer } = await consume(topic);
-  const latencies: number[] = [];
-  for (let i = 0; i < LOW_LOAD_ROWS + 20; i++) {
-    const [id] = await db
-      .transaction()
-      .execute((trx) =>
-        writeOutbox(trx, [
-          { topic, key: `k${i % 50}`, aggregateType: 'bench', eventType: 'ping', payload: { i, filler } },
-        ]),
-      );
-    const committed = performance.now();
-    if (id === undefined) throw new Error('no id');
-    const deadline = Date.now() + 30_000;
-    while (!received.has(id)) {
-      if (Date.now() > deadline) throw new Error(`row ${i} did not arrive`);
-      await sleep(0.5);
-    }
-    if (i >= 20) latencies.push((received.get(id) ?? committed) - committed); // 20 warm-up rows
-  }
+  const latencies = await oneRowAtATime(db, { topic, received, rows: LOW_LOAD_ROWS, filler });
   await consumer.stop();
   latencies.sort((a, b) => a - b);
   return {
@@ -99,28 +82,15 @@ async function connector(action: 'pause' | 'resume') {
   if (!response.ok) throw new Error(`${action} failed: ${response.status}`);
 }
 
-async function writeRows(topic: string, label: string) {
-  const transactions = Math.ceil(SATURATION_ROWS / ROWS_PER_TX);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: WRITERS }, async () => {
-      for (let t = next++; t < transactions; t = next++) {
-        await db.transaction().execute((trx) =>
-          writeOutbox(
-            trx,
-            Array.from({ length: ROWS_PER_TX }, (_, i) => ({
-              topic,
-              key: `k${i}`,
-              aggregateType: 'bench',
-              eventType: label,
-              payload: { t, i, filler },
-            })),
-          ),
-        );
-      }
-    }),
-  );
-  return transactions * ROWS_PER_TX;
+function writeRows(topic: string, label: string): Promise<number> {
+  return writeConcurrently(db, {
+    topic,
+    eventType: label,
+    transactions: Math.ceil(SATURATION_ROWS / ROWS_PER_TX),
+    rowsPerTransaction: ROWS_PER_TX,
+    writers: WRITERS,
+    filler,
+  });
 }
 
 /** Rows written while the connector is paused, then drained: Debezium's own rate. */

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { integerVariable, parseEnvironment } from './env.js';
 import { ConfigInvalidError } from './errors.js';
 
 /** Settings of a sous process read from the environment, validated once at start. */
@@ -33,11 +34,12 @@ export interface EnvironmentConfig {
 }
 
 const positiveInt = (name: string, fallback: number) =>
-  z.coerce
-    .number({ error: `${name} must be a whole number` })
-    .int(`${name} must be a whole number`)
-    .min(1, `${name} must be at least 1`)
-    .default(fallback);
+  integerVariable(fallback, {
+    min: 1,
+    notANumber: `${name} must be a whole number`,
+    notWhole: `${name} must be a whole number`,
+    outOfRange: `${name} must be at least 1`,
+  });
 
 const schema = z.object({
   SOUS_DATABASE_URL: z
@@ -75,23 +77,24 @@ const schema = z.object({
 });
 
 export function loadEnvironmentConfig(env: NodeJS.ProcessEnv = process.env): EnvironmentConfig {
-  const parsed = schema.safeParse(env);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
-    throw new ConfigInvalidError(`invalid configuration: ${problems.join('; ')}`, { cause: parsed.error });
-  }
+  const e = parseEnvironment(
+    schema,
+    env,
+    'invalid configuration',
+    (message, options) => new ConfigInvalidError(message, options),
+  );
   return {
-    databaseUrl: parsed.data.SOUS_DATABASE_URL,
-    brokers: parsed.data.SOUS_KAFKA_BROKERS,
-    replyTopic: parsed.data.SOUS_REPLY_TOPIC,
-    groupId: parsed.data.SOUS_CONTROL_PLANE_GROUP,
-    replyBatchSize: parsed.data.SOUS_REPLY_BATCH_SIZE,
-    partitionsConsumedConcurrently: parsed.data.SOUS_REPLY_CONCURRENCY,
-    poolSize: parsed.data.SOUS_PG_POOL_SIZE,
-    connectUrl: parsed.data.SOUS_CONNECT_URL,
-    connectorName: parsed.data.SOUS_OUTBOX_CONNECTOR,
-    metricsPort: parsed.data.SOUS_METRICS_PORT === 'off' ? undefined : parsed.data.SOUS_METRICS_PORT,
-    metricsHost: parsed.data.SOUS_METRICS_HOST,
-    sampleIntervalMs: parsed.data.SOUS_METRICS_SAMPLE_MS,
+    databaseUrl: e.SOUS_DATABASE_URL,
+    brokers: e.SOUS_KAFKA_BROKERS,
+    replyTopic: e.SOUS_REPLY_TOPIC,
+    groupId: e.SOUS_CONTROL_PLANE_GROUP,
+    replyBatchSize: e.SOUS_REPLY_BATCH_SIZE,
+    partitionsConsumedConcurrently: e.SOUS_REPLY_CONCURRENCY,
+    poolSize: e.SOUS_PG_POOL_SIZE,
+    connectUrl: e.SOUS_CONNECT_URL,
+    connectorName: e.SOUS_OUTBOX_CONNECTOR,
+    metricsPort: e.SOUS_METRICS_PORT === 'off' ? undefined : e.SOUS_METRICS_PORT,
+    metricsHost: e.SOUS_METRICS_HOST,
+    sampleIntervalMs: e.SOUS_METRICS_SAMPLE_MS,
   };
 }

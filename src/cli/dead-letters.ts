@@ -3,7 +3,7 @@ import { Option, type Command } from 'commander';
 import type { ApiClient } from './client.js';
 import { clientOf, integer, jsonValue, POLL_MS, sleep, usage } from './common.js';
 import { CliError, EXIT } from './exit-codes.js';
-import { brief, printJson, printLine, span, table, time, type Io } from './output.js';
+import { brief, printJson, printLine, printList, span, table, time, type Io } from './output.js';
 import { bar, ProgressLine } from './progress.js';
 
 interface FilterOptions {
@@ -170,25 +170,21 @@ export function registerDeadLetterCommands(program: Command, io: Io): void {
           first: options.first,
         },
       );
-      if (options.json === true) {
-        printJson(io, data.deadLetters);
-        return;
-      }
-      printLine(
+      printList(
         io,
-        table(
-          ['ID', 'STATUS', 'CAPABILITY', 'ERROR', 'EXECUTION', 'STEP', 'INGESTED', 'MESSAGE'],
-          data.deadLetters.map((d) => [
-            d.id,
-            d.status.toLowerCase(),
-            d.capability ?? d.originalTopic,
-            d.errorCode,
-            d.executionId ?? '-',
-            d.stepKey ?? '-',
-            time(d.ingestedAt),
-            brief(d.errorMessage, 60),
-          ]),
-        ),
+        options.json,
+        data.deadLetters,
+        ['ID', 'STATUS', 'CAPABILITY', 'ERROR', 'EXECUTION', 'STEP', 'INGESTED', 'MESSAGE'],
+        (d) => [
+          d.id,
+          d.status.toLowerCase(),
+          d.capability ?? d.originalTopic,
+          d.errorCode,
+          d.executionId ?? '-',
+          d.stepKey ?? '-',
+          time(d.ingestedAt),
+          brief(d.errorMessage, 60),
+        ],
       );
     });
 
@@ -302,25 +298,21 @@ export function registerDeadLetterCommands(program: Command, io: Io): void {
           id state selection total done failed batchSize createdBy createdAt startedAt updatedAt finishedAt lastError } }`,
         { first: options.first },
       );
-      if (options.json === true) {
-        printJson(io, data.deadLetterJobs);
-        return;
-      }
-      printLine(
+      printList(
         io,
-        table(
-          ['ID', 'STATE', 'DONE', 'FAILED', 'TOTAL', 'BY', 'CREATED', 'TOOK'],
-          data.deadLetterJobs.map((j) => [
-            j.id,
-            j.state,
-            String(j.done),
-            String(j.failed),
-            String(j.total),
-            j.createdBy,
-            time(j.createdAt),
-            span(j.startedAt ?? j.createdAt, j.finishedAt),
-          ]),
-        ),
+        options.json,
+        data.deadLetterJobs,
+        ['ID', 'STATE', 'DONE', 'FAILED', 'TOTAL', 'BY', 'CREATED', 'TOOK'],
+        (j) => [
+          j.id,
+          j.state,
+          String(j.done),
+          String(j.failed),
+          String(j.total),
+          j.createdBy,
+          time(j.createdAt),
+          span(j.startedAt ?? j.createdAt, j.finishedAt),
+        ],
       );
     });
 }

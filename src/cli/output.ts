@@ -27,6 +27,21 @@ export function table(headers: readonly string[], rows: readonly (readonly strin
   return [line(headers), ...rows.map(line)].join('\n');
 }
 
+/**
+ * A list as `--json` asks: the items as JSON for scripts, or else a table of `headers` with
+ * one row per item for people.
+ */
+export function printList<T>(
+  io: Io,
+  json: boolean | undefined,
+  items: readonly T[],
+  headers: readonly string[],
+  row: (item: T) => readonly string[],
+): void {
+  if (json === true) printJson(io, items);
+  else printLine(io, table(headers, items.map(row)));
+}
+
 /** `2026-11-29 05:40:01` (UTC), or `-`. */
 export function time(value: string | null | undefined): string {
   if (value === null || value === undefined) return '-';

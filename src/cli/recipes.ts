@@ -3,7 +3,7 @@ import { extname } from 'node:path';
 import type { Command } from 'commander';
 import { clientOf, integer, readText } from './common.js';
 import { CliError, EXIT } from './exit-codes.js';
-import { printJson, printLine, table, time, type Io } from './output.js';
+import { printJson, printLine, printList, table, time, type Io } from './output.js';
 
 interface RecipeVersionData {
   name: string;
@@ -69,22 +69,12 @@ export function registerRecipeCommands(program: Command, io: Io): void {
       const data = await clientOf(command).request<{
         recipes: { name: string; latestVersion: number; versions: { version: number; createdAt: string }[] }[];
       }>(`query { recipes { name latestVersion versions { version createdAt } } }`);
-      if (options.json === true) {
-        printJson(io, data.recipes);
-        return;
-      }
-      printLine(
-        io,
-        table(
-          ['NAME', 'LATEST', 'VERSIONS', 'UPDATED'],
-          data.recipes.map((r) => [
-            r.name,
-            `v${r.latestVersion}`,
-            String(r.versions.length),
-            time(r.versions.find((v) => v.version === r.latestVersion)?.createdAt),
-          ]),
-        ),
-      );
+      printList(io, options.json, data.recipes, ['NAME', 'LATEST', 'VERSIONS', 'UPDATED'], (r) => [
+        r.name,
+        `v${r.latestVersion}`,
+        String(r.versions.length),
+        time(r.versions.find((v) => v.version === r.latestVersion)?.createdAt),
+      ]);
     });
 
   recipe

@@ -44,34 +44,44 @@ function serialisePayload(payload: unknown, index: number): string {
   return text;
 }
 
-function checkPayloadSize(payload: string, index: number, maxPayloadBytes: number): void {
+/**
+ * The row of a message whose payload is already JSON text, refused (as `messages.<index>`)
+ * when that text is larger than `maxPayloadBytes`: a record Kafka refuses would stop the
+ * connector for every row behind it.
+ */
+function sizeCheckedRow(
+  message: Omit<OutboxMessage, 'payload'>,
+  payload: string,
+  index: number,
+  maxPayloadBytes: number,
+): OutboxRow {
   const size = Buffer.byteLength(payload);
   if (size > maxPayloadBytes) {
     throw new OutboxMessageInvalidError(
       `invalid outbox message: messages.${index}.payload is ${size} bytes, more than the ${maxPayloadBytes} allowed; pass large data by reference`,
     );
   }
-}
-
-/**
- * The row of a message sous built itself (a step command, a child's end): its shape is
- * right by construction, so it is not validated again; only the payload size is checked,
- * since a record Kafka refuses would stop the connector. The payload is JSON text.
- */
-export function builtOutboxRow(message: Omit<OutboxMessage, 'payload'> & { readonly payload: string }): OutboxRow {
-  checkPayloadSize(message.payload, 0, DEFAULT_MAX_PAYLOAD_BYTES);
   return {
     id: message.id ?? newId(),
     aggregateType: message.aggregateType,
     key: message.key,
     eventType: message.eventType,
     topic: message.topic,
-    payload: message.payload,
+    payload,
     headers: JSON.stringify(message.headers ?? {}),
     traceparent: message.traceparent ?? null,
     correlationId: message.correlationId ?? null,
     idempotencyKey: message.idempotencyKey ?? null,
   };
+}
+
+/**
+ * The row of a message sous built itself (a step command, a child's end): its shape is
+ * right by construction, so it is not validated again; only the payload size is checked.
+ * The payload is JSON text.
+ */
+export function builtOutboxRow(message: Omit<OutboxMessage, 'payload'> & { readonly payload: string }): OutboxRow {
+  return sizeCheckedRow(message, message.payload, 0, DEFAULT_MAX_PAYLOAD_BYTES);
 }
 
 /**
@@ -86,21 +96,7 @@ export function toOutboxRows(messages: readonly OutboxMessage[], options: WriteO
       const problems = parsed.error.issues.map((i) => `${['messages', index, ...i.path].join('.')}: ${i.message}`);
       throw new OutboxMessageInvalidError(`invalid outbox message: ${problems.join('; ')}`, { cause: parsed.error });
     }
-    const m = parsed.data;
-    const payload = serialisePayload(m.payload, index);
-    checkPayloadSize(payload, index, maxPayloadBytes);
-    return {
-      id: m.id ?? newId(),
-      aggregateType: m.aggregateType,
-      key: m.key,
-      eventType: m.eventType,
-      topic: m.topic,
-      payload,
-      headers: JSON.stringify(m.headers ?? {}),
-      traceparent: m.traceparent ?? null,
-      correlationId: m.correlationId ?? null,
-      idempotencyKey: m.idempotencyKey ?? null,
-    };
+    return sizeCheckedRow(parsed.data, serialisePayload(parsed.data.payload, index), index, maxPayloadBytes);
   });
 }
 

@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { integerVariable, parseEnvironment } from '../env.js';
 
 /**
  * Which stack: a developer's (`npm start`, `npm run stack:*`) or the tests' (`npm test`).
@@ -79,12 +80,13 @@ export interface StackConfig {
 }
 
 const port = (name: string, fallback: number) =>
-  z.coerce
-    .number({ error: `${name} must be a port number` })
-    .int(`${name} must be an integer`)
-    .min(1024, `${name} must be between 1024 and 65535`)
-    .max(65535, `${name} must be between 1024 and 65535`)
-    .default(fallback);
+  integerVariable(fallback, {
+    min: 1024,
+    max: 65535,
+    notANumber: `${name} must be a port number`,
+    notWhole: `${name} must be an integer`,
+    outOfRange: `${name} must be between 1024 and 65535`,
+  });
 
 const host = (name: string) =>
   z
@@ -134,14 +136,12 @@ const projectRoot = resolve(import.meta.dirname, '..', '..');
 
 export function loadStackConfig(env: NodeJS.ProcessEnv = process.env): StackConfig {
   const profile = stackProfile(env);
-  const parsed = envSchema(PROFILE_PORTS[profile]).safeParse(env);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
-    throw new StackConfigError(`invalid stack setting: ${problems.join('; ')}`, {
-      cause: parsed.error,
-    });
-  }
-  const e = parsed.data;
+  const e = parseEnvironment(
+    envSchema(PROFILE_PORTS[profile]),
+    env,
+    'invalid stack setting',
+    (message, options) => new StackConfigError(message, options),
+  );
   const ports = [e.SOUS_PG_PORT, e.SOUS_KAFKA_PORT, e.SOUS_KAFKA_CONTROLLER_PORT, e.SOUS_CONNECT_PORT];
   if (new Set(ports).size !== ports.length) {
     throw new StackConfigError(

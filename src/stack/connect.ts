@@ -3,9 +3,9 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Artifacts } from './artifacts.js';
 import { connectUrl, type StackConfig } from './config.js';
-import { javaCommand, requireJava, writeLog4j } from './kafka.js';
+import { requireJava, startJvmDaemon, writeLog4j } from './kafka.js';
 import { failedParts, isRunning, readConnectorStatus, restartFailedParts } from '../outbox/connector-watchdog.js';
-import { assertPortFree, runningPid, startDaemon, stopDaemon, StackError, tail, waitFor } from './process.js';
+import { assertPortFree, daemonFiles, runningPid, stopDaemon, StackError, waitFor, waitForDaemon } from './process.js';
 
 /** Name under which the outbox connector is registered in Kafka Connect. */
 export const OUTBOX_CONNECTOR = 'sous-outbox';
@@ -13,8 +13,7 @@ export const OUTBOX_CONNECTOR = 'sous-outbox';
 function connectPaths(config: StackConfig) {
   return {
     props: join(config.stackDir, 'conf', 'connect-distributed.properties'),
-    logFile: join(config.stackDir, 'logs', 'connect.log'),
-    pidFile: join(config.stackDir, 'run', 'connect.pid'),
+    ...daemonFiles(config.stackDir, 'connect'),
     connectorFile: join(config.root, 'connectors', 'outbox-connector.json'),
   };
 }
@@ -76,19 +75,9 @@ export async function startConnect(
         '',
       ].join('\n'),
     );
-    startDaemon({
-      command: javaCommand(),
-      args: [
-        `-Xms${config.jvmHeap}`,
-        `-Xmx${config.jvmHeap}`,
-        '-XX:+UseG1GC',
-        '-Djava.awt.headless=true',
-        `-Dlog4j2.configurationFile=file:${log4j}`,
-        '-cp',
-        join(artifacts.libs, '*'),
-        'org.apache.kafka.connect.cli.ConnectDistributed',
-        p.props,
-      ],
+    startJvmDaemon(config, artifacts, log4j, {
+      mainClass: 'org.apache.kafka.connect.cli.ConnectDistributed',
+      args: [p.props],
       logFile: p.logFile,
       pidFile: p.pidFile,
       env: {
@@ -101,14 +90,11 @@ export async function startConnect(
       },
     });
   }
-  await waitFor(async () => connectPid(config) !== undefined && (await rest(config, '/connectors')).ok, {
+  await waitForDaemon(p, async () => (await rest(config, '/connectors')).ok, {
     timeoutMs: 120_000,
     intervalMs: 500,
-    failure: () =>
-      new StackError(
-        'SOUS_STACK_CONNECT_START_FAILED',
-        `Kafka Connect did not answer on ${connectUrl(config)}: ${tail(p.logFile, 2).replaceAll('\n', ' | ')} (log ${p.logFile})`,
-      ),
+    code: 'SOUS_STACK_CONNECT_START_FAILED',
+    problem: `Kafka Connect did not answer on ${connectUrl(config)}`,
   });
   await registerOutboxConnector(config);
   log(`connect    ${connectUrl(config)} connector ${OUTBOX_CONNECTOR} RUNNING (log ${p.logFile})`);

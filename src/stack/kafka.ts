@@ -5,7 +5,16 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import type { Artifacts } from './artifacts.js';
 import type { StackConfig } from './config.js';
-import { assertPortFree, runningPid, startDaemon, stopDaemon, StackError, tail, waitFor } from './process.js';
+import {
+  assertPortFree,
+  daemonFiles,
+  runningPid,
+  startDaemon,
+  stopDaemon,
+  StackError,
+  waitForDaemon,
+  type DaemonSpec,
+} from './process.js';
 
 export function javaCommand(): string {
   return process.env.JAVA_HOME !== undefined ? join(process.env.JAVA_HOME, 'bin', 'java') : 'java';
@@ -56,8 +65,7 @@ function kafkaPaths(config: StackConfig) {
   return {
     props: join(config.stackDir, 'conf', 'server.properties'),
     dataDir: join(config.stackDir, 'kafka', 'data'),
-    logFile: join(config.stackDir, 'logs', 'kafka.log'),
-    pidFile: join(config.stackDir, 'run', 'kafka.pid'),
+    ...daemonFiles(config.stackDir, 'kafka'),
   };
 }
 
@@ -69,6 +77,23 @@ function jvmArgs(config: StackConfig, log4j: string): string[] {
     '-Djava.awt.headless=true',
     `-Dlog4j2.configurationFile=file:${log4j}`,
   ];
+}
+
+/**
+ * Runs `mainClass` of the Kafka libraries as a daemon (the broker, or Connect), with the
+ * stack's JVM options and `log4j` as its logging configuration.
+ */
+export function startJvmDaemon(
+  config: StackConfig,
+  artifacts: Artifacts,
+  log4j: string,
+  { mainClass, args, ...daemon }: Omit<DaemonSpec, 'command' | 'args'> & { mainClass: string; args: readonly string[] },
+): void {
+  startDaemon({
+    ...daemon,
+    command: javaCommand(),
+    args: [...jvmArgs(config, log4j), '-cp', join(artifacts.libs, '*'), mainClass, ...args],
+  });
 }
 
 function brokerReachable(port: number): Promise<boolean> {
@@ -155,19 +180,16 @@ export async function startKafka(
       );
     }
   }
-  startDaemon({
-    command: javaCommand(),
-    args: [...jvmArgs(config, log4j), '-cp', classpath, 'kafka.Kafka', p.props],
+  startJvmDaemon(config, artifacts, log4j, {
+    mainClass: 'kafka.Kafka',
+    args: [p.props],
     logFile: p.logFile,
     pidFile: p.pidFile,
   });
-  await waitFor(async () => kafkaPid(config) !== undefined && (await brokerReachable(config.kafkaPort)), {
+  await waitForDaemon(p, () => brokerReachable(config.kafkaPort), {
     timeoutMs: 90_000,
-    failure: () =>
-      new StackError(
-        'SOUS_STACK_KAFKA_START_FAILED',
-        `the Kafka broker did not come up on 127.0.0.1:${config.kafkaPort}: ${tail(p.logFile, 2).replaceAll('\n', ' | ')} (log ${p.logFile})`,
-      ),
+    code: 'SOUS_STACK_KAFKA_START_FAILED',
+    problem: `the Kafka broker did not come up on 127.0.0.1:${config.kafkaPort}`,
   });
   log(`kafka      127.0.0.1:${config.kafkaPort} (controller ${config.kafkaControllerPort}, log ${p.logFile})`);
 }

@@ -1,7 +1,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, closeSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** A stack problem that a person fixes: printed as one line, without a stack trace. */
@@ -64,6 +64,11 @@ export function requireCommand(command: string, args: string[], hint: string): v
       cause: result.error,
     });
   }
+}
+
+/** Where the stack daemon `name` writes its output (logs/<name>.log) and pid (run/<name>.pid). */
+export function daemonFiles(stackDir: string, name: string): { logFile: string; pidFile: string } {
+  return { logFile: join(stackDir, 'logs', `${name}.log`), pidFile: join(stackDir, 'run', `${name}.pid`) };
 }
 
 export interface DaemonSpec {
@@ -137,6 +142,22 @@ export async function waitFor(
     if (Date.now() > deadline) throw failure();
     await sleep(intervalMs);
   }
+}
+
+/**
+ * Waits until the daemon in `pidFile` runs and `ready` holds. After `timeoutMs` it fails
+ * with `code`, saying `problem` and the daemon's last log lines, so a person sees why.
+ */
+export async function waitForDaemon(
+  { pidFile, logFile }: { pidFile: string; logFile: string },
+  ready: () => Promise<boolean>,
+  { timeoutMs, intervalMs, code, problem }: { timeoutMs: number; intervalMs?: number; code: string; problem: string },
+): Promise<void> {
+  await waitFor(async () => runningPid(pidFile) !== undefined && (await ready()), {
+    timeoutMs,
+    ...(intervalMs === undefined ? {} : { intervalMs }),
+    failure: () => new StackError(code, `${problem}: ${tail(logFile, 2).replaceAll('\n', ' | ')} (log ${logFile})`),
+  });
 }
 
 /** Last lines of a log file, for error messages. */

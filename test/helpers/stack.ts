@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { after } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { KafkaMessage } from 'kafkajs';
 import type { Kysely } from 'kysely';
@@ -28,6 +29,26 @@ export function testDatabase(): Kysely<Database> {
 
 export function testKafka(): Kafka {
   return createKafka({ brokers: kafkaBrokers(stackConfig), clientId: uniqueName('sous-test') });
+}
+
+/** A test file's database and Kafka client, and what to undo after its tests. */
+export interface TestResources {
+  readonly db: Kysely<Database>;
+  readonly kafka: Kafka;
+  /** Steps run after the file's tests, last pushed first, before the database pool closes. */
+  readonly cleanup: (() => Promise<void>)[];
+}
+
+/** The resources of the calling test file, released after its tests (node:test `after`). */
+export function testResources(): TestResources {
+  const db = testDatabase();
+  const kafka = testKafka();
+  const cleanup: (() => Promise<void>)[] = [];
+  after(async () => {
+    for (const step of cleanup.reverse()) await step();
+    await db.destroy();
+  });
+  return { db, kafka, cleanup };
 }
 
 export interface Collected {

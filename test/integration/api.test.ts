@@ -6,7 +6,6 @@ import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { FastifyInstance } from 'fastify';
 import { createClient, type Client } from 'graphql-ws';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
@@ -19,7 +18,7 @@ import type { ControlPlane } from '../../src/control-plane/control-plane.js';
 import type { Database } from '../../src/db/schema.js';
 import { createWorker, defineCapability, type Worker } from '../../src/worker/index.js';
 import { databaseUrl, kafkaBrokers } from '../../src/stack/config.js';
-import { startTestControlPlane } from '../helpers/control-plane.js';
+import { serveTestApi, startTestApi } from '../helpers/api.js';
 import { stackConfig, testKafka, uniqueName } from '../helpers/stack.js';
 import { startTestWorker, type TestWorker } from '../helpers/test-worker.js';
 
@@ -29,8 +28,6 @@ const cap = (name: string) => `test${ns}.${name}`;
 const recipeName = (name: string) => `${ns}.${name}`;
 
 let cp: ControlPlane & { replyTopic: string };
-let app: FastifyInstance;
-let second: FastifyInstance;
 let url: string;
 let secondUrl: string;
 let worker: TestWorker;
@@ -129,21 +126,9 @@ const countExecutions = async (recipe: string) =>
   );
 
 before(async () => {
-  cp = await startTestControlPlane({
-    ingestDeadLetters: true,
-    deadLetterTopicPattern: `^sous\\.cmd\\.test${ns}\\..*\\.DLT$`,
-    deadLetterRefreshMs: 1000,
-  });
-  cleanup.push(() => cp.stop());
-  app = await buildApi({ controlPlane: cp, databaseUrl: databaseUrl(stackConfig) });
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
-  cleanup.push(() => app.close());
+  ({ controlPlane: cp, url } = await startTestApi(ns, cleanup));
   // A second API process: subscriptions must reach every process, not only the one that wrote.
-  second = await buildApi({ controlPlane: cp, databaseUrl: databaseUrl(stackConfig), maxDepth: 5 });
-  await second.listen({ port: 0, host: '127.0.0.1' });
-  secondUrl = `http://127.0.0.1:${(second.server.address() as AddressInfo).port}`;
-  cleanup.push(() => second.close());
+  secondUrl = await serveTestApi(cp, cleanup, { maxDepth: 5 });
   for (const role of ['viewer', 'operator', 'admin'] as const) {
     tokens[role] = (await createApiToken(cp.db, uniqueName(`test-${role}`), role, 'api.test')).token;
   }

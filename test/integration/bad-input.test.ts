@@ -4,7 +4,7 @@
 // recipes and invalid configuration. Each test uses its own topics, groups and names.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { IHeaders, KafkaMessage } from 'kafkajs';
 import { sql } from 'kysely';
@@ -18,7 +18,6 @@ import { ensureTopics } from '../../src/kafka/topics.js';
 import { logger } from '../../src/logger.js';
 import type { OutboxMessage } from '../../src/outbox/outbox-message.js';
 import { writeOutbox } from '../../src/outbox/write-outbox.js';
-import { encodeCompletionToken } from '../../src/protocol/completion-token.js';
 import {
   commandTopic,
   deadLetterTopic,
@@ -33,15 +32,11 @@ import { createWorker } from '../../src/worker/create-worker.js';
 import { databaseUrl, kafkaBrokers, loadStackConfig, StackConfigError } from '../../src/stack/config.js';
 import { startTestControlPlane, waitForExecution } from '../helpers/control-plane.js';
 import { listen } from '../helpers/listen.js';
-import { collectUntil, stackConfig, testDatabase, testKafka, uniqueName } from '../helpers/stack.js';
+import { stepCommand, workerHarness } from '../helpers/sdk-worker.js';
+import { collectUntil, stackConfig, testResources, uniqueName } from '../helpers/stack.js';
 
-const db = testDatabase();
-const kafka = testKafka();
-const cleanup: (() => Promise<void>)[] = [];
-after(async () => {
-  for (const step of cleanup.reverse()) await step();
-  await db.destroy();
-});
+const { db, kafka, cleanup } = testResources();
+const { startWorker } = workerHarness(db, kafka, cleanup);
 
 const ns = uniqueName('bad').replaceAll('-', '');
 const cap = (action: string) => `test${ns}.${action}`;
@@ -178,44 +173,25 @@ describe('bad input on a command topic (worker SDK)', () => {
     const replyTopic = uniqueName('test.replies');
     const listener = await listen(kafka, [replyTopic, deadLetterTopic(topic)], cleanup, { partitions: 1 });
     const handled: unknown[] = [];
-    const worker = createWorker({
-      kafka,
-      groupId: uniqueName('test-worker'),
-      handleSignals: false,
-      capabilities: [
-        defineCapability({
-          name,
-          input: z.object({ address: z.string() }),
-          output: z.object({ shipped: z.string() }),
-          handler: async (input) => {
-            handled.push(input);
-            // An output PostgreSQL could not store: the SDK fails the step instead of replying it.
-            return { shipped: input.address === 'nul' ? 'a\u0000b' : input.address };
-          },
-        }),
-      ],
-    });
-    await worker.start();
-    cleanup.push(() => worker.stop());
+    const worker = await startWorker([
+      defineCapability({
+        name,
+        input: z.object({ address: z.string() }),
+        output: z.object({ shipped: z.string() }),
+        handler: async (input) => {
+          handled.push(input);
+          // An output PostgreSQL could not store: the SDK fails the step instead of replying it.
+          return { shipped: input.address === 'nul' ? 'a\u0000b' : input.address };
+        },
+      }),
+    ]);
 
     const key = uniqueName('same-partition');
-    const commandFor = (input: unknown, extra: Record<string, unknown> = {}) => {
-      const executionId = randomUUID();
-      const stepExecutionId = randomUUID();
-      return {
-        kind: 'step.command',
-        executionId,
-        stepExecutionId,
-        stepId: 'ship',
-        capability: name,
-        attempt: 1,
-        input,
-        replyTopic,
-        idempotencyKey: `${executionId}/ship`,
-        completionToken: encodeCompletionToken({ executionId, stepExecutionId, replyTopic, capability: name }),
-        ...extra,
-      };
-    };
+    // `extra` may break the command's schema: these are poison commands.
+    const commandFor = (input: unknown, extra: Record<string, unknown> = {}) => ({
+      ...stepCommand(name, replyTopic, { input, stepId: 'ship' }),
+      ...extra,
+    });
     const outboxHeaders = () => ({
       [OUTBOX_HEADERS.id]: randomUUID(),
       [OUTBOX_HEADERS.eventType]: 'step.command',

@@ -6,27 +6,23 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { FastifyInstance } from 'fastify';
 import { sql } from 'kysely';
 import { z } from 'zod';
-import { buildApi } from '../../src/api/app.js';
 import { createApiToken } from '../../src/api/auth.js';
 import type { ControlPlane } from '../../src/control-plane/control-plane.js';
-import { databaseUrl, kafkaBrokers } from '../../src/stack/config.js';
+import { kafkaBrokers } from '../../src/stack/config.js';
 import { createWorker, defineCapability, type Worker } from '../../src/worker/index.js';
-import { startTestControlPlane } from '../helpers/control-plane.js';
+import { startTestApi } from '../helpers/api.js';
 import { stackConfig, uniqueName } from '../helpers/stack.js';
 
 const ns = uniqueName('cli').replaceAll('-', '');
 const cap = (name: string) => `test${ns}.${name}`;
 const dir = mkdtempSync(join(tmpdir(), 'sous-cli-'));
 let cp: ControlPlane & { replyTopic: string };
-let app: FastifyInstance;
 let apiUrl: string;
 const tokens = { admin: '', operator: '', viewer: '' };
 const cleanup: (() => Promise<unknown>)[] = [];
@@ -101,17 +97,7 @@ async function until(what: string, check: () => Promise<boolean>, timeoutMs = 12
 }
 
 before(async () => {
-  cp = await startTestControlPlane({
-    ingestDeadLetters: true,
-    deadLetterTopicPattern: `^sous\\.cmd\\.test${ns}\\..*\\.DLT$`,
-    deadLetterRefreshMs: 1000,
-  });
-  cleanup.push(() => cp.stop());
-  app = await buildApi({ controlPlane: cp, databaseUrl: databaseUrl(stackConfig) });
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  // A base URL: the CLI adds /graphql.
-  apiUrl = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
-  cleanup.push(() => app.close());
+  ({ controlPlane: cp, url: apiUrl } = await startTestApi(ns, cleanup));
 });
 
 after(async () => {

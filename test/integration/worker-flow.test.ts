@@ -3,88 +3,21 @@
 // at a time per key), and a command longer than the session timeout runs once while
 // others keep flowing. Commands go through the outbox, as the control plane writes them.
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { createCoalescingProducer } from '../../src/kafka/coalescing-producer.js';
 import { createRecordProducer, type RecordProducer } from '../../src/kafka/producer.js';
 import { ensureTopics } from '../../src/kafka/topics.js';
-import { writeOutbox } from '../../src/outbox/write-outbox.js';
-import { encodeCompletionToken } from '../../src/protocol/completion-token.js';
 import { commandTopic, type StepCommand, type StepReply } from '../../src/protocol/messages.js';
-import { defineCapability, type Capability, type Worker } from '../../src/worker/index.js';
-import { createWorker } from '../../src/worker/create-worker.js';
+import { defineCapability } from '../../src/worker/index.js';
 import { listen } from '../helpers/listen.js';
-import { testDatabase, testKafka, uniqueName } from '../helpers/stack.js';
+import { capabilityName, replyKinds, workerHarness } from '../helpers/sdk-worker.js';
+import { testResources, uniqueName } from '../helpers/stack.js';
 
-const db = testDatabase();
-const kafka = testKafka();
-const cleanup: (() => Promise<void>)[] = [];
-after(async () => {
-  for (const step of cleanup.reverse()) await step();
-  await db.destroy();
-});
+const { db, kafka, cleanup } = testResources();
 
-const capabilityName = (action: string) => `test${randomUUID().slice(0, 8)}.${action}`;
-
-/** Writes commands to the outbox in one transaction (so they reach Kafka in this order). */
-async function send(
-  capability: string,
-  replyTopic: string,
-  commands: { input: unknown; key?: string; extra?: Partial<StepCommand> }[],
-): Promise<StepCommand[]> {
-  const written = commands.map(({ input, extra }) => {
-    const executionId = randomUUID();
-    const stepExecutionId = randomUUID();
-    const command: StepCommand = {
-      kind: 'step.command',
-      executionId,
-      stepExecutionId,
-      stepId: 'step',
-      capability,
-      attempt: 1,
-      input,
-      replyTopic,
-      idempotencyKey: `${executionId}/step`,
-      completionToken: encodeCompletionToken({ executionId, stepExecutionId, replyTopic, capability }),
-      ...extra,
-    };
-    return command;
-  });
-  await db.transaction().execute((trx) =>
-    writeOutbox(
-      trx,
-      written.map((command, i) => ({
-        topic: commandTopic(capability),
-        key: commands[i]?.key ?? command.executionId,
-        aggregateType: 'execution',
-        eventType: 'step.command',
-        payload: command,
-        idempotencyKey: command.idempotencyKey,
-      })),
-    ),
-  );
-  return written;
-}
-
-async function startWorker(
-  capabilities: Capability[],
-  extra: Partial<Parameters<typeof createWorker>[0]> = {},
-): Promise<Worker> {
-  const worker = createWorker({
-    kafka,
-    capabilities,
-    groupId: uniqueName('test-worker'),
-    handleSignals: false,
-    ...extra,
-  });
-  await worker.start();
-  cleanup.push(() => worker.stop());
-  return worker;
-}
-
-const kinds = (replies: StepReply[]) => replies.map((r) => r.kind);
+const { sendCommands, startWorker } = workerHarness(db, kafka, cleanup);
 const startOf = (r: StepReply | undefined) => (r !== undefined && 'startedAt' in r ? r.startedAt : undefined);
 
 describe('worker replies', () => {
@@ -104,7 +37,7 @@ describe('worker replies', () => {
       }),
     ]);
     const later = new Date(Date.now() + 600_000).toISOString();
-    const [slow, withDeadline, withStartBy, withHeartbeat, fast] = await send(name, replyTopic, [
+    const [slow, withDeadline, withStartBy, withHeartbeat, fast] = await sendCommands(name, replyTopic, [
       { input: { ms: 1200 } },
       { input: { ms: 0 }, extra: { deadline: later } },
       { input: { ms: 0 }, extra: { startBy: later } },
@@ -118,10 +51,10 @@ describe('worker replies', () => {
     await sleep(500);
     for (const c of [slow, withDeadline, withStartBy, withHeartbeat]) {
       const replies = listener.replies(c.executionId);
-      assert.deepEqual(kinds(replies), ['step.started', 'step.completed'], JSON.stringify(c));
+      assert.deepEqual(replyKinds(replies), ['step.started', 'step.completed'], JSON.stringify(c));
       assert.equal(startOf(replies[0]), startOf(replies[1]), 'both replies carry the same start');
     }
-    assert.deepEqual(kinds(listener.replies(fast.executionId)), ['step.completed']);
+    assert.deepEqual(replyKinds(listener.replies(fast.executionId)), ['step.completed']);
     assert.ok(startOf(listener.replies(fast.executionId)[0]) !== undefined);
   });
 
@@ -152,7 +85,7 @@ describe('worker replies', () => {
       ],
       { concurrency: 4 },
     );
-    const commands = await send(
+    const commands = await sendCommands(
       name,
       replyTopic,
       [
@@ -208,12 +141,12 @@ describe('worker replies', () => {
       ],
       { sessionTimeoutMs },
     );
-    const [long] = await send(name, replyTopic, [{ input: { id: 'long', ms: 3 * sessionTimeoutMs } }]);
+    const [long] = await sendCommands(name, replyTopic, [{ input: { id: 'long', ms: 3 * sessionTimeoutMs } }]);
     assert.ok(long);
     await listener.until(() => longRunning, 'the long command to start');
     // Past one session timeout, so a member that stopped heartbeating would be out by now.
     await sleep(sessionTimeoutMs + 1000);
-    const [short] = await send(name, replyTopic, [{ input: { id: 'short', ms: 0 } }]);
+    const [short] = await sendCommands(name, replyTopic, [{ input: { id: 'short', ms: 0 } }]);
     assert.ok(short);
     await listener.until(
       () => listener.replies(short.executionId).some((r) => r.kind === 'step.completed'),
@@ -230,7 +163,7 @@ describe('worker replies', () => {
     assert.equal(runs.get('long'), 1, 'the long command ran once');
     assert.equal(runs.get('short'), 1);
     assert.deepEqual(
-      kinds(listener.replies(long.executionId)),
+      replyKinds(listener.replies(long.executionId)),
       ['step.started', 'step.completed'],
       'one started (past the threshold), one completed',
     );

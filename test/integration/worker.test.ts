@@ -4,13 +4,11 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { KafkaMessage } from 'kafkajs';
 import { sql } from 'kysely';
 import { z } from 'zod';
-import { writeOutbox } from '../../src/outbox/write-outbox.js';
-import { encodeCompletionToken } from '../../src/protocol/completion-token.js';
 import {
   commandTopic,
   deadLetterTopic,
@@ -25,77 +23,15 @@ import {
   retryableError,
   terminalError,
   postgresPayloadStore,
-  type Capability,
-  type Worker,
 } from '../../src/worker/index.js';
 import { databaseUrl, kafkaBrokers } from '../../src/stack/config.js';
 import { listen } from '../helpers/listen.js';
-import { stackConfig, testDatabase, testKafka, uniqueName } from '../helpers/stack.js';
+import { capabilityName, replyKinds, workerHarness } from '../helpers/sdk-worker.js';
+import { stackConfig, testResources, uniqueName } from '../helpers/stack.js';
 
-const db = testDatabase();
-const kafka = testKafka();
-const cleanup: (() => Promise<void>)[] = [];
-after(async () => {
-  for (const step of cleanup.reverse()) await step();
-  await db.destroy();
-});
+const { db, kafka, cleanup } = testResources();
 
-const capabilityName = (action: string) => `test${randomUUID().slice(0, 8)}.${action}`;
-
-/** Sends a command through the outbox, as the control plane does. */
-async function send(
-  capability: string,
-  replyTopic: string,
-  input: unknown,
-  extra: Partial<StepCommand> = {},
-): Promise<StepCommand> {
-  const executionId = randomUUID();
-  const stepExecutionId = randomUUID();
-  const command: StepCommand = {
-    kind: 'step.command',
-    executionId,
-    stepExecutionId,
-    stepId: 'step',
-    capability,
-    attempt: 1,
-    ...(input === undefined ? {} : { input }),
-    replyTopic,
-    idempotencyKey: `${executionId}/step`,
-    completionToken: encodeCompletionToken({ executionId, stepExecutionId, replyTopic, capability }),
-    ...extra,
-  };
-  await db.transaction().execute((trx) =>
-    writeOutbox(trx, [
-      {
-        topic: commandTopic(capability),
-        key: executionId,
-        aggregateType: 'execution',
-        eventType: 'step.command',
-        payload: command,
-        idempotencyKey: command.idempotencyKey,
-      },
-    ]),
-  );
-  return command;
-}
-
-async function startWorker(
-  capabilities: Capability[],
-  extra: Partial<Parameters<typeof createWorker>[0]> = {},
-): Promise<Worker> {
-  const worker = createWorker({
-    kafka,
-    capabilities,
-    groupId: uniqueName('test-worker'),
-    handleSignals: false,
-    ...extra,
-  });
-  await worker.start();
-  cleanup.push(() => worker.stop());
-  return worker;
-}
-
-const kinds = (replies: StepReply[]) => replies.map((r) => r.kind);
+const { sendCommand, startWorker } = workerHarness(db, kafka, cleanup);
 
 describe('worker SDK', () => {
   it('runs a handler with validated input and replies once, with when it started and who ran it', async () => {
@@ -115,11 +51,11 @@ describe('worker SDK', () => {
       }),
     ]);
     const before = Date.now();
-    const command = await send(name, replyTopic, { amount: 7 });
+    const command = await sendCommand(name, replyTopic, { amount: 7 });
     await listener.until(() => listener.replies(command.executionId).length >= 1, 'a reply');
     await sleep(500);
     const replies = listener.replies(command.executionId);
-    assert.deepEqual(kinds(replies), ['step.completed'], 'a short command gets one reply');
+    assert.deepEqual(replyKinds(replies), ['step.completed'], 'a short command gets one reply');
     const completed = replies[0];
     assert.ok(completed?.kind === 'step.completed');
     assert.deepEqual(completed.output, { id: 'ch-7' });
@@ -152,9 +88,9 @@ describe('worker SDK', () => {
         },
       }),
     ]);
-    const busy = await send(name, replyTopic, { mode: 'busy' });
-    const declined = await send(name, replyTopic, { mode: 'declined' });
-    const crash = await send(name, replyTopic, { mode: 'crash' });
+    const busy = await sendCommand(name, replyTopic, { mode: 'busy' });
+    const declined = await sendCommand(name, replyTopic, { mode: 'declined' });
+    const crash = await sendCommand(name, replyTopic, { mode: 'crash' });
     const failure = (id: string) => listener.replies(id).find((r) => r.kind === 'step.failed');
     await listener.until(
       () => [busy, declined, crash].every((c) => failure(c.executionId) !== undefined),
@@ -182,13 +118,13 @@ describe('worker SDK', () => {
         handler: async () => ({ ok: true }),
       }),
     ]);
-    const invalid = await send(name, replyTopic, { address: 42 });
+    const invalid = await sendCommand(name, replyTopic, { address: 42 });
     // A record no outbox row produced: no headers, garbage value.
     const producer = kafka.producer();
     await producer.connect();
     await producer.send({ topic, messages: [{ key: 'x', value: 'not json at all' }] });
     await producer.disconnect();
-    const good = await send(name, replyTopic, { address: 'Main St' });
+    const good = await sendCommand(name, replyTopic, { address: 'Main St' });
     const dlt = () => listener.seen.filter((s) => s.topic === deadLetterTopic(topic));
     await listener.until(
       () => dlt().length >= 2 && listener.replies(good.executionId).some((r) => r.kind === 'step.completed'),
@@ -229,12 +165,12 @@ describe('worker SDK', () => {
         handler: async () => Promise.reject(retryableError('busy', 'still busy')),
       }),
     ]);
-    await send(name, replyTopic, {}, { attempt: 2, maxAttempts: 3 });
-    const last = await send(name, replyTopic, {}, { attempt: 3, maxAttempts: 3 });
+    await sendCommand(name, replyTopic, {}, { attempt: 2, maxAttempts: 3 });
+    const last = await sendCommand(name, replyTopic, {}, { attempt: 3, maxAttempts: 3 });
     await listener.until(() => listener.seen.some((s) => s.topic.endsWith('.DLT')), 'a dead letter');
     const letters = listener.seen.filter((s) => s.topic.endsWith('.DLT'));
     assert.equal(letters.length, 1, 'only the last attempt is dead-lettered');
-    const earlier = await send(name, replyTopic, {}, { attempt: 1, maxAttempts: 3 });
+    const earlier = await sendCommand(name, replyTopic, {}, { attempt: 1, maxAttempts: 3 });
     const failedReply = (executionId: string) =>
       listener
         .replies(executionId)
@@ -276,7 +212,9 @@ describe('worker SDK', () => {
     await sql`INSERT INTO sous.payload (id, data, bytes) VALUES (${ref}, ${JSON.stringify(data)}::jsonb, ${JSON.stringify(data).length})`.execute(
       db,
     );
-    const command = await send(name, replyTopic, undefined, { inputRef: { ref, bytes: JSON.stringify(data).length } });
+    const command = await sendCommand(name, replyTopic, undefined, {
+      inputRef: { ref, bytes: JSON.stringify(data).length },
+    });
     await listener.until(
       () => listener.replies(command.executionId).some((r) => r.kind === 'step.completed'),
       'the completion',
@@ -308,7 +246,7 @@ describe('worker SDK', () => {
       ],
       { concurrency: 2 },
     );
-    const commands = await Promise.all(Array.from({ length: 8 }, () => send(name, replyTopic, {})));
+    const commands = await Promise.all(Array.from({ length: 8 }, () => sendCommand(name, replyTopic, {})));
     await listener.until(
       () => commands.every((c) => listener.replies(c.executionId).some((r) => r.kind === 'step.completed')),
       'eight completions',
@@ -333,14 +271,14 @@ describe('worker SDK', () => {
         },
       }),
     ]);
-    const command = await send(name, replyTopic, {});
+    const command = await sendCommand(name, replyTopic, {});
     await listener.until(
       () => token !== '' && listener.replies(command.executionId).some((r) => r.kind === 'step.heartbeat'),
       'a heartbeat',
     );
     await sleep(300);
     assert.deepEqual(
-      kinds(listener.replies(command.executionId)),
+      replyKinds(listener.replies(command.executionId)),
       ['step.started', 'step.heartbeat'],
       'no reply for a deferred command',
     );
@@ -380,7 +318,7 @@ describe('worker SDK', () => {
       ],
     });
     await worker.start();
-    const command = await send(name, replyTopic, {});
+    const command = await sendCommand(name, replyTopic, {});
     await listener.until(() => began, 'the handler to begin');
     await worker.stop();
     await listener.until(
@@ -422,7 +360,7 @@ describe('worker SDK', () => {
       });
     };
     const first = await spawnWorker(60_000);
-    const command = await send(name, replyTopic, { amount: 30 });
+    const command = await sendCommand(name, replyTopic, { amount: 30 });
     const deadline = Date.now() + 30_000;
     while (!first.lines.includes('effect committed')) {
       assert.ok(Date.now() < deadline, 'the first worker applied the effect');
