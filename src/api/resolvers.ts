@@ -1,3 +1,4 @@
+import { context as otelContext, type Context } from '@opentelemetry/api';
 import type { Kysely } from 'kysely';
 import type { IResolvers, MercuriusContext, MercuriusLoaders } from 'mercurius';
 import mercurius from 'mercurius';
@@ -36,6 +37,8 @@ export interface ApiContext {
   readonly caller: Caller;
   readonly db: Kysely<Database>;
   readonly controlPlane: ControlPlane;
+  /** The request's trace context (its SERVER span): what a mutation's work is a child of. */
+  readonly trace: Context;
 }
 
 declare module 'mercurius' {
@@ -79,7 +82,8 @@ export async function mutation<T>(
     throw error;
   }
   try {
-    const result = await run();
+    // In the request's span: an execution started here is in the caller's trace.
+    const result = await otelContext.with(ctx.trace, run);
     await writeAudit(ctx.db, ctx.caller, operation, args, 'ok');
     return result;
   } catch (error) {

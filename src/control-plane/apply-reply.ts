@@ -80,7 +80,12 @@ export async function applyReply(
   /** The reply's CONSUMER span: its decision's parent. */
   parent?: Context,
 ): Promise<ReplyOutcome> {
-  const outcome = await applyReplies(db, env, [message], parent === undefined ? undefined : new Map([[message, parent]]));
+  const outcome = await applyReplies(
+    db,
+    env,
+    [message],
+    parent === undefined ? undefined : new Map([[message, parent]]),
+  );
   if (outcome.unknown.length > 0) throw unknownExecution(message);
   return outcome.applied === 1 ? 'applied' : 'duplicate';
 }

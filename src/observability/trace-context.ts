@@ -45,7 +45,11 @@ export function parseTraceparent(text: string | undefined, tracestate?: string):
     // Only the sampled bit is defined; others are ignored on read, as the specification asks.
     traceFlags: Number.parseInt(flags, 16) & TraceFlags.SAMPLED,
     isRemote: true,
-    ...(tracestate === undefined || tracestate.trim() === '' ? {} : { traceState: createTraceState(tracestate) }),
+    ...(tracestate === undefined || tracestate.trim() === ''
+      ? {}
+      : // The API's own parser: the worker SDK depends on @opentelemetry/api alone, not on core's TraceState.
+        // eslint-disable-next-line @typescript-eslint/no-deprecated
+        { traceState: createTraceState(tracestate) }),
   };
 }
 
@@ -100,9 +104,5 @@ export function contextFromHeaders(
   base: Context = ROOT_CONTEXT,
 ): Context | undefined {
   if (headers === undefined) return undefined;
-  return contextFromTraceparent(
-    headerText(headers[TRACEPARENT_HEADER]),
-    headerText(headers[TRACESTATE_HEADER]),
-    base,
-  );
+  return contextFromTraceparent(headerText(headers[TRACEPARENT_HEADER]), headerText(headers[TRACESTATE_HEADER]), base);
 }

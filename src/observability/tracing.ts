@@ -32,14 +32,11 @@ export function tracer(): Tracer {
 export function endSpan(span: Span, error?: unknown): void {
   if (error !== undefined) {
     const code = typeof error === 'object' && error !== null && 'code' in error ? error.code : undefined;
-    span.setAttribute(
-      ATTR.errorType,
-      typeof code === 'string' ? code : error instanceof Error ? error.name : '_OTHER',
-    );
+    span.setAttribute(ATTR.errorType, typeof code === 'string' ? code : error instanceof Error ? error.name : '_OTHER');
     if (error instanceof Error) span.recordException(error);
     span.setStatus({
       code: SpanStatusCode.ERROR,
-      message: error instanceof Error ? error.message : String(error),
+      message: error instanceof Error ? error.message : JSON.stringify(error),
     });
   }
   span.end();

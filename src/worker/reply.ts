@@ -26,7 +26,10 @@ export function replyRecord(
   to: Addressed,
   body: ReplyBody,
   workerId: string,
-  { messageId = newId(), traceHeaders = {} }: { messageId?: string; traceHeaders?: Readonly<Record<string, string>> } = {},
+  {
+    messageId = newId(),
+    traceHeaders = {},
+  }: { messageId?: string; traceHeaders?: Readonly<Record<string, string>> } = {},
 ): RecordToSend {
   const reply = {
     ...body,
