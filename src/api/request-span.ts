@@ -46,5 +46,13 @@ export function traceGraphqlRequests(app: FastifyInstance): (request: FastifyReq
     span.end();
     contexts.delete(request);
   });
+  // A caller that hangs up gets no response: its span ends here instead.
+  app.addHook('onRequestAbort', async (request) => {
+    const span = trace.getSpan(contexts.get(request) ?? ROOT_CONTEXT);
+    if (span === undefined) return;
+    span.setAttribute(ATTR.errorType, 'aborted');
+    span.end();
+    contexts.delete(request);
+  });
   return (request) => contexts.get(request) ?? ROOT_CONTEXT;
 }

@@ -14,6 +14,7 @@ import { isUuid } from '../uuid.js';
 import { writeAudit } from './audit.js';
 import { createApiToken, requireRole, revokeApiToken, type Caller, type Role } from './auth.js';
 import { extensionsOf, InvalidArgumentError } from './errors.js';
+import { traceparentOf } from '../observability/trace-context.js';
 import type { ExecutionChange } from './notifications.js';
 import {
   attemptsOf,
@@ -159,9 +160,13 @@ export const resolvers: IResolvers = {
       mutation(ctx, 'startRecipe', 'operator', args, async () => {
         const version = int(args.version);
         const key = str(args.idempotencyKey);
+        // The request's context, explicitly: it reaches the execution even in a process
+        // without an SDK (whose no-op context manager keeps no active context).
+        const traceparent = traceparentOf(ctx.trace);
         const started = await ctx.controlPlane.startExecution({
           recipe: str(args.recipe) ?? '',
           input: args.input ?? {},
+          ...(traceparent === undefined ? {} : { traceparent }),
           ...(version === undefined ? {} : { version }),
           ...(key === undefined ? {} : { idempotencyKey: key }),
         });

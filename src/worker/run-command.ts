@@ -1,4 +1,11 @@
-import { context as otelContext, SpanStatusCode, trace, type Context, type Span } from '@opentelemetry/api';
+import {
+  context as otelContext,
+  ROOT_CONTEXT,
+  SpanStatusCode,
+  trace,
+  type Context,
+  type Span,
+} from '@opentelemetry/api';
 import type { OutboxRecord } from '../kafka/outbox-record.js';
 import { ATTR } from '../observability/span-attributes.js';
 import { traceparentOf } from '../observability/trace-context.js';
@@ -47,7 +54,7 @@ export class Poison extends Error {
  * every reply is sent under it.
  */
 export async function runCommand(env: RunEnvironment, record: OutboxRecord, span: Span): Promise<void> {
-  const traced = trace.setSpan(otelContext.active(), span);
+  const traced = trace.setSpan(ROOT_CONTEXT, span);
   const command = parseCommand(record);
   span.setAttributes({
     [ATTR.executionId]: command.executionId,
