@@ -23,7 +23,7 @@ import { DateTimeScalar, JsonScalar } from './scalars.js';
 import { withObservabilityLoaders, withObservabilityResolvers } from './observability-resolvers.js';
 import { answerProbe, PROBE_PATHS } from '../observability/probes.js';
 import { ROOT_CONTEXT } from '@opentelemetry/api';
-import { traceGraphqlRequests } from './request-span.js';
+import { describeOperation, traceGraphqlRequests } from './request-span.js';
 
 const SCHEMA = readFileSync(join(import.meta.dirname, 'schema.graphql'), 'utf8');
 
@@ -184,6 +184,10 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
       const ran = errors.length === 0 || errors.some((e) => e.path !== undefined);
       return { statusCode: ran ? 200 : 400, response: { data: execution.data ?? null, errors } };
     },
+  });
+
+  app.graphql.addHook('preExecution', (_schema, document, context) => {
+    describeOperation(context.trace, document);
   });
 
   let listener: ChangeListener | undefined;

@@ -1,5 +1,6 @@
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context } from '@opentelemetry/api';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { Kind, type DocumentNode } from 'graphql';
 import { ATTR } from '../observability/span-attributes.js';
 import { contextFromHeaders } from '../observability/trace-context.js';
 import { tracer } from '../observability/tracing.js';
@@ -55,4 +56,17 @@ export function traceGraphqlRequests(app: FastifyInstance): (request: FastifyReq
     contexts.delete(request);
   });
   return (request) => contexts.get(request) ?? ROOT_CONTEXT;
+}
+
+/**
+ * The GraphQL operation a request runs (`graphql.operation.type`, `graphql.operation.name`
+ * of the semantic conventions), set on its span once the document is parsed.
+ */
+export function describeOperation(requestContext: Context, document: DocumentNode): void {
+  const span = trace.getSpan(requestContext);
+  if (span === undefined) return;
+  const operation = document.definitions.find((d) => d.kind === Kind.OPERATION_DEFINITION);
+  if (operation?.kind !== Kind.OPERATION_DEFINITION) return;
+  span.setAttribute('graphql.operation.type', operation.operation);
+  if (operation.name !== undefined) span.setAttribute('graphql.operation.name', operation.name.value);
 }

@@ -195,6 +195,9 @@ describe('tracing across processes', () => {
     const request = spans.filter((s) => s.kind === SERVER);
     assert.equal(request.length, 1, tree);
     assert.equal(request[0]?.parentSpanId, callerSpan);
+    assert.equal(request[0].attributes['http.request.method'], 'POST');
+    assert.equal(request[0].attributes['http.response.status_code'], 200);
+    assert.equal(request[0].attributes['graphql.operation.type'], 'mutation');
     for (const span of spans) {
       if (span === request[0]) continue;
       assert.ok(span.parentSpanId !== undefined && byId.has(span.parentSpanId), `orphan ${span.name}:\n${tree}`);
