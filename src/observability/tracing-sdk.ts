@@ -3,6 +3,7 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import {
+  defaultResource,
   detectResources,
   resourceAttributesEnvDetector,
   resourceFromAttributes,
@@ -147,8 +148,6 @@ export function samplerOf(settings: Pick<TracingSettings, 'sampler' | 'samplerRa
 export interface TracingOptions {
   /** service.name when OTEL_SERVICE_NAME (or OTEL_RESOURCE_ATTRIBUTES) does not give one. */
   readonly serviceName: string;
-  /** @default process.env */
-  readonly env?: NodeJS.ProcessEnv;
   readonly logger?: Logger;
 }
 
@@ -183,7 +182,8 @@ function diagLogger(log: Logger): DiagLogger {
  * already registered a tracer provider of its own, that one stays and this does nothing.
  */
 export function startTracing(options: TracingOptions): Tracing {
-  const env = options.env ?? process.env;
+  // process.env, not a given object: the exporter and the resource detectors read it too.
+  const env = process.env;
   const settings = tracingSettings(env);
   const log = (options.logger ?? rootLogger).child({ component: 'tracing' });
   if (settings.exporters.length === 0) {
@@ -203,9 +203,10 @@ export function startTracing(options: TracingOptions): Tracing {
   const spanProcessors: SpanProcessor[] = exporters.map(
     (exporter) => new BatchSpanProcessor({ exporter, ...settings.batch }),
   );
-  const resource = resourceFromAttributes({ 'service.name': options.serviceName }).merge(
-    detectResources({ detectors: [resourceAttributesEnvDetector, serviceNameEnvDetector] }),
-  );
+  // Later ones win: the SDK's own attributes, the process's service name, then OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES.
+  const resource = defaultResource()
+    .merge(resourceFromAttributes({ 'service.name': options.serviceName }))
+    .merge(detectResources({ detectors: [resourceAttributesEnvDetector, serviceNameEnvDetector] }));
   const provider = new TracerProvider({ resource, sampler: samplerOf(settings), spanProcessors });
   if (!trace.setGlobalTracerProvider(provider)) {
     void provider.shutdown();
