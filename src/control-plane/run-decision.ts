@@ -40,10 +40,10 @@ export interface DecisionRequest {
   readonly executionId: string;
   readonly triggers: readonly Trigger[];
   /**
-   * Per trigger, the context its decision span is a child of: a reply's CONSUMER span.
-   * @default the span active in the caller when it belongs to the execution's trace (a
-   * start), else the execution's own trace context (a timer, an operator's request, which
-   * the decision span then links to)
+   * Per trigger, the context its decision span is a child of: a reply's CONSUMER span
+   * (when it is in the execution's trace; see #decisionSpan). @default the span active in
+   * the caller when it belongs to the execution's trace (a start), else the execution's
+   * own trace context (a timer, an operator's request, which the decision span links to)
    */
   readonly parents?: readonly (Context | undefined)[];
   /** A new execution's trace context (a start): the start span's. @default none (stored as NULL) */
@@ -160,18 +160,19 @@ class DecisionBatch {
   }
 
   /**
-   * The decision span of one trigger: a child of the given parent (a reply's CONSUMER
-   * span), else of the span active in the caller when it is in the execution's trace (a
-   * start span), else of the execution's trace, linked to the caller's span (an operator's
-   * request, a timer job: the execution keeps one trace, the request keeps its own).
+   * The decision span of one trigger, in the execution's trace: a child of the given
+   * parent (a reply's CONSUMER span), or of the span active in the caller (a start
+   * span), when that one is in the execution's trace; else a child of the execution's
+   * start, linked to the other span (a timer job has none; an operator's request and a
+   * reply that lost its context are traces of their own). The execution keeps one trace.
    */
   #decisionSpan(p: Pending, trigger: Trigger, given: Context | undefined): { span: Span; context: Context } {
     const active = otelContext.active();
+    const inTrace = (c: Context) => hasSpan(c) && (p.trace === undefined || linkIfOtherTrace(c, p.trace).length === 0);
     let parent: Context;
-    if (given !== undefined) parent = given;
-    else if (p.trace === undefined || (hasSpan(active) && linkIfOtherTrace(active, p.trace).length === 0)) {
-      parent = active;
-    } else parent = p.trace;
+    if (given !== undefined && inTrace(given)) parent = given;
+    else if (given === undefined && inTrace(active)) parent = active;
+    else parent = p.trace ?? given ?? active;
     const span = tracer().startSpan(
       `decide ${trigger.kind}`,
       {
@@ -182,7 +183,7 @@ class DecisionBatch {
           [ATTR.recipeVersion]: p.version,
           [ATTR.triggerKind]: trigger.kind,
         },
-        links: linkIfOtherTrace(given === undefined ? active : p.trace, parent),
+        links: linkIfOtherTrace(given ?? active, parent),
       },
       parent,
     );
