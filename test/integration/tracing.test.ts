@@ -44,6 +44,20 @@ async function freePort(): Promise<number> {
   return address.port;
 }
 
+/** Polls the execution until it has `status`. */
+async function waitForStatus(id: string, status: string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const view = await gql<{ execution: { status: string } }>('query ($id: ID!) { execution(id: $id) { status } }', {
+      id,
+    });
+    if (view.execution.status === status) return;
+    assert.notEqual(view.execution.status, 'FAILED');
+    if (Date.now() > deadline) throw new Error(`execution ${id} still ${view.execution.status}`);
+    await sleep(100);
+  }
+}
+
 async function gql<T>(query: string, variables: Record<string, unknown>, headers: Record<string, string> = {}) {
   const response = await fetch(api, {
     method: 'POST',
@@ -270,5 +284,77 @@ describe('tracing across processes', () => {
     assert.equal(typeof handler.attributes['messaging.consumer.group.name'], 'string');
     assert.equal(typeof handler.attributes['messaging.destination.partition.id'], 'string');
     assert.equal(handler.attributes['sous.execution.id'], executionId);
+  });
+
+  it('keeps timer and operator decisions in the execution\u2019s trace, linked to the operator\u2019s request', async () => {
+    const timed = `${ns}-timed`;
+    await gql('mutation ($yaml: String!) { registerRecipe(yaml: $yaml) { version } }', {
+      yaml: [
+        `name: ${timed}`,
+        'steps:',
+        '  - id: first',
+        `    capability: ${capA}`,
+        '    input: { n: 1 }',
+        '  - id: nap',
+        '    sleep: 300ms',
+        '  - id: wait',
+        '    waitForSignal: go',
+        '  - id: last',
+        `    capability: ${capA}`,
+        '    input: { n: 2 }',
+        '',
+      ].join('\n'),
+    });
+    // No traceparent: the request's span starts the trace.
+    const started = await gql<{ startRecipe: { execution: { id: string } } }>(
+      'mutation ($recipe: String!) { startRecipe(recipe: $recipe, input: {}) { execution { id } } }',
+      { recipe: timed },
+    );
+    const id = started.startRecipe.execution.id;
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const view = await gql<{ execution: { steps: { key: string; status: string }[] } }>(
+        'query ($id: ID!) { execution(id: $id) { steps { key status } } }',
+        { id },
+      );
+      // The nap's timer has fired once the wait step exists (steps run in order).
+      if (view.execution.steps.some((s) => s.key === 'wait')) break;
+      if (Date.now() > deadline) throw new Error(`step wait not reached: ${JSON.stringify(view.execution.steps)}`);
+      await sleep(100);
+    }
+    await gql('mutation ($id: ID!) { signal(executionId: $id, name: "go", payload: true) { id } }', { id });
+    await waitForStatus(id, 'COMPLETED');
+
+    const start = collector.spans.find((s) => s.name === `start ${timed}` && s.attributes['sous.execution.id'] === id);
+    assert.ok(start !== undefined, 'no start span');
+    const spans = await settledTrace(start.traceId, 15);
+    const tree = renderTree(spans);
+    const byId = new Map(spans.map((s) => [s.spanId, s]));
+    for (const span of collector.spans) {
+      if (span.attributes['sous.execution.id'] === id) assert.equal(span.traceId, start.traceId, span.name);
+    }
+    const request = spans.filter((s) => s.kind === SERVER);
+    assert.equal(request.length, 1, tree);
+    assert.equal(request[0]?.parentSpanId, undefined);
+    for (const span of spans) {
+      if (span === request[0]) continue;
+      assert.ok(span.parentSpanId !== undefined && byId.has(span.parentSpanId), `orphan ${span.name}:\n${tree}`);
+    }
+    // The timer fires a decision under the execution's start (no message carries one).
+    const timer = spans.find((s) => s.name === 'decide timer');
+    assert.equal(timer?.parentSpanId, start.spanId, tree);
+    // The operator's request is a trace of its own; its decision is in the execution's, linked to it.
+    const signal = spans.find((s) => s.name === 'decide signal');
+    assert.equal(signal?.parentSpanId, start.spanId, tree);
+    const signalRequest = collector.spans.find(
+      (s) => s.kind === SERVER && s.spanId === signal.links[0]?.spanId && s.traceId === signal.links[0].traceId,
+    );
+    assert.ok(signalRequest !== undefined, 'the signal decision links to the request');
+    assert.notEqual(signalRequest.traceId, start.traceId);
+    // What the signal's decision sends is in the execution's trace too.
+    assert.ok(
+      spans.some((s) => s.kind === PRODUCER && s.parentSpanId === signal.spanId),
+      `no command under the signal's decision:\n${tree}`,
+    );
   });
 });
