@@ -21,6 +21,7 @@ import { stackConfig, testDatabase, uniqueName } from '../helpers/stack.js';
 const ns = uniqueName('trace').replaceAll('-', '');
 const capA = `test${ns}.first`;
 const capB = `test${ns}.second`;
+const capDeferred = `test${ns}.deferred`;
 const parentRecipe = `${ns}-parent`;
 const childRecipe = `${ns}-child`;
 const replyTopic = uniqueName('test.replies');
@@ -97,7 +98,13 @@ before(async () => {
     new NodeChild(
       'worker',
       'test/fixtures/traced-worker.ts',
-      { ...otel, BROKERS: brokers, CAPABILITIES: `${capA},${capB}`, GROUP: uniqueName('test-worker') },
+      {
+        ...otel,
+        BROKERS: brokers,
+        CAPABILITIES: `${capA},${capB}`,
+        DEFERRED: capDeferred,
+        GROUP: uniqueName('test-worker'),
+      },
       'worker ready',
       join(logs, 'worker.log'),
     ),
@@ -356,5 +363,40 @@ describe('tracing across processes', () => {
       spans.some((s) => s.kind === PRODUCER && s.parentSpanId === signal.spanId),
       `no command under the signal's decision:\n${tree}`,
     );
+  });
+
+  it('keeps a deferred step\u2019s completion, sent later through its token, under the handler span', async () => {
+    const name = `${ns}-deferred`;
+    await gql('mutation ($yaml: String!) { registerRecipe(yaml: $yaml) { version } }', {
+      yaml: `name: ${name}\nsteps:\n  - id: long\n    capability: ${capDeferred}\n    input: '{ "n": 1 }'\n`,
+    });
+    const started = await gql<{ startRecipe: { execution: { id: string } } }>(
+      'mutation ($recipe: String!) { startRecipe(recipe: $recipe, input: {}) { execution { id } } }',
+      { recipe: name },
+    );
+    const id = started.startRecipe.execution.id;
+    await waitForStatus(id, 'COMPLETED');
+    const start = collector.spans.find((s) => s.name === `start ${name}` && s.attributes['sous.execution.id'] === id);
+    assert.ok(start !== undefined, 'no start span');
+    const spans = await settledTrace(start.traceId, 9);
+    const tree = renderTree(spans);
+    const byId = new Map(spans.map((s) => [s.spanId, s]));
+    for (const span of spans) {
+      if (span.kind === SERVER) continue;
+      assert.ok(span.parentSpanId !== undefined && byId.has(span.parentSpanId), `orphan ${span.name}:\n${tree}`);
+    }
+    const handler = spans.find((s) => s.kind === CONSUMER && s.attributes['sous.step.id'] === 'long');
+    assert.ok(handler !== undefined, tree);
+    // The completion client's reply: a child of the handler span, whose decision completes the execution.
+    const completion = spans.find(
+      (s) =>
+        s.kind === PRODUCER &&
+        s.parentSpanId === handler.spanId &&
+        s.attributes['sous.reply.kind'] === 'step.completed',
+    );
+    assert.ok(completion !== undefined, `no completion reply under the handler:\n${tree}`);
+    const processed = spans.find((s) => s.kind === CONSUMER && s.parentSpanId === completion.spanId);
+    const decision = spans.find((s) => s.name === 'decide step.completed' && s.parentSpanId === processed?.spanId);
+    assert.equal(decision?.attributes['sous.execution.id'], id, tree);
   });
 });
