@@ -5,7 +5,16 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { buildApi, createControlPlane, createDatabase, getExecution, serveApi, startTracing } from 'sous';
+import {
+  buildApi,
+  createControlPlane,
+  createDatabase,
+  getExecution,
+  serveApi,
+  SousError,
+  startTracing,
+  type Tracing,
+} from 'sous';
 import { parseRecipeYaml } from 'sous/recipe';
 import { createWorker } from 'sous/worker';
 import { storedAdminToken } from '../src/api/stored-token.js';
@@ -18,7 +27,15 @@ const say = (line: string) => process.stdout.write(`${line}\n`);
 // First, so every span of the run is recorded (when OTEL_EXPORTER_OTLP_ENDPOINT or
 // OTEL_TRACES_EXPORTER asks for it; the control plane, the API and the services of this
 // one process share it).
-const tracing = startTracing({ serviceName: 'sous-example' });
+let tracing: Tracing;
+try {
+  tracing = startTracing({ serviceName: 'sous-example' });
+} catch (error) {
+  process.stderr.write(
+    `npm start: ${error instanceof SousError ? `${error.code}: ${error.message}` : String(error)}\n`,
+  );
+  process.exit(2);
+}
 say(`[sous] ${tracing.description}`);
 const config = loadStackConfig();
 const external = process.env.SOUS_DATABASE_URL !== undefined && process.env.SOUS_KAFKA_BROKERS !== undefined;

@@ -1,6 +1,6 @@
 // npm run api: an API-only process (GraphQL over HTTP and websockets). It consumes no
 // replies: control-plane processes (npm run control-plane) do; run several of either.
-import { buildApi, createControlPlane, serveApi, startTracing } from 'sous';
+import { buildApi, createControlPlane, serveApi, SousError, startTracing, type Tracing } from 'sous';
 import { z } from 'zod';
 
 const env = z
@@ -20,7 +20,13 @@ if (!env.success) {
 }
 const config = env.data;
 // Tracing: the standard OTEL_* variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_TRACES_EXPORTER, ...).
-const tracing = startTracing({ serviceName: 'sous-api' });
+let tracing: Tracing;
+try {
+  tracing = startTracing({ serviceName: 'sous-api' });
+} catch (error) {
+  process.stderr.write(`sous api: ${error instanceof SousError ? `${error.code}: ${error.message}` : String(error)}\n`);
+  process.exit(2);
+}
 process.stdout.write(`sous api ${tracing.description}\n`);
 const controlPlane = createControlPlane({
   databaseUrl: config.SOUS_DATABASE_URL,
