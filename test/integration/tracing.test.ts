@@ -261,7 +261,13 @@ describe('tracing across processes', () => {
       tree,
     );
     // The last reply's decision ends the execution, in the same trace.
-    const lastReply = spans.find((s) => s.kind === PRODUCER && s.parentSpanId === lastHandler.spanId);
+    // (A slow handler may also have sent step.started: the outcome is the one that decides.)
+    const lastReply = spans.find(
+      (s) =>
+        s.kind === PRODUCER &&
+        s.parentSpanId === lastHandler.spanId &&
+        s.attributes['sous.reply.kind'] === 'step.completed',
+    );
     const finalDecision = spans.find(
       (s) => s.name === 'decide step.completed' && byId.get(s.parentSpanId ?? '')?.parentSpanId === lastReply?.spanId,
     );
