@@ -49,7 +49,7 @@ export async function startExecution(
     (options.traceparent === undefined ? undefined : contextFromTraceparent(options.traceparent)) ??
     otelContext.active();
   const attributes = { [ATTR.recipeName]: options.recipe, [ATTR.recipeVersion]: version };
-  return inSpan(`start ${options.recipe}`, { kind: SpanKind.INTERNAL, attributes }, caller, async (span) => {
+  return inSpan(`start ${options.recipe}`, { kind: SpanKind.INTERNAL, attributes }, caller, async (span, traced) => {
     const started = await db.transaction().execute(async (trx): Promise<Started> => {
       if (options.idempotencyKey !== undefined) {
         // Two starts with one key at once: the second waits here, then finds the first.
@@ -69,7 +69,7 @@ export async function startExecution(
           input: options.input ?? {},
           ...(options.idempotencyKey === undefined ? {} : { idempotencyKey: options.idempotencyKey }),
         },
-        { traceparent: traceparentOf(otelContext.active()) },
+        { traceparent: traceparentOf(traced), parent: traced },
       );
       return { executionId, created: true, status: decision.state?.status ?? 'running' };
     });

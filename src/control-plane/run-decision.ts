@@ -499,7 +499,13 @@ export async function runDecision(
   env: DecisionEnvironment,
   executionId: string,
   trigger: Trigger,
-  options: { traceparent?: string | undefined; replyTopic?: string; locked?: LockedExecution } = {},
+  options: {
+    traceparent?: string | undefined;
+    replyTopic?: string;
+    locked?: LockedExecution;
+    /** The decision span's parent (a start: its start span). @default see DecisionRequest.parents */
+    parent?: Context;
+  } = {},
 ): Promise<Decision> {
   // Keys as PostgreSQL returns ids (lower case), whatever case the caller used.
   executionId = executionId.toLowerCase();
@@ -516,6 +522,7 @@ export async function runDecision(
     {
       executionId,
       triggers: [trigger],
+      ...(options.parent === undefined ? {} : { parents: [options.parent] }),
       ...(options.traceparent === undefined ? {} : { traceparent: options.traceparent }),
       ...(options.replyTopic === undefined ? {} : { replyTopic: options.replyTopic }),
     },

@@ -44,17 +44,20 @@ export function endSpan(span: Span, error?: unknown): void {
 
 /**
  * Runs `run` inside a new span, child of `parent`, active while it runs (so spans made
- * meanwhile nest in it); ends it once `run` settles, with the error if it threw.
+ * meanwhile nest in it); ends it once `run` settles, with the error if it threw. `run`
+ * gets the span's context too: without an SDK nothing is ever active (the no-op context
+ * manager keeps nothing), and a caller's context must still pass through explicitly.
  */
 export async function inSpan<T>(
   name: string,
   options: { kind?: SpanKind; attributes?: Attributes; links?: Link[] },
   parent: Context,
-  run: (span: Span) => Promise<T>,
+  run: (span: Span, context: Context) => Promise<T>,
 ): Promise<T> {
   const span = tracer().startSpan(name, options, parent);
+  const context = trace.setSpan(parent, span);
   try {
-    const result = await otelContext.with(trace.setSpan(parent, span), () => run(span));
+    const result = await otelContext.with(context, () => run(span, context));
     endSpan(span);
     return result;
   } catch (error) {

@@ -16,7 +16,11 @@ import { NodeChild } from '../../scripts/node-child.js';
 import { createApiToken } from '../../src/api/auth.js';
 import { databaseUrl, kafkaBrokers } from '../../src/stack/config.js';
 import { renderTree, startCollector, type CollectedSpan, type Collector } from '../helpers/otlp-collector.js';
-import { stackConfig, testDatabase, uniqueName } from '../helpers/stack.js';
+import { stackConfig, testDatabase, testKafka, uniqueName } from '../helpers/stack.js';
+import { startTestControlPlane } from '../helpers/control-plane.js';
+import { listen } from '../helpers/listen.js';
+import { parseRecipeYaml } from '../../src/recipe/parse-yaml.js';
+import { sql } from 'kysely';
 
 const ns = uniqueName('trace').replaceAll('-', '');
 const capA = `test${ns}.first`;
@@ -28,6 +32,7 @@ const replyTopic = uniqueName('test.replies');
 const logs = mkdtempSync(join(tmpdir(), 'sous-tracing-'));
 const db = testDatabase();
 const children: NodeChild[] = [];
+const cleanup: (() => Promise<void>)[] = [];
 let collector: Collector;
 let api: string;
 let token: string;
@@ -129,6 +134,7 @@ before(async () => {
 });
 
 after(async () => {
+  for (const step of cleanup.reverse()) await step();
   for (const child of children.reverse()) await child.stop();
   await collector.close();
   await db.destroy();
@@ -404,5 +410,22 @@ describe('tracing across processes', () => {
     const processed = spans.find((s) => s.kind === CONSUMER && s.parentSpanId === completion.spanId);
     const decision = spans.find((s) => s.name === 'decide step.completed' && s.parentSpanId === processed?.spanId);
     assert.equal(decision?.attributes['sous.execution.id'], id, tree);
+  });
+
+  it('without an SDK, passes a caller\u2019s traceparent through to the commands unchanged', async () => {
+    // This test process registers no SDK: its control plane's spans are the API's no-ops.
+    const controlPlane = await startTestControlPlane({ consume: false, sampleGauges: false, processMetrics: false });
+    cleanup.push(() => controlPlane.stop());
+    const quiet = `test${ns}.quiet`;
+    const listener = await listen(testKafka(), [`sous.cmd.${quiet}`], cleanup);
+    const plan = parseRecipeYaml(`name: ${ns}-nosdk\nsteps:\n  - id: only\n    capability: ${quiet}\n`);
+    await controlPlane.registerRecipe(plan);
+    const traceparent = `00-${randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-01`;
+    const { executionId } = await controlPlane.startExecution({ recipe: plan.name, traceparent });
+    await listener.until(() => listener.seen.length > 0, 'the command');
+    assert.equal(listener.seen[0]?.message.headers?.traceparent?.toString(), traceparent);
+    const stored = await sql<{ traceparent: string | null }>`
+      SELECT traceparent FROM sous.execution WHERE id = ${executionId}`.execute(db);
+    assert.equal(stored.rows[0]?.traceparent, traceparent);
   });
 });
