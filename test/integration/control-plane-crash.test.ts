@@ -47,6 +47,8 @@ function spawnControlPlane(replyTopic: string, groupId: string): Promise<ChildPr
       SOUS_KAFKA_BROKERS: kafkaBrokers(stackConfig).join(','),
       SOUS_REPLY_TOPIC: replyTopic,
       SOUS_CONTROL_PLANE_GROUP: groupId,
+      // Any free port: several control planes (or a developer's) may run on this host.
+      SOUS_METRICS_PORT: '0',
       SOUS_LOG_LEVEL: 'warn',
     },
     stdio: ['ignore', 'pipe', 'inherit'],
