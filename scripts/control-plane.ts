@@ -1,6 +1,6 @@
 // A control-plane process: consumes replies, runs timers, until SIGTERM/SIGINT.
 // Configured by SOUS_DATABASE_URL, SOUS_KAFKA_BROKERS (and SOUS_REPLY_TOPIC, SOUS_CONTROL_PLANE_GROUP,
-// SOUS_REPLY_BATCH_SIZE, SOUS_REPLY_CONCURRENCY, SOUS_PG_POOL_SIZE, SOUS_CONNECT_URL, SOUS_OUTBOX_CONNECTOR,
+// SOUS_REPLY_BATCH_SIZE, SOUS_REPLY_CONCURRENCY, SOUS_REPLY_TRANSACTIONS, SOUS_PG_POOL_SIZE, SOUS_CONNECT_URL, SOUS_OUTBOX_CONNECTOR,
 // and SOUS_METRICS_PORT, SOUS_METRICS_HOST, SOUS_METRICS_SAMPLE_MS for /metrics, /healthz and /readyz).
 import { loadEnvironmentConfig } from '../src/config.js';
 import { controlPlaneInternals, createControlPlane } from '../src/control-plane/control-plane.js';
@@ -16,6 +16,7 @@ try {
     groupId: config.groupId,
     replyBatchSize: config.replyBatchSize,
     partitionsConsumedConcurrently: config.partitionsConsumedConcurrently,
+    replyTransactions: config.replyTransactions,
     poolSize: config.poolSize,
     ...(config.connectUrl === undefined ? {} : { connectUrl: config.connectUrl }),
     connectorName: config.connectorName,

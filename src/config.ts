@@ -16,6 +16,8 @@ export interface EnvironmentConfig {
   readonly replyBatchSize: number;
   /** SOUS_REPLY_CONCURRENCY: reply partitions decided at once. @default 4 */
   readonly partitionsConsumedConcurrently: number;
+  /** SOUS_REPLY_TRANSACTIONS: reply transactions at once (chunks of several partitions share one). @default 2 */
+  readonly replyTransactions: number;
   /** SOUS_PG_POOL_SIZE: PostgreSQL connections of the process. @default 10 */
   readonly poolSize: number;
   /** SOUS_CONNECT_URL: Kafka Connect REST address; set, the outbox connector is watched and restarted when FAILED. */
@@ -53,6 +55,7 @@ const schema = z.object({
   SOUS_CONTROL_PLANE_GROUP: z.string().min(1).default('sous-control-plane'),
   SOUS_REPLY_BATCH_SIZE: positiveInt('SOUS_REPLY_BATCH_SIZE', 50),
   SOUS_REPLY_CONCURRENCY: positiveInt('SOUS_REPLY_CONCURRENCY', 4),
+  SOUS_REPLY_TRANSACTIONS: positiveInt('SOUS_REPLY_TRANSACTIONS', 2),
   SOUS_PG_POOL_SIZE: positiveInt('SOUS_PG_POOL_SIZE', 10),
   SOUS_CONNECT_URL: z
     .url({ protocol: /^https?$/, error: 'SOUS_CONNECT_URL must be an http(s) URL (http://host:8083)' })
@@ -90,6 +93,7 @@ export function loadEnvironmentConfig(env: NodeJS.ProcessEnv = process.env): Env
     groupId: e.SOUS_CONTROL_PLANE_GROUP,
     replyBatchSize: e.SOUS_REPLY_BATCH_SIZE,
     partitionsConsumedConcurrently: e.SOUS_REPLY_CONCURRENCY,
+    replyTransactions: e.SOUS_REPLY_TRANSACTIONS,
     poolSize: e.SOUS_PG_POOL_SIZE,
     connectUrl: e.SOUS_CONNECT_URL,
     connectorName: e.SOUS_OUTBOX_CONNECTOR,
