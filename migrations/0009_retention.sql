@@ -32,7 +32,7 @@ $$;
 -- ---- Indexes ----------------------------------------------------------------------
 
 -- The purge's candidates: root executions (sub-recipes go with their root) that have
--- finished, per recipe name, oldest finish first. An entry is written once, when an
+-- finished before a cutoff, per recipe name. An entry is written once, when an
 -- execution finishes (that update changes status, so it is not HOT anyway); none of
 -- these columns changes on a step, so per-step updates of the row stay HOT.
 CREATE INDEX execution_retention ON sous.execution (recipe_name, finished_at)

@@ -50,8 +50,10 @@ const FINISHED = ['completed', 'failed', 'cancelled'];
 
 /**
  * Locks up to `limit` root executions of `recipeNames` that finished before
- * `finishedBefore`, oldest finish first, with every execution below them (sub-recipes,
- * at any depth), and returns them all. A root with a descendant not finished is left
+ * `finishedBefore`, with every execution below them (sub-recipes, at any depth), and
+ * returns them all. In no particular order: every one found is due, and without an ORDER
+ * BY the scan of the execution_retention index stops at the limit, where sorting would
+ * read (and check) every expired root first: millions, when retention is first enabled. A root with a descendant not finished is left
  * out: its tree is purged once the whole of it has finished. Roots another transaction
  * holds are skipped (SKIP LOCKED), so control planes purging at once take different
  * batches and never wait on a decision.
@@ -85,7 +87,6 @@ export async function lockExpiredExecutionTrees(
           )
           SELECT FROM below WHERE below.status <> ALL(${FINISHED}::text[])
         )
-      ORDER BY e.finished_at
       LIMIT ${limit}
       FOR UPDATE SKIP LOCKED
     ),

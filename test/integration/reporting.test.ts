@@ -745,8 +745,10 @@ describe('version 1 stays as it was', () => {
       connectionString: `postgres://${stackConfig.pgUser}@127.0.0.1:${stackConfig.pgPort}/${scratch}`,
       poolSize: 1,
     });
+    // Not through connect(): this client must be gone before its database is dropped.
+    const owner = new pg.Client({ ...host, user: stackConfig.pgUser, database: scratch, options: utc });
     try {
-      const owner = await connect(stackConfig.pgUser, scratch);
+      await owner.connect();
       const definitions = () =>
         rows(
           owner,
@@ -763,6 +765,7 @@ describe('version 1 stays as it was', () => {
       assert.ok((await migrate(kysely)).includes('0009_retention'));
       assert.deepEqual(await definitions(), before);
     } finally {
+      await owner.end();
       await kysely.destroy();
       await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(scratch)} WITH (FORCE)`);
     }
