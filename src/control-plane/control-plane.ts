@@ -493,6 +493,16 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
             db,
             { retention: config.retention, batchSize: config.retentionBatchSize },
             log,
+            (report) => {
+              const purged = metrics.retentionPurged;
+              purged.inc({ table: 'execution' }, report.executions);
+              purged.inc({ table: 'execution_event' }, report.events);
+              purged.inc({ table: 'step' }, report.steps);
+              purged.inc({ table: 'step_attempt' }, report.attempts);
+              purged.inc({ table: 'foreach_item' }, report.foreachItems);
+              purged.inc({ table: 'payload' }, report.payloads);
+              purged.inc({ table: 'processed_message' }, report.processedMessages);
+            },
           ),
         },
         crontab: [

@@ -107,10 +107,17 @@ export async function purgeExpiredExecutions(db: Kysely<Database>, options: Purg
   return report;
 }
 
-/** The cron task: one run of purgeExpiredExecutions, logged when it purged anything. */
-export function retentionTask(db: Kysely<Database>, options: PurgeOptions, log: Logger): Task {
+/** The cron task: one run of purgeExpiredExecutions, logged and handed to `purged` when it purged anything. */
+export function retentionTask(
+  db: Kysely<Database>,
+  options: PurgeOptions,
+  log: Logger,
+  purged: (report: PurgeReport) => void = () => undefined,
+): Task {
   return async () => {
     const report = await purgeExpiredExecutions(db, options);
-    if (report.executions > 0 || report.more) log.info({ retention: report }, 'retention purge');
+    if (report.executions === 0 && !report.more) return;
+    log.info({ retention: report }, 'retention purge');
+    purged(report);
   };
 }
