@@ -49,7 +49,7 @@ import {
 import { PlanCache } from './plan-cache.js';
 import { registerRecipe, type RegisteredRecipe } from './recipes.js';
 import { defaultDecisionEnvironment, type DecisionEnvironment } from './run-decision.js';
-import { RETENTION_CRONTAB, RETENTION_TASK, retentionTask } from './retention.js';
+import { RETENTION_TASK, retentionCrontab, retentionTask } from './retention.js';
 import { DEFAULT_RETENTION_MS, MIN_RETENTION_MS } from './retention-policy.js';
 import { timerTask } from './timers.js';
 import { DEAD_LETTER_JOB_TASK, deadLetterJobTask, resumeStaleDeadLetterJobs } from './dead-letter-job.js';
@@ -505,10 +505,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
             },
           ),
         },
-        crontab: [
-          `* * * * * ${DEAD_LETTER_JOB_TASK}_sweep`,
-          ...(config.retention === 'off' ? [] : [RETENTION_CRONTAB]),
-        ].join('\n'),
+        crontab: [`* * * * * ${DEAD_LETTER_JOB_TASK}_sweep`, ...retentionCrontab(config.retention)].join('\n'),
       });
       consumer = await runJsonConsumer({
         kafka,

@@ -28,6 +28,11 @@ export const RETENTION_TASK = 'sous_retention';
  */
 export const RETENTION_CRONTAB = `*/5 * * * * ${RETENTION_TASK}`;
 
+/** The crontab lines of the purge: none when retention is off. */
+export function retentionCrontab(retention: RetentionSetting): string[] {
+  return retention === 'off' ? [] : [RETENTION_CRONTAB];
+}
+
 export interface PurgeOptions {
   /** The default retention; `off` purges nothing. */
   readonly retention: RetentionSetting;

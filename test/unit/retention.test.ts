@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { loadEnvironmentConfig } from '../../src/config.js';
 import { createControlPlane } from '../../src/control-plane/control-plane.js';
+import { retentionCrontab } from '../../src/control-plane/retention.js';
 import {
   DEFAULT_RETENTION_MS,
   parseRetentionSetting,
@@ -66,6 +67,12 @@ describe('retention settings', () => {
       () => loadEnvironmentConfig({ ...env, SOUS_RETENTION_BATCH_SIZE: '0' }),
       /SOUS_RETENTION_BATCH_SIZE must be 1 to 10000/,
     );
+  });
+
+  it('schedules the purge every 5 minutes, and not at all when off', () => {
+    assert.deepEqual(retentionCrontab(30 * DAY), ['*/5 * * * * sous_retention']);
+    assert.deepEqual(retentionCrontab('forever'), ['*/5 * * * * sous_retention']);
+    assert.deepEqual(retentionCrontab('off'), []);
   });
 
   it('the control-plane options are checked at once', () => {
