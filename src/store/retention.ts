@@ -72,33 +72,44 @@ export async function lockExpiredExecutionTrees(
     finished_at: Date;
   }>`/* sous:lockExpiredExecutionTrees */
     WITH RECURSIVE roots AS (
-      SELECT e.id
+      SELECT e.id, e.last_seq, e.created_at, e.finished_at
       FROM sous.execution AS e
       WHERE e.recipe_name = ANY(${[...recipeNames]}::text[])
         AND e.parent_execution_id IS NULL
         AND e.finished_at IS NOT NULL
         AND e.finished_at < ${finishedBefore}
         AND e.status = ANY(${FINISHED}::text[])
-        AND NOT EXISTS (
-          WITH RECURSIVE below AS (
-            SELECT c.id, c.status FROM sous.execution AS c WHERE c.parent_execution_id = e.id
-            UNION ALL
-            SELECT c.id, c.status FROM below AS b JOIN sous.execution AS c ON c.parent_execution_id = b.id
+        -- Most roots have no sub-recipe: one probe of the execution_parent index says so,
+        -- and the walk down the tree runs only for the roots that have one.
+        AND (
+          NOT EXISTS (SELECT FROM sous.execution AS c WHERE c.parent_execution_id = e.id)
+          OR NOT EXISTS (
+            WITH RECURSIVE below AS (
+              SELECT c.id, c.status FROM sous.execution AS c WHERE c.parent_execution_id = e.id
+              UNION ALL
+              SELECT c.id, c.status FROM below AS b JOIN sous.execution AS c ON c.parent_execution_id = b.id
+            )
+            SELECT FROM below WHERE below.status <> ALL(${FINISHED}::text[])
           )
-          SELECT FROM below WHERE below.status <> ALL(${FINISHED}::text[])
         )
       LIMIT ${limit}
       FOR UPDATE SKIP LOCKED
     ),
-    tree AS (
-      SELECT r.id AS root_id, r.id FROM roots AS r
+    below AS (
+      SELECT r.id AS root_id, c.id FROM roots AS r JOIN sous.execution AS c ON c.parent_execution_id = r.id
       UNION ALL
-      SELECT t.root_id, c.id FROM tree AS t JOIN sous.execution AS c ON c.parent_execution_id = t.id
+      SELECT b.root_id, c.id FROM below AS b JOIN sous.execution AS c ON c.parent_execution_id = b.id
+    ),
+    -- The sub-recipe executions are locked too (they are finished: nothing else should
+    -- hold them, so this waits at most for a stray decision, within the lock timeout).
+    locked_below AS (
+      SELECT b.root_id, e.id, e.last_seq, e.created_at, e.finished_at
+      FROM below AS b JOIN sous.execution AS e ON e.id = b.id
+      FOR UPDATE OF e
     )
-    SELECT t.root_id, e.id, e.last_seq, e.created_at, e.finished_at
-    FROM tree AS t JOIN sous.execution AS e ON e.id = t.id
-    ORDER BY t.root_id, e.created_at
-    FOR UPDATE OF e`.execute(trx);
+    SELECT r.id AS root_id, r.id, r.last_seq, r.created_at, r.finished_at FROM roots AS r
+    UNION ALL
+    SELECT * FROM locked_below`.execute(trx);
   return rows.map((r) => ({
     rootId: r.root_id,
     id: r.id,
