@@ -208,7 +208,7 @@ export interface ControlPlaneOptions {
   /**
    * Finished executions (completed, failed, cancelled) older than this many milliseconds
    * since they finished are purged with all their rows, sub-recipe executions with their
-   * root, by a cron task every 5 minutes (only processes that consume run it). A recipe's
+   * root, by a cron task every minute (only processes that consume run it). A recipe's
    * own `retention` wins. `forever`: only recipes that declare a retention are purged;
    * `off`: nothing is purged. At least 60000. @default 2592000000 (30 days)
    */

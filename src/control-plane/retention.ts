@@ -22,11 +22,13 @@ import { purgeGroups, takeBatch, type RetentionSetting } from './retention-polic
 export const RETENTION_TASK = 'sous_retention';
 
 /**
- * Every 5 minutes: graphile's cron runs each tick once across all control planes, and a
- * run does at most `maxRunMs` of work, so it holds one of the timer slots only briefly
- * (timers share the runner's concurrency).
+ * Every minute: graphile's cron runs each tick once across all control planes. A run
+ * with nothing due costs one read of the recipes and one index probe per retention; a
+ * run does at most `maxRunMs` (20 s) of work, so under a backlog it holds one of the
+ * timer slots (timers share the runner's concurrency) a third of the time, and purges
+ * about 250,000 events a minute (bench: ~13,000 events/s on 2 cores).
  */
-export const RETENTION_CRONTAB = `*/5 * * * * ${RETENTION_TASK}`;
+export const RETENTION_CRONTAB = `* * * * * ${RETENTION_TASK}`;
 
 /** The crontab lines of the purge: none when retention is off. */
 export function retentionCrontab(retention: RetentionSetting): string[] {

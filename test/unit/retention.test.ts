@@ -69,9 +69,9 @@ describe('retention settings', () => {
     );
   });
 
-  it('schedules the purge every 5 minutes, and not at all when off', () => {
-    assert.deepEqual(retentionCrontab(30 * DAY), ['*/5 * * * * sous_retention']);
-    assert.deepEqual(retentionCrontab('forever'), ['*/5 * * * * sous_retention']);
+  it('schedules the purge every minute, and not at all when off', () => {
+    assert.deepEqual(retentionCrontab(30 * DAY), ['* * * * * sous_retention']);
+    assert.deepEqual(retentionCrontab('forever'), ['* * * * * sous_retention']);
     assert.deepEqual(retentionCrontab('off'), []);
   });
 
