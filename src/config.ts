@@ -1,4 +1,9 @@
 import { z } from 'zod';
+import {
+  DEFAULT_RETENTION_MS,
+  parseRetentionSetting,
+  type RetentionSetting,
+} from './control-plane/retention-policy.js';
 import { integerVariable, parseEnvironment } from './env.js';
 import { ConfigInvalidError } from './errors.js';
 
@@ -33,6 +38,14 @@ export interface EnvironmentConfig {
   readonly metricsHost: string;
   /** SOUS_METRICS_SAMPLE_MS: how often gauges read from PostgreSQL and Kafka are refreshed. @default 10000 */
   readonly sampleIntervalMs: number;
+  /**
+   * SOUS_RETENTION: how long finished executions are kept before they are purged, a
+   * duration (`30d`, `12h`, at least `1m`); `forever`: only recipes declaring their own
+   * retention are purged; `off`: nothing is. @default 30d
+   */
+  readonly retention: RetentionSetting;
+  /** SOUS_RETENTION_BATCH_SIZE: root executions purged per transaction. @default 500 */
+  readonly retentionBatchSize: number;
 }
 
 const positiveInt = (name: string, fallback: number) =>
@@ -77,6 +90,27 @@ const schema = z.object({
     .int('SOUS_METRICS_SAMPLE_MS must be a whole number of milliseconds')
     .min(100, 'SOUS_METRICS_SAMPLE_MS must be at least 100')
     .default(10_000),
+  SOUS_RETENTION: z
+    .string()
+    .transform((value, ctx) => {
+      const setting = parseRetentionSetting(value);
+      if (setting === undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          message: 'SOUS_RETENTION must be a duration of at least 1m (e.g. 30d, 12h), forever or off',
+        });
+        return z.NEVER;
+      }
+      return setting;
+    })
+    .optional(),
+  SOUS_RETENTION_BATCH_SIZE: integerVariable(500, {
+    min: 1,
+    max: 10_000,
+    notANumber: 'SOUS_RETENTION_BATCH_SIZE must be a whole number',
+    notWhole: 'SOUS_RETENTION_BATCH_SIZE must be a whole number',
+    outOfRange: 'SOUS_RETENTION_BATCH_SIZE must be 1 to 10000',
+  }),
 });
 
 export function loadEnvironmentConfig(env: NodeJS.ProcessEnv = process.env): EnvironmentConfig {
@@ -100,5 +134,7 @@ export function loadEnvironmentConfig(env: NodeJS.ProcessEnv = process.env): Env
     metricsPort: e.SOUS_METRICS_PORT === 'off' ? undefined : e.SOUS_METRICS_PORT,
     metricsHost: e.SOUS_METRICS_HOST,
     sampleIntervalMs: e.SOUS_METRICS_SAMPLE_MS,
+    retention: e.SOUS_RETENTION ?? DEFAULT_RETENTION_MS,
+    retentionBatchSize: e.SOUS_RETENTION_BATCH_SIZE,
   };
 }
