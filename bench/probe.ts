@@ -27,6 +27,8 @@ export interface RowCounts {
   /**
    * Index entries written: every inserted row and every non-HOT update adds one entry to
    * each index of its table (partial indexes counted as if they matched: an upper bound).
+   * BRIN indexes are not counted: they keep one summary per range of pages, not an entry
+   * per row, and an insert only widens a summary when its value falls outside it.
    */
   readonly indexInsertions: number;
 }
@@ -94,7 +96,9 @@ export async function openProbe(config: StackConfig): Promise<Probe> {
         `SELECT coalesce(sum(t.n_tup_ins), 0)::text AS ins, coalesce(sum(t.n_tup_upd), 0)::text AS upd,
            coalesce(sum(t.n_tup_hot_upd), 0)::text AS hot,
            coalesce(sum((t.n_tup_ins + t.n_tup_upd - t.n_tup_hot_upd)
-             * (SELECT count(*) FROM pg_index i WHERE i.indrelid = t.relid)), 0)::text AS idx
+             * (SELECT count(*) FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+                  JOIN pg_am am ON am.oid = ic.relam
+                WHERE i.indrelid = t.relid AND am.amname <> 'brin')), 0)::text AS idx
          FROM pg_stat_user_tables t`,
       );
       return {

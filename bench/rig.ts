@@ -58,6 +58,8 @@ export async function startRig({ config, name, slowMs, workerConcurrency }: RigO
       SOUS_KAFKA_BROKERS: brokers,
       SOUS_REPLY_TOPIC: replyTopic,
       SOUS_CONTROL_PLANE_GROUP: `sous-bench-cp-${tag}`,
+      // Any free port: several control planes (or a developer's) may run on this host.
+      SOUS_METRICS_PORT: '0',
     },
     'control plane ready',
     join(logs, `control-plane-${tag}.log`),

@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { recipe } from '../src/recipe/builder.js';
+import { reportingWorkload } from './reporting.js';
 import { loadStackConfig } from '../src/stack/config.js';
 import { migrateStack } from '../src/stack/stack.js';
 import { openProbe, STARTER_ROLE, type Marks, type Probe, type RowCounts } from './probe.js';
@@ -36,6 +37,9 @@ const settingsSchema = z.object({
   BENCH_SLOW_MS: z.coerce.number().int().min(0).default(20),
   BENCH_WORKER_CONCURRENCY: z.coerce.number().int().min(1).default(100),
   BENCH_WORKLOADS: z.string().default('low,saturation,long,foreach'),
+  // The reporting workload (not in the default list: it writes 1,000,000 events).
+  BENCH_REPORTING_EVENTS: z.coerce.number().int().min(10).default(1_000_000),
+  BENCH_REPORTING_DAYS: z.coerce.number().int().min(1).default(7),
 });
 const parsedSettings = settingsSchema.safeParse(process.env);
 if (!parsedSettings.success) {
@@ -253,6 +257,13 @@ if (workloads.has('foreach'))
     key: 'foreach',
     title: `forEach over ${settings.BENCH_FOREACH_ITEMS} items, concurrency 100, step of ${settings.BENCH_SLOW_MS} ms`,
     run: (probe) => forEachWorkload(probe, settings.BENCH_FOREACH_ITEMS, settings.BENCH_SLOW_MS),
+  });
+
+if (workloads.has('reporting'))
+  plans.push({
+    key: 'reporting',
+    title: `reporting_v2 with a 1-hour window over ${settings.BENCH_REPORTING_EVENTS} seeded events (${settings.BENCH_REPORTING_DAYS} days), then the retention purge`,
+    run: () => reportingWorkload(config, settings.BENCH_REPORTING_EVENTS, settings.BENCH_REPORTING_DAYS),
   });
 
 const controlPlaneSettings = {

@@ -126,6 +126,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       SOUS_KAFKA_BROKERS: brokers,
       SOUS_REPLY_TOPIC: replyTopic,
       SOUS_CONTROL_PLANE_GROUP: `sous-chaos-cp-${run}`,
+      // Any free port: several control planes (or a developer's) may run on this host.
+      SOUS_METRICS_PORT: '0',
       // Debezium ends FAILED when PostgreSQL restarts under it; the control plane restarts it.
       SOUS_CONNECT_URL: connectUrl(config),
     },

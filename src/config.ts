@@ -1,4 +1,9 @@
 import { z } from 'zod';
+import {
+  DEFAULT_RETENTION_MS,
+  parseRetentionSetting,
+  type RetentionSetting,
+} from './control-plane/retention-policy.js';
 import { integerVariable, parseEnvironment } from './env.js';
 import { ConfigInvalidError } from './errors.js';
 
@@ -16,6 +21,8 @@ export interface EnvironmentConfig {
   readonly replyBatchSize: number;
   /** SOUS_REPLY_CONCURRENCY: reply partitions decided at once. @default 4 */
   readonly partitionsConsumedConcurrently: number;
+  /** SOUS_REPLY_TRANSACTIONS: reply transactions at once (chunks of several partitions share one). @default 2 */
+  readonly replyTransactions: number;
   /** SOUS_PG_POOL_SIZE: PostgreSQL connections of the process. @default 10 */
   readonly poolSize: number;
   /** SOUS_CONNECT_URL: Kafka Connect REST address; set, the outbox connector is watched and restarted when FAILED. */
@@ -31,6 +38,14 @@ export interface EnvironmentConfig {
   readonly metricsHost: string;
   /** SOUS_METRICS_SAMPLE_MS: how often gauges read from PostgreSQL and Kafka are refreshed. @default 10000 */
   readonly sampleIntervalMs: number;
+  /**
+   * SOUS_RETENTION: how long finished executions are kept before they are purged, a
+   * duration (`30d`, `12h`, at least `1m`); `forever`: only recipes declaring their own
+   * retention are purged; `off`: nothing is. @default 30d
+   */
+  readonly retention: RetentionSetting;
+  /** SOUS_RETENTION_BATCH_SIZE: root executions purged per transaction. @default 500 */
+  readonly retentionBatchSize: number;
 }
 
 const positiveInt = (name: string, fallback: number) =>
@@ -53,6 +68,7 @@ const schema = z.object({
   SOUS_CONTROL_PLANE_GROUP: z.string().min(1).default('sous-control-plane'),
   SOUS_REPLY_BATCH_SIZE: positiveInt('SOUS_REPLY_BATCH_SIZE', 50),
   SOUS_REPLY_CONCURRENCY: positiveInt('SOUS_REPLY_CONCURRENCY', 4),
+  SOUS_REPLY_TRANSACTIONS: positiveInt('SOUS_REPLY_TRANSACTIONS', 2),
   SOUS_PG_POOL_SIZE: positiveInt('SOUS_PG_POOL_SIZE', 10),
   SOUS_CONNECT_URL: z
     .url({ protocol: /^https?$/, error: 'SOUS_CONNECT_URL must be an http(s) URL (http://host:8083)' })
@@ -74,6 +90,27 @@ const schema = z.object({
     .int('SOUS_METRICS_SAMPLE_MS must be a whole number of milliseconds')
     .min(100, 'SOUS_METRICS_SAMPLE_MS must be at least 100')
     .default(10_000),
+  SOUS_RETENTION: z
+    .string()
+    .transform((value, ctx) => {
+      const setting = parseRetentionSetting(value);
+      if (setting === undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          message: 'SOUS_RETENTION must be a duration of at least 1m (e.g. 30d, 12h), forever or off',
+        });
+        return z.NEVER;
+      }
+      return setting;
+    })
+    .optional(),
+  SOUS_RETENTION_BATCH_SIZE: integerVariable(500, {
+    min: 1,
+    max: 10_000,
+    notANumber: 'SOUS_RETENTION_BATCH_SIZE must be a whole number',
+    notWhole: 'SOUS_RETENTION_BATCH_SIZE must be a whole number',
+    outOfRange: 'SOUS_RETENTION_BATCH_SIZE must be 1 to 10000',
+  }),
 });
 
 export function loadEnvironmentConfig(env: NodeJS.ProcessEnv = process.env): EnvironmentConfig {
@@ -90,11 +127,14 @@ export function loadEnvironmentConfig(env: NodeJS.ProcessEnv = process.env): Env
     groupId: e.SOUS_CONTROL_PLANE_GROUP,
     replyBatchSize: e.SOUS_REPLY_BATCH_SIZE,
     partitionsConsumedConcurrently: e.SOUS_REPLY_CONCURRENCY,
+    replyTransactions: e.SOUS_REPLY_TRANSACTIONS,
     poolSize: e.SOUS_PG_POOL_SIZE,
     connectUrl: e.SOUS_CONNECT_URL,
     connectorName: e.SOUS_OUTBOX_CONNECTOR,
     metricsPort: e.SOUS_METRICS_PORT === 'off' ? undefined : e.SOUS_METRICS_PORT,
     metricsHost: e.SOUS_METRICS_HOST,
     sampleIntervalMs: e.SOUS_METRICS_SAMPLE_MS,
+    retention: e.SOUS_RETENTION ?? DEFAULT_RETENTION_MS,
+    retentionBatchSize: e.SOUS_RETENTION_BATCH_SIZE,
   };
 }

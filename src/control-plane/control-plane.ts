@@ -50,6 +50,8 @@ import {
 import { PlanCache } from './plan-cache.js';
 import { registerRecipe, type RegisteredRecipe } from './recipes.js';
 import { defaultDecisionEnvironment, type DecisionEnvironment } from './run-decision.js';
+import { RETENTION_TASK, retentionCrontab, retentionTask } from './retention.js';
+import { DEFAULT_RETENTION_MS, MIN_RETENTION_MS } from './retention-policy.js';
 import { timerTask } from './timers.js';
 import { DEAD_LETTER_JOB_TASK, deadLetterJobTask, resumeStaleDeadLetterJobs } from './dead-letter-job.js';
 import { AdminHandle, describeCluster } from '../kafka/consumer-lag.js';
@@ -117,6 +119,22 @@ const optionsSchema = z.strictObject({
   checkTimeoutMs: z.number().int().positive().default(2_000),
   outboxSlot: z.string().min(1).default('sous_outbox'),
   processMetrics: z.boolean().default(true),
+  retention: z
+    .union([
+      z.literal('off'),
+      z.literal('forever'),
+      z
+        .number()
+        .int('retention must be whole milliseconds, forever or off')
+        .min(MIN_RETENTION_MS, 'retention must be at least 60000 ms (1 minute), forever or off'),
+    ])
+    .default(DEFAULT_RETENTION_MS),
+  retentionBatchSize: z
+    .number()
+    .int()
+    .min(1, 'retentionBatchSize must be 1 to 10000')
+    .max(10_000, 'retentionBatchSize must be 1 to 10000')
+    .default(500),
 });
 
 /** Options of a control-plane process. */
@@ -197,6 +215,16 @@ export interface ControlPlaneOptions {
    * when another registry of the same process already has them. @default true
    */
   readonly processMetrics?: boolean;
+  /**
+   * Finished executions (completed, failed, cancelled) older than this many milliseconds
+   * since they finished are purged with all their rows, sub-recipe executions with their
+   * root, by a cron task every minute (only processes that consume run it). A recipe's
+   * own `retention` wins. `forever`: only recipes that declare a retention are purged;
+   * `off`: nothing is purged. At least 60000. @default 2592000000 (30 days)
+   */
+  readonly retention?: number | 'forever' | 'off';
+  /** Root executions purged per transaction (a batch also stops at 100,000 events). @default 500 */
+  readonly retentionBatchSize?: number;
   readonly logger?: Logger;
 }
 
@@ -524,8 +552,23 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
           [`${DEAD_LETTER_JOB_TASK}_sweep`]: async () => {
             await resumeStaleDeadLetterJobs(db);
           },
+          [RETENTION_TASK]: retentionTask(
+            db,
+            { retention: config.retention, batchSize: config.retentionBatchSize },
+            log,
+            (report) => {
+              const purged = metrics.retentionPurged;
+              purged.inc({ table: 'execution' }, report.executions);
+              purged.inc({ table: 'execution_event' }, report.events);
+              purged.inc({ table: 'step' }, report.steps);
+              purged.inc({ table: 'step_attempt' }, report.attempts);
+              purged.inc({ table: 'foreach_item' }, report.foreachItems);
+              purged.inc({ table: 'payload' }, report.payloads);
+              purged.inc({ table: 'processed_message' }, report.processedMessages);
+            },
+          ),
         },
-        crontab: `* * * * * ${DEAD_LETTER_JOB_TASK}_sweep`,
+        crontab: [`* * * * * ${DEAD_LETTER_JOB_TASK}_sweep`, ...retentionCrontab(config.retention)].join('\n'),
       });
       consumer = await runJsonConsumer({
         kafka,

@@ -87,6 +87,14 @@ export class ControlPlaneMetrics {
     labelNames: ['status'] as const,
     registers: [this.registry],
   });
+  readonly retentionPurged = new Counter({
+    name: 'sous_retention_purged_rows_total',
+    help:
+      'Rows deleted by the retention purge, by table: execution, execution_event, step, step_attempt, ' +
+      'foreach_item, payload, processed_message.',
+    labelNames: ['table'] as const,
+    registers: [this.registry],
+  });
 
   // Sampled gauges (see ClusterSampler): read from PostgreSQL and Kafka every interval.
   readonly executions = new Gauge({

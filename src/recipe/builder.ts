@@ -110,6 +110,7 @@ export class StepsBuilder {
 export class RecipeBuilder extends StepsBuilder {
   #description: string | undefined;
   #output: string | undefined;
+  #retention: Duration | 'forever' | undefined;
   constructor(readonly name: string) {
     super();
   }
@@ -125,6 +126,16 @@ export class RecipeBuilder extends StepsBuilder {
     return this;
   }
 
+  /**
+   * How long finished executions are kept before the control plane purges them (at
+   * least 1m), or `'forever'`. The latest registered version decides for all versions.
+   * @default the control plane's retention (SOUS_RETENTION, 30d)
+   */
+  retention(retention: Duration | 'forever'): this {
+    this.#retention = retention;
+    return this;
+  }
+
   /** Validates and compiles, exactly as a YAML recipe is: throws RecipeInvalidError. */
   build(): RecipePlan {
     return compileRecipe({
@@ -132,6 +143,7 @@ export class RecipeBuilder extends StepsBuilder {
       ...(this.#description === undefined ? {} : { description: this.#description }),
       steps: this.list(),
       ...(this.#output === undefined ? {} : { output: this.#output }),
+      ...(this.#retention === undefined ? {} : { retention: this.#retention }),
     });
   }
 }

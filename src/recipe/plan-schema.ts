@@ -82,6 +82,7 @@ export const planSchema: z.ZodType<RecipePlan> = z.strictObject({
   description: z.string().optional(),
   steps: z.array(stepPlan),
   output: z.string().optional(),
+  retention: z.union([z.literal('forever'), z.strictObject({ maxAgeMs: z.number() })]).optional(),
 });
 
 /** Keys only the plan form has: a document holding one was meant as a plan. */
@@ -93,6 +94,7 @@ const PLAN_ONLY_KEYS = new Set([
   'heartbeatMs',
   'durationMs',
   'timeoutMs',
+  'maxAgeMs',
 ]);
 
 /** Whether a JSON document uses keys only the plan form has (to report the plan's issues). */
@@ -185,5 +187,6 @@ export function planToAuthoring(plan: RecipePlan): RecipeAuthoring {
     description: plan.description,
     steps: plan.steps.map(toAuthoringStep),
     output: plan.output,
+    retention: plan.retention === undefined || plan.retention === 'forever' ? plan.retention : plan.retention.maxAgeMs,
   });
 }

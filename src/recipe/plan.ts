@@ -123,6 +123,14 @@ export interface WaitForSignalStep extends StepBase {
 
 export type Step = TaskStep | ParallelStep | ForEachStep | SubRecipeStep | SleepStep | WaitForSignalStep;
 
+/**
+ * How long finished executions of a recipe are kept: purged `maxAgeMs` after they
+ * finished, or never. The latest registered version of a recipe decides for the
+ * executions of all its versions (a retention is a property of the recipe's history, and
+ * a new version that shortens it must shorten it for what came before too).
+ */
+export type Retention = 'forever' | { readonly maxAgeMs: number };
+
 export interface RecipePlan {
   /** /^[a-z][a-z0-9._-]*$/ */
   readonly name: string;
@@ -130,4 +138,6 @@ export interface RecipePlan {
   readonly steps: readonly Step[];
   /** The execution's output. @default all outputs, by name */
   readonly output?: Expression;
+  /** @default the control plane's retention (option `retention`, SOUS_RETENTION) */
+  readonly retention?: Retention;
 }

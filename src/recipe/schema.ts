@@ -6,6 +6,7 @@ import type {
   InputMapping,
   ParallelStep,
   RecipePlan,
+  Retention,
   RetryPolicy,
   SleepStep,
   Step,
@@ -174,11 +175,24 @@ const stepSchema: z.ZodType<StepAuthoring> = z.lazy(() =>
   ),
 );
 
+/** The shortest retention a recipe may ask for: below it a reply or a timer still on its way finds nothing. */
+export const MIN_RETENTION_MS = 60_000;
+const RETENTION_MESSAGE = 'must be a duration of at least 1m (e.g. 30d), or forever';
+const retention = z.union([z.literal('forever'), z.number(), z.string()], { error: RETENTION_MESSAGE }).refine(
+  (v) => {
+    if (v === 'forever') return true;
+    const ms = parseDuration(v);
+    return ms !== undefined && ms >= MIN_RETENTION_MS;
+  },
+  { message: RETENTION_MESSAGE },
+);
+
 export const recipeSchema = z.strictObject({
   name: z.string({ error: 'name is required' }),
   description: z.string().optional(),
   steps: z.array(stepSchema, { error: 'steps must be a list of steps' }),
   output: expression.optional(),
+  retention: retention.optional(),
 });
 export type RecipeAuthoring = z.input<typeof recipeSchema>;
 
@@ -193,6 +207,12 @@ const DEFAULT_RETRY: RetryPolicy = {
 
 function ms(value: number | string | undefined): number | undefined {
   return value === undefined ? undefined : parseDuration(value);
+}
+
+function toRetention(value: number | string | undefined): Retention | undefined {
+  if (value === undefined) return undefined;
+  if (value === 'forever') return 'forever';
+  return { maxAgeMs: parseDuration(value) ?? MIN_RETENTION_MS };
 }
 
 function mapping(value: string | Record<string, string> | undefined): InputMapping | undefined {
@@ -336,6 +356,7 @@ function compileAuthoring(value: unknown): RecipePlan {
     ['description', r.description],
     ['steps', r.steps.map(toStep)],
     ['output', r.output],
+    ['retention', toRetention(r.retention)],
   ]);
   const issues = validatePlan(plan);
   if (issues.length > 0) throw new RecipeInvalidError(issues);

@@ -7,6 +7,7 @@ import { createDatabase } from '../../src/db/database.js';
 import type { Database } from '../../src/db/schema.js';
 import { createKafka, type Kafka } from '../../src/kafka/kafka-client.js';
 import { runOutboxConsumer } from '../../src/kafka/outbox-consumer.js';
+import { ensureTopics } from '../../src/kafka/topics.js';
 import type { OutboxRecord } from '../../src/kafka/outbox-record.js';
 import type { MalformedRecordError } from '../../src/errors.js';
 import { databaseUrl, kafkaBrokers, loadStackConfig, type StackConfig } from '../../src/stack/config.js';
@@ -67,6 +68,10 @@ export async function collectUntil(
   { timeoutMs = 60_000 }: { timeoutMs?: number } = {},
 ): Promise<Collected> {
   const collected: Collected = { records: [], malformed: [] };
+  // Debezium creates a routed topic when it first produces to it, which may be after this
+  // subscribes: a subscription to a topic that does not exist yet fails
+  // (UNKNOWN_TOPIC_OR_PARTITION), so the topics are made (as Connect would make them) first.
+  await ensureTopics(kafka, topics);
   const consumer = await runOutboxConsumer({
     kafka,
     groupId: uniqueName('sous-test-group'),

@@ -47,10 +47,15 @@ function spawnControlPlane(replyTopic: string, groupId: string): Promise<ChildPr
       SOUS_KAFKA_BROKERS: kafkaBrokers(stackConfig).join(','),
       SOUS_REPLY_TOPIC: replyTopic,
       SOUS_CONTROL_PLANE_GROUP: groupId,
+      // Any free port: several control planes (or a developer's) may run on this host.
+      SOUS_METRICS_PORT: '0',
       SOUS_LOG_LEVEL: 'warn',
     },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
+  // Tracked at once, not when it is ready: one that never gets ready must be killed too, or
+  // it keeps this file's process (and the whole test run) alive.
+  children.push(child);
   return new Promise((resolve, reject) => {
     child.stdout.on('data', (chunk: Buffer) => {
       if (chunk.toString().includes('control plane ready')) resolve(child);
@@ -111,7 +116,6 @@ describe('control plane under crashes and load', () => {
     try {
       await api.registerRecipe(recipe);
       const first = await spawnControlPlane(replyTopic, groupId);
-      children.push(first);
       const ids: string[] = [];
       for (let i = 0; i < 20; i++) ids.push((await api.startExecution({ recipe: recipe.name })).executionId);
       // Let some steps happen, then kill the process in the middle of the stream.
@@ -123,7 +127,6 @@ describe('control plane under crashes and load', () => {
       );
       assert.ok((progress.rows[0]?.n ?? 0) < 120, 'killed before the run finished');
       const second = await spawnControlPlane(replyTopic, groupId);
-      children.push(second);
       for (const id of ids) {
         const done = await waitForExecution(api, id, undefined, 90_000);
         assert.equal(done.status, 'completed');
@@ -148,7 +151,6 @@ describe('control plane under crashes and load', () => {
         spawnControlPlane(replyTopic, groupId),
         spawnControlPlane(replyTopic, groupId),
       ]);
-      children.push(a, b);
       const ids = await Promise.all(
         Array.from({ length: 40 }, async () => (await api.startExecution({ recipe: recipe.name })).executionId),
       );

@@ -1,11 +1,15 @@
 // The reporting views (migrations/0005_reporting.sql) over a known workload, in a
-// database of this test's own on the stack's PostgreSQL, and the read-only role.
+// database of this test's own on the stack's PostgreSQL, and the read-only role; the
+// windowed version 2 (0009_retention.sql) over the same workload.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { copyFileSync, mkdtempSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { createDatabase } from '../../src/db/database.js';
-import { migrate } from '../../src/db/migrate.js';
+import { migrate, MIGRATIONS_FOLDER } from '../../src/db/migrate.js';
 import { stackConfig, uniqueName } from '../helpers/stack.js';
 
 const name = uniqueName('sous_test_reporting').replaceAll('-', '_');
@@ -612,6 +616,162 @@ describe('reporting views', () => {
   });
 });
 
+// ---- Version 2: a time window ---------------------------------------------------------
+
+describe('reporting_v2: history reports over a time window', () => {
+  const windowed = [
+    ['execution_summary', 'recipe_name, recipe_version, status'],
+    ['step_latency', 'capability'],
+    ['throughput_per_minute', 'minute'],
+  ] as const;
+
+  it('over a window holding everything, give exactly the rows and columns of version 1', async () => {
+    for (const [report, order] of windowed) {
+      const v1 = await db.query(`SELECT * FROM reporting.${report} ORDER BY ${order}`);
+      const v2 = await db.query(`SELECT * FROM reporting_v2.${report}($1, $2) ORDER BY ${order}`, [
+        at(-3600),
+        at(7200),
+      ]);
+      assert.deepEqual(
+        v2.fields.map((f) => [f.name, f.dataTypeID]),
+        v1.fields.map((f) => [f.name, f.dataTypeID]),
+        `${report}: the same columns, in the same order, of the same types`,
+      );
+      assert.deepEqual(
+        await rows(db, `SELECT * FROM reporting_v2.${report}($1, $2) ORDER BY ${order}`, [at(-3600), at(7200)]),
+        await rows(db, `SELECT * FROM reporting.${report} ORDER BY ${order}`),
+        report,
+      );
+      assert.ok(v1.rows.length > 0, `${report} has rows to compare`);
+    }
+  });
+
+  it('execution_summary: the executions created in [since, until)', async () => {
+    // e2, e3, e4 (created at 60, 120, 180); e5 at 240 is the end of the window, left out.
+    assert.deepEqual(await rows(db, 'SELECT * FROM reporting_v2.execution_summary($1, $2)', [at(60), at(240)]), [
+      {
+        recipe_name: 'orders',
+        recipe_version: 1,
+        status: 'completed',
+        executions: 3,
+        oldest_created_at: printed(60),
+        newest_created_at: printed(180),
+        finished: 3,
+        // 20, 40, 100 s: mean 53.333; median 40; p95 at rank 1.9: 40 + 0.9 * 60.
+        avg_duration_s: 53.333,
+        p50_duration_s: 40,
+        p95_duration_s: 94,
+      },
+    ]);
+  });
+
+  it('step_latency: the attempts scheduled in the window', async () => {
+    const latency = await rows<Record<string, unknown>>(
+      db,
+      `SELECT capability, attempts, completed, failed, in_flight, p50_queue_ms, p50_run_ms
+       FROM reporting_v2.step_latency($1, $2)`,
+      [at(61), at(122)],
+    );
+    // Scheduled at 61 (failed), 65 and 121: queue 50, 200, 300 ms; run 500, 2000, 3000 ms.
+    assert.deepEqual(latency, [
+      {
+        capability: 'payments.charge',
+        attempts: 3,
+        completed: 2,
+        failed: 1,
+        in_flight: 0,
+        p50_queue_ms: 200,
+        p50_run_ms: 2000,
+      },
+    ]);
+  });
+
+  it('throughput_per_minute: the events created in the window, until excluded and now() by default', async () => {
+    const zero = {
+      executions_started: 0,
+      executions_completed: 0,
+      executions_failed: 0,
+      executions_cancelled: 0,
+      steps_completed: 0,
+      steps_failed: 0,
+      steps_failed_final: 0,
+    };
+    // The ExecutionCompleted at 120 is the end of the window: not counted.
+    assert.deepEqual(await rows(db, 'SELECT * FROM reporting_v2.throughput_per_minute($1, $2)', [at(60), at(120)]), [
+      { ...zero, minute: printed(60), executions_started: 1, steps_completed: 1, steps_failed: 1 },
+    ]);
+    assert.deepEqual(
+      await rows(db, 'SELECT minute FROM reporting_v2.throughput_per_minute($1) ORDER BY minute', [at(200)]),
+      [{ minute: printed(240) }, { minute: printed(360) }],
+    );
+    assert.deepEqual(
+      await rows(db, 'SELECT * FROM reporting_v2.throughput_per_minute($1, $2)', [at(120), at(60)]),
+      [],
+      'an empty window has no rows',
+    );
+  });
+
+  it('point-in-time reports are the version 1 views under the version 2 names', async () => {
+    for (const [view, order] of [
+      ['stuck_executions', 'execution_id'],
+      ['dead_letter_backlog', 'capability, error_code'],
+      ['outbox_lag', 'slot_name'],
+    ] as const) {
+      // One statement, so now() (idle_for) is the same for both.
+      const result = await db.query<{ same: boolean; n: number }>(
+        `SELECT (SELECT jsonb_agg(to_jsonb(v) ORDER BY ${order}) FROM reporting.${view} AS v)
+           = (SELECT jsonb_agg(to_jsonb(v) ORDER BY ${order}) FROM reporting_v2.${view} AS v) AS same,
+           (SELECT count(*)::int FROM reporting_v2.${view}) AS n`,
+      );
+      const [row] = result.rows;
+      assert.ok(row !== undefined);
+      assert.equal(row.same, true, view);
+      assert.ok(row.n > 0, `${view} has rows to compare`);
+    }
+  });
+});
+
+describe('version 1 stays as it was', () => {
+  it('migration 0009 changes no view of the schema reporting', async () => {
+    const scratch = uniqueName('sous_test_reporting_v1').replaceAll('-', '_');
+    const folder = mkdtempSync(join(tmpdir(), 'sous-migrations-'));
+    for (const file of readdirSync(MIGRATIONS_FOLDER).filter((f) => /^000[1-8]_.+\.sql$/.test(f))) {
+      copyFileSync(join(MIGRATIONS_FOLDER, file), join(folder, file));
+    }
+    await admin.query(
+      `CREATE DATABASE ${pg.escapeIdentifier(scratch)} OWNER ${pg.escapeIdentifier(stackConfig.pgUser)}`,
+    );
+    const kysely = createDatabase({
+      connectionString: `postgres://${stackConfig.pgUser}@127.0.0.1:${stackConfig.pgPort}/${scratch}`,
+      poolSize: 1,
+    });
+    // Not through connect(): this client must be gone before its database is dropped.
+    const owner = new pg.Client({ ...host, user: stackConfig.pgUser, database: scratch, options: utc });
+    try {
+      await owner.connect();
+      const definitions = () =>
+        rows(
+          owner,
+          `SELECT c.relname, pg_get_viewdef(c.oid) AS definition, obj_description(c.oid, 'pg_class') AS comment,
+             (SELECT jsonb_agg(jsonb_build_array(a.attname, format_type(a.atttypid, a.atttypmod),
+                col_description(c.oid, a.attnum)) ORDER BY a.attnum)
+              FROM pg_attribute AS a WHERE a.attrelid = c.oid AND a.attnum > 0) AS columns,
+             c.relacl::text[] AS privileges
+           FROM pg_class AS c WHERE c.relnamespace = 'reporting'::regnamespace ORDER BY c.relname`,
+        );
+      assert.equal((await migrate(kysely, folder)).at(-1), '0008_hot_updates');
+      const before = await definitions();
+      assert.equal(before.length, 6);
+      assert.ok((await migrate(kysely)).includes('0009_retention'));
+      assert.deepEqual(await definitions(), before);
+    } finally {
+      await owner.end();
+      await kysely.destroy();
+      await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(scratch)} WITH (FORCE)`);
+    }
+  });
+});
+
 // ---- The role ------------------------------------------------------------------------
 
 describe('the role sous_reporting', () => {
@@ -664,5 +824,29 @@ describe('the role sous_reporting', () => {
          (SELECT rolcanlogin FROM pg_roles WHERE rolname = 'sous_reporting') AS login`,
     );
     assert.deepEqual(privileges.rows, [{ usage: false, login: false }]);
+  });
+
+  it('reads every report of version 2; PUBLIC may not run its functions', async () => {
+    const session = await connect(analyst);
+    for (const report of ['execution_summary', 'step_latency', 'throughput_per_minute']) {
+      const result = await session.query(`SELECT count(*)::int AS n FROM reporting_v2.${report}($1, $2)`, [
+        at(0),
+        at(3600),
+      ]);
+      assert.ok((result.rows[0] as { n: number }).n > 0, report);
+    }
+    for (const view of ['stuck_executions', 'dead_letter_backlog', 'outbox_lag']) {
+      const result = await session.query(`SELECT count(*)::int AS n FROM reporting_v2.${view}`);
+      assert.equal(result.rowCount, 1, view);
+    }
+    await assert.rejects(
+      session.query('CREATE VIEW reporting_v2.mine AS SELECT 1 AS one'),
+      /permission denied for schema reporting_v2/,
+    );
+    const publicExecute = await db.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pg_proc AS p CROSS JOIN LATERAL aclexplode(p.proacl) AS acl
+       WHERE p.pronamespace = 'reporting_v2'::regnamespace AND acl.grantee = 0`,
+    );
+    assert.equal(publicExecute.rows[0]?.n, 0);
   });
 });
