@@ -5,7 +5,16 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { buildApi, createControlPlane, createDatabase, getExecution, serveApi } from 'sous';
+import {
+  buildApi,
+  createControlPlane,
+  createDatabase,
+  getExecution,
+  serveApi,
+  SousError,
+  startTracing,
+  type Tracing,
+} from 'sous';
 import { parseRecipeYaml } from 'sous/recipe';
 import { createWorker } from 'sous/worker';
 import { storedAdminToken } from '../src/api/stored-token.js';
@@ -15,6 +24,19 @@ import * as migration from './services/migration.js';
 import * as shop from './services/shop.js';
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
+// First, so every span of the run is recorded (when OTEL_EXPORTER_OTLP_ENDPOINT or
+// OTEL_TRACES_EXPORTER asks for it; the control plane, the API and the services of this
+// one process share it).
+let tracing: Tracing;
+try {
+  tracing = startTracing({ serviceName: 'sous-example' });
+} catch (error) {
+  process.stderr.write(
+    `npm start: ${error instanceof SousError ? `${error.code}: ${error.message}` : String(error)}\n`,
+  );
+  process.exit(2);
+}
+say(`[sous] ${tracing.description}`);
 const config = loadStackConfig();
 const external = process.env.SOUS_DATABASE_URL !== undefined && process.env.SOUS_KAFKA_BROKERS !== undefined;
 if (!external && (process.env.SOUS_DATABASE_URL ?? process.env.SOUS_KAFKA_BROKERS) !== undefined) {
@@ -161,6 +183,7 @@ const shutdown = async () => {
   await Promise.all(workers.map((w) => w.stop()));
   await controlPlane.stop();
   await db.destroy();
+  await tracing.shutdown();
 };
 await new Promise<void>((resolve) => {
   process.once('SIGINT', () => resolve());

@@ -1,6 +1,6 @@
 // npm run api: an API-only process (GraphQL over HTTP and websockets). It consumes no
 // replies: control-plane processes (npm run control-plane) do; run several of either.
-import { buildApi, createControlPlane, serveApi } from 'sous';
+import { buildApi, createControlPlane, serveApi, SousError, startTracing, type Tracing } from 'sous';
 import { z } from 'zod';
 
 const env = z
@@ -19,6 +19,15 @@ if (!env.success) {
   process.exit(2);
 }
 const config = env.data;
+// Tracing: the standard OTEL_* variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_TRACES_EXPORTER, ...).
+let tracing: Tracing;
+try {
+  tracing = startTracing({ serviceName: 'sous-api' });
+} catch (error) {
+  process.stderr.write(`sous api: ${error instanceof SousError ? `${error.code}: ${error.message}` : String(error)}\n`);
+  process.exit(2);
+}
+process.stdout.write(`sous api ${tracing.description}\n`);
 const controlPlane = createControlPlane({
   databaseUrl: config.SOUS_DATABASE_URL,
   brokers: config.SOUS_KAFKA_BROKERS.split(','),
@@ -38,6 +47,7 @@ process.stdout.write(`sous api metrics at ${base}/metrics, health at ${base}/hea
 const stop = async () => {
   await app.close();
   await controlPlane.stop();
+  await tracing.shutdown();
 };
 process.once('SIGTERM', () => void stop());
 process.once('SIGINT', () => void stop());

@@ -3,12 +3,16 @@
 // SOUS_REPLY_BATCH_SIZE, SOUS_REPLY_CONCURRENCY, SOUS_REPLY_TRANSACTIONS, SOUS_PG_POOL_SIZE, SOUS_CONNECT_URL,
 // SOUS_OUTBOX_CONNECTOR, SOUS_METRICS_PORT, SOUS_METRICS_HOST, SOUS_METRICS_SAMPLE_MS for /metrics, /healthz and
 // /readyz, and SOUS_RETENTION, SOUS_RETENTION_BATCH_SIZE for the purge of finished executions).
+// Tracing: the standard OTEL_* variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_TRACES_EXPORTER, ...).
 import { loadEnvironmentConfig } from '../src/config.js';
 import { controlPlaneInternals, createControlPlane } from '../src/control-plane/control-plane.js';
 import { SousError } from '../src/errors.js';
 import { logger } from '../src/logger.js';
+import { startTracing } from '../src/observability/tracing-sdk.js';
 
 try {
+  const tracing = startTracing({ serviceName: 'sous-control-plane' });
+  process.stdout.write(`control plane ${tracing.description}\n`);
   const config = loadEnvironmentConfig();
   const controlPlane = createControlPlane({
     databaseUrl: config.databaseUrl,
@@ -36,13 +40,23 @@ try {
   }
   process.stdout.write('control plane ready\n');
   const stop = () => {
-    controlPlane.stop().then(
-      () => process.exit(0),
-      (error: unknown) => {
-        logger.error({ err: error }, 'control plane did not stop cleanly');
-        process.exit(1);
-      },
-    );
+    // Spans of the last decisions are exported before the process exits.
+    controlPlane
+      .stop()
+      .then(
+        () => tracing.shutdown(),
+        async (error: unknown) => {
+          await tracing.shutdown();
+          throw error;
+        },
+      )
+      .then(
+        () => process.exit(0),
+        (error: unknown) => {
+          logger.error({ err: error }, 'control plane did not stop cleanly');
+          process.exit(1);
+        },
+      );
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);

@@ -21,6 +21,13 @@ export type ControlPlane = PublicControlPlane;
 export const createControlPlane: (options: ControlPlaneOptions) => ControlPlane = createWholeControlPlane;
 export type { StartOptions, Started } from './control-plane/executions.js';
 export type { Readiness, CheckResult } from './observability/readiness.js';
+export {
+  startTracing,
+  tracingSettings,
+  type Tracing,
+  type TracingOptions,
+  type TracingSettings,
+} from './observability/tracing-sdk.js';
 export type { RegisteredRecipe } from './control-plane/recipes.js';
 export { getExecution, getEvents, type ExecutionView, type StepView } from './control-plane/queries.js';
 export { rebuildExecution } from './control-plane/rebuild.js';

@@ -22,6 +22,8 @@ import { withDeadLetterJobResolvers } from './dead-letter-job-resolvers.js';
 import { DateTimeScalar, JsonScalar } from './scalars.js';
 import { withObservabilityLoaders, withObservabilityResolvers } from './observability-resolvers.js';
 import { answerProbe, PROBE_PATHS } from '../observability/probes.js';
+import { ROOT_CONTEXT } from '@opentelemetry/api';
+import { describeOperation, traceGraphqlRequests } from './request-span.js';
 
 const SCHEMA = readFileSync(join(import.meta.dirname, 'schema.graphql'), 'utf8');
 
@@ -84,6 +86,8 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   // Requests are not logged one by one; errors are, through sous's logger.
   const app = Fastify({ logger: false });
 
+  // First: a request's span covers its authentication too.
+  const traceOf = traceGraphqlRequests(app);
   const callerOf = new WeakMap<object, Caller>();
   // Every HTTP GraphQL request authenticates first, before its body is read (so a
   // malformed body from a known caller is a 400 saying so, and an unknown caller's body
@@ -121,7 +125,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     context: (request) => {
       const caller = callerOf.get(request);
       if (caller === undefined) throw new UnauthenticatedError('not authenticated');
-      return { caller, db, controlPlane };
+      return { caller, db, controlPlane, trace: traceOf(request) };
     },
     subscription: {
       onConnect: async ({ payload }) => {
@@ -129,7 +133,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
         const header = raw.authorization ?? raw.Authorization;
         try {
           const caller = await authenticate(db, typeof header === 'string' ? header : undefined);
-          return { caller, db, controlPlane };
+          return { caller, db, controlPlane, trace: ROOT_CONTEXT };
         } catch {
           return false;
         }
@@ -180,6 +184,10 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
       const ran = errors.length === 0 || errors.some((e) => e.path !== undefined);
       return { statusCode: ran ? 200 : 400, response: { data: execution.data ?? null, errors } };
     },
+  });
+
+  app.graphql.addHook('preExecution', (_schema, document, context) => {
+    describeOperation(context.trace, document);
   });
 
   let listener: ChangeListener | undefined;

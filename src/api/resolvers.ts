@@ -1,3 +1,4 @@
+import { context as otelContext, type Context } from '@opentelemetry/api';
 import type { Kysely } from 'kysely';
 import type { IResolvers, MercuriusContext, MercuriusLoaders } from 'mercurius';
 import mercurius from 'mercurius';
@@ -13,6 +14,7 @@ import { isUuid } from '../uuid.js';
 import { writeAudit } from './audit.js';
 import { createApiToken, requireRole, revokeApiToken, type Caller, type Role } from './auth.js';
 import { extensionsOf, InvalidArgumentError } from './errors.js';
+import { traceparentOf } from '../observability/trace-context.js';
 import type { ExecutionChange } from './notifications.js';
 import {
   attemptsOf,
@@ -36,6 +38,8 @@ export interface ApiContext {
   readonly caller: Caller;
   readonly db: Kysely<Database>;
   readonly controlPlane: ControlPlane;
+  /** The request's trace context (its SERVER span): what a mutation's work is a child of. */
+  readonly trace: Context;
 }
 
 declare module 'mercurius' {
@@ -79,7 +83,8 @@ export async function mutation<T>(
     throw error;
   }
   try {
-    const result = await run();
+    // In the request's span: an execution started here is in the caller's trace.
+    const result = await otelContext.with(ctx.trace, run);
     await writeAudit(ctx.db, ctx.caller, operation, args, 'ok');
     return result;
   } catch (error) {
@@ -155,9 +160,13 @@ export const resolvers: IResolvers = {
       mutation(ctx, 'startRecipe', 'operator', args, async () => {
         const version = int(args.version);
         const key = str(args.idempotencyKey);
+        // The request's context, explicitly: it reaches the execution even in a process
+        // without an SDK (whose no-op context manager keeps no active context).
+        const traceparent = traceparentOf(ctx.trace);
         const started = await ctx.controlPlane.startExecution({
           recipe: str(args.recipe) ?? '',
           input: args.input ?? {},
+          ...(traceparent === undefined ? {} : { traceparent }),
           ...(version === undefined ? {} : { version }),
           ...(key === undefined ? {} : { idempotencyKey: key }),
         });

@@ -1,3 +1,4 @@
+import type { Context } from '@opentelemetry/api';
 import type { Kysely } from 'kysely';
 import { z } from 'zod';
 import type { Database } from '../db/schema.js';
@@ -76,8 +77,15 @@ export async function applyReply(
   db: Kysely<Database>,
   env: DecisionEnvironment,
   message: ReplyTopicMessage,
+  /** The reply's CONSUMER span: its decision's parent. */
+  parent?: Context,
 ): Promise<ReplyOutcome> {
-  const outcome = await applyReplies(db, env, [message]);
+  const outcome = await applyReplies(
+    db,
+    env,
+    [message],
+    parent === undefined ? undefined : new Map([[message, parent]]),
+  );
   if (outcome.unknown.length > 0) throw unknownExecution(message);
   return outcome.applied === 1 ? 'applied' : 'duplicate';
 }
@@ -116,6 +124,8 @@ export async function applyReplies(
   db: Kysely<Database>,
   env: DecisionEnvironment,
   messages: readonly ReplyTopicMessage[],
+  /** Per reply, its CONSUMER span: the parent of the decision it triggers. @default the execution's trace */
+  parents?: ReadonlyMap<ReplyTopicMessage, Context>,
 ): Promise<BatchOutcome> {
   return db.transaction().execute(async (trx) => {
     let duplicates = 0;
@@ -141,7 +151,7 @@ export async function applyReplies(
       heartbeats.length === 0 ? new Set<string>() : await recordProcessedMessages(trx, heartbeats);
     // Replies grouped by execution, each group in arrival order: one execution's replies
     // are decided in turn, with one state write for the group.
-    const groups = new Map<string, Trigger[]>();
+    const groups = new Map<string, { triggers: Trigger[]; parents: (Context | undefined)[] }>();
     let decided = 0;
     for (const message of known) {
       if (message.kind === 'step.heartbeat' && !freshHeartbeats.has(message.messageId.toLowerCase())) {
@@ -149,8 +159,9 @@ export async function applyReplies(
         continue;
       }
       const executionId = message.executionId.toLowerCase();
-      const group = groups.get(executionId) ?? [];
-      group.push(triggerOf(message));
+      const group = groups.get(executionId) ?? { triggers: [], parents: [] };
+      group.triggers.push(triggerOf(message));
+      group.parents.push(parents?.get(message));
       groups.set(executionId, group);
       decided++;
     }
@@ -160,7 +171,11 @@ export async function applyReplies(
         trx,
         env,
         locked,
-        [...groups].map(([executionId, triggers]) => ({ executionId, triggers })),
+        [...groups].map(([executionId, { triggers, parents: contexts }]) => ({
+          executionId,
+          triggers,
+          parents: contexts,
+        })),
       ));
     }
     return { applied: decided - ignored, duplicates: duplicates + ignored, unknown };

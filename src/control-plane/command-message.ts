@@ -27,7 +27,8 @@ export function commandMessage(
   env: DecisionEnvironment,
   state: ExecutionState,
   event: StepScheduled,
-  traceparent: string,
+  /** The command's PRODUCER span context (null: not traced). */
+  traceparent: string | null,
   replyTopic: string,
 ): CommandRows {
   const idempotencyKey = idempotencyKeyOf(state.executionId, event.stepKey);
@@ -80,7 +81,7 @@ export function commandMessage(
     aggregateType: 'execution',
     eventType: 'step.command',
     payload: JSON.stringify(command),
-    traceparent,
+    ...(traceparent === null ? {} : { traceparent }),
     correlationId: state.idempotencyKey ?? state.executionId,
     idempotencyKey,
   });
@@ -95,9 +96,10 @@ export function childFinishedMessage(
   status: 'completed' | 'failed' | 'cancelled',
   output: unknown,
   error: StepError | undefined,
-  traceparent: string,
+  /** The message's PRODUCER span context (null: not traced). */
+  traceparent: string | null,
+  messageId: string = newId(),
 ): OutboxRow {
-  const messageId = newId();
   const payload: ChildFinishedMessage = {
     kind: 'child.finished',
     messageId,
@@ -114,6 +116,6 @@ export function childFinishedMessage(
     aggregateType: 'execution',
     eventType: 'child.finished',
     payload: JSON.stringify(payload),
-    traceparent,
+    ...(traceparent === null ? {} : { traceparent }),
   });
 }

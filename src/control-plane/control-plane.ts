@@ -1,3 +1,4 @@
+import { ROOT_CONTEXT, trace, type Context, type Span } from '@opentelemetry/api';
 import { run as runGraphile, type Runner, type Task } from 'graphile-worker';
 import type { Kysely } from 'kysely';
 import { z } from 'zod';
@@ -64,6 +65,15 @@ import { serveProbes, type ProbeServer } from '../observability/probe-server.js'
 import type { Probes } from '../observability/probes.js';
 import { checkReadiness, type Check, type Readiness } from '../observability/readiness.js';
 import { ping } from '../store/observability.js';
+import { ATTR } from '../observability/span-attributes.js';
+import { contextFromHeaders } from '../observability/trace-context.js';
+import { consumerSpan, endSpan } from '../observability/tracing.js';
+
+/** A reply taken from Kafka, with its CONSUMER span's context (its decision's parent). */
+interface ReceivedReply {
+  readonly message: ReplyTopicMessage;
+  readonly trace: Context;
+}
 
 const optionsSchema = z.strictObject({
   databaseUrl: z.string().min(1, 'databaseUrl must be a PostgreSQL connection string'),
@@ -349,18 +359,43 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     });
   };
 
+  /**
+   * The CONSUMER span of one reply record (`process <reply topic>`), child of the
+   * context its headers carry (the worker's PRODUCER span): the parent of its decision.
+   */
+  const replySpan = (origin: RecordOrigin): Span =>
+    consumerSpan(contextFromHeaders(origin.message.headers), {
+      topic: origin.topic,
+      partition: origin.partition,
+      offset: origin.offset,
+      key: origin.key,
+      consumerGroup: config.groupId,
+    });
+  const describeReply = (span: Span, message: ReplyTopicMessage) =>
+    span.setAttributes({
+      [ATTR.messagingMessageId]: message.messageId,
+      [ATTR.executionId]: message.executionId,
+      [ATTR.replyKind]: message.kind,
+    });
+
   /** One parsed reply, one transaction; what can never apply goes to the DLT. */
-  const applyOne = async (message: ReplyTopicMessage, origin: RecordOrigin): Promise<void> => {
+  const applyOne = async (message: ReplyTopicMessage, origin: RecordOrigin, span: Span): Promise<void> => {
     try {
-      const outcome = await observer.run('reply', () => applyReply(db, environment, message), {
-        triggers: (o) => (o === 'applied' ? 1 : 0),
-        runSeconds: runSecondsOf([message]),
-      });
+      const outcome = await observer.run(
+        'reply',
+        () => applyReply(db, environment, message, trace.setSpan(ROOT_CONTEXT, span)),
+        { triggers: (o) => (o === 'applied' ? 1 : 0), runSeconds: runSecondsOf([message]) },
+      );
       metrics.replyBatchSize.observe(1);
       metrics.replies.inc({ outcome: outcome === 'applied' ? 'applied' : 'duplicate' });
+      span.setAttribute('sous.reply.outcome', outcome);
     } catch (error) {
-      if (error instanceof ExecutionNotFoundError) return deadLetter(error, origin);
+      if (error instanceof ExecutionNotFoundError) {
+        span.setAttribute('sous.reply.outcome', 'dead_lettered');
+        return deadLetter(error, origin);
+      }
       if (isDataException(error)) {
+        span.setAttribute('sous.reply.outcome', 'dead_lettered');
         const reason = error instanceof Error ? error.message : String(error);
         return deadLetter(
           new ReplyNotStorableError(`reply ${message.messageId}: PostgreSQL refused a value (${reason})`, {
@@ -375,14 +410,25 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
 
   /** One record, one transaction. */
   const handleOne = async (value: unknown, origin: RecordOrigin): Promise<void> => {
-    let message;
+    const span = replySpan(origin);
     try {
-      message = parseReply(value);
+      let message;
+      try {
+        message = parseReply(value);
+      } catch (error) {
+        if (!(error instanceof ReplyInvalidError)) throw error;
+        span.setAttribute('sous.reply.outcome', 'dead_lettered');
+        await deadLetter(error, origin);
+        endSpan(span, error);
+        return;
+      }
+      describeReply(span, message);
+      await applyOne(message, origin, span);
+      endSpan(span);
     } catch (error) {
-      if (error instanceof ReplyInvalidError) return deadLetter(error, origin);
+      endSpan(span, error);
       throw error;
     }
-    await applyOne(message, origin);
   };
 
   /**
@@ -391,9 +437,11 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
    * transaction fails as a whole, each reply of the chunk is tried alone, so one bad reply
    * cannot hold the others back; replies already applied change nothing the second time.
    */
-  const replies = createBatchCoalescer<ReplyTopicMessage, BatchOutcome>({
-    apply: async (messages) => {
-      const outcome = await observer.run('reply', () => applyReplies(db, environment, messages), {
+  const replies = createBatchCoalescer<ReceivedReply, BatchOutcome>({
+    apply: async (received) => {
+      const messages = received.map((r) => r.message);
+      const parents = new Map(received.map((r) => [r.message, r.trace]));
+      const outcome = await observer.run('reply', () => applyReplies(db, environment, messages, parents), {
         triggers: (o) => o.applied,
         runSeconds: runSecondsOf(messages),
       });
@@ -407,32 +455,47 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
   });
 
   const handleBatch = async (records: readonly { value: unknown; origin: RecordOrigin }[]): Promise<void> => {
-    const parsed: { message: ReplyTopicMessage; origin: RecordOrigin }[] = [];
+    const parsed: { message: ReplyTopicMessage; origin: RecordOrigin; span: Span }[] = [];
     for (const { value, origin } of records) {
+      const span = replySpan(origin);
       try {
-        parsed.push({ message: parseReply(value), origin });
+        const message = parseReply(value);
+        describeReply(span, message);
+        parsed.push({ message, origin, span });
       } catch (error) {
+        endSpan(span, error);
         if (error instanceof ReplyInvalidError) await deadLetter(error, origin);
         else throw error;
       }
     }
     if (parsed.length === 0) return;
-    let outcome;
     try {
-      outcome = await replies.submit(parsed.map((p) => p.message));
-    } catch (error) {
-      log.warn(
-        { reason: error instanceof Error ? error.message : String(error), replies: parsed.length },
-        'a batch of replies failed; applying them one at a time',
-      );
-      for (const { message, origin } of parsed) await applyOne(message, origin);
-      return;
-    }
-    for (const message of outcome.unknown) {
-      const origin = parsed.find((p) => p.message === message)?.origin;
-      if (origin !== undefined) {
-        await deadLetter(unknownExecution(message), origin);
+      let outcome;
+      try {
+        outcome = await replies.submit(
+          parsed.map(({ message, span }) => ({ message, trace: trace.setSpan(ROOT_CONTEXT, span) })),
+        );
+      } catch (error) {
+        log.warn(
+          { reason: error instanceof Error ? error.message : String(error), replies: parsed.length },
+          'a batch of replies failed; applying them one at a time',
+        );
+        for (const { message, origin, span } of parsed) await applyOne(message, origin, span);
+        for (const { span } of parsed) endSpan(span);
+        return;
       }
+      for (const message of outcome.unknown) {
+        const entry = parsed.find((p) => p.message === message);
+        if (entry !== undefined) {
+          entry.span.setAttribute('sous.reply.outcome', 'dead_lettered');
+          await deadLetter(unknownExecution(message), entry.origin);
+        }
+      }
+      for (const { span } of parsed) endSpan(span);
+    } catch (error) {
+      // kafkajs retries the chunk: these spans end failed, the retry makes new ones.
+      for (const { span } of parsed) endSpan(span, error);
+      throw error;
     }
   };
 

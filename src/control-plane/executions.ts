@@ -1,3 +1,4 @@
+import { context as otelContext, SpanKind } from '@opentelemetry/api';
 import { newId } from '../uuid.js';
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
@@ -5,6 +6,9 @@ import { TERMINAL_STATUSES, type ExecutionStatus } from '../engine/state.js';
 import type { Trigger } from '../engine/triggers.js';
 import { ExecutionFinishedError, ExecutionNotFoundError } from './errors.js';
 import { lockExecutions, lockIdempotencyKey } from '../store/executions.js';
+import { ATTR } from '../observability/span-attributes.js';
+import { contextFromTraceparent, traceparentOf } from '../observability/trace-context.js';
+import { inSpan } from '../observability/tracing.js';
 import { latestVersion } from './recipes.js';
 import { runDecision, type DecisionEnvironment } from './run-decision.js';
 
@@ -15,7 +19,10 @@ export interface StartOptions {
   readonly input?: unknown;
   /** Starting twice with the same key returns the first execution. */
   readonly idempotencyKey?: string;
-  /** W3C trace context of the caller; a new trace when absent. */
+  /**
+   * W3C trace context of the caller, for a caller that does not use OpenTelemetry in
+   * process. @default the span active in the caller (a new trace when there is none)
+   */
   readonly traceparent?: string;
 }
 
@@ -26,7 +33,11 @@ export interface Started {
   readonly status: ExecutionStatus;
 }
 
-/** Starts an execution; its first commands commit to the outbox with it. */
+/**
+ * Starts an execution; its first commands commit to the outbox with it. The `start`
+ * span (a child of the caller's span) is the execution's trace context: stored with it,
+ * the parent of its decisions that no message carries (timers, operator requests).
+ */
 export async function startExecution(
   db: Kysely<Database>,
   env: DecisionEnvironment,
@@ -34,28 +45,36 @@ export async function startExecution(
 ): Promise<Started> {
   const version = options.version ?? (await latestVersion(db, options.recipe));
   await env.plans.get(db, options.recipe, version); // RecipeNotFoundError before any write.
-  return db.transaction().execute(async (trx) => {
-    if (options.idempotencyKey !== undefined) {
-      // Two starts with one key at once: the second waits here, then finds the first.
-      const existing = await lockIdempotencyKey(trx, options.idempotencyKey);
-      if (existing !== undefined) return { executionId: existing.id, created: false, status: existing.status };
-    }
-    const executionId = newId();
-    const decision = await runDecision(
-      trx,
-      env,
-      executionId,
-      {
-        kind: 'start',
+  const caller =
+    (options.traceparent === undefined ? undefined : contextFromTraceparent(options.traceparent)) ??
+    otelContext.active();
+  const attributes = { [ATTR.recipeName]: options.recipe, [ATTR.recipeVersion]: version };
+  return inSpan(`start ${options.recipe}`, { kind: SpanKind.INTERNAL, attributes }, caller, async (span, traced) => {
+    const started = await db.transaction().execute(async (trx): Promise<Started> => {
+      if (options.idempotencyKey !== undefined) {
+        // Two starts with one key at once: the second waits here, then finds the first.
+        const existing = await lockIdempotencyKey(trx, options.idempotencyKey);
+        if (existing !== undefined) return { executionId: existing.id, created: false, status: existing.status };
+      }
+      const executionId = newId();
+      const decision = await runDecision(
+        trx,
+        env,
         executionId,
-        recipe: options.recipe,
-        version,
-        input: options.input ?? {},
-        ...(options.idempotencyKey === undefined ? {} : { idempotencyKey: options.idempotencyKey }),
-      },
-      options.traceparent === undefined ? {} : { traceparent: options.traceparent },
-    );
-    return { executionId, created: true, status: decision.state?.status ?? 'running' };
+        {
+          kind: 'start',
+          executionId,
+          recipe: options.recipe,
+          version,
+          input: options.input ?? {},
+          ...(options.idempotencyKey === undefined ? {} : { idempotencyKey: options.idempotencyKey }),
+        },
+        { traceparent: traceparentOf(traced), parent: traced },
+      );
+      return { executionId, created: true, status: decision.state?.status ?? 'running' };
+    });
+    span.setAttributes({ [ATTR.executionId]: started.executionId, 'sous.execution.created': started.created });
+    return started;
   });
 }
 

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { context as otelContext, SpanKind, trace, type Context, type Span } from '@opentelemetry/api';
 import { newId } from '../uuid.js';
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
@@ -16,7 +16,6 @@ import {
 } from '../engine/projection.js';
 import type { ExecutionState } from '../engine/state.js';
 import type { Trigger } from '../engine/triggers.js';
-import type { StepError } from '../protocol/messages.js';
 import type { RecipePlan } from '../recipe/plan.js';
 import { commitDecision, type DecisionWrites } from '../store/decisions.js';
 import { lockExecutions, type ExecutionWrite, type LockedExecution } from '../store/executions.js';
@@ -26,23 +25,28 @@ import type { PayloadRow } from '../store/payloads.js';
 import { selectLatestVersion } from '../store/recipes.js';
 import { selectFinishedItemSteps } from '../store/steps.js';
 import type { TimerJob } from '../store/timers.js';
-import { childFinishedMessage, commandMessage } from './command-message.js';
+import { ATTR } from '../observability/span-attributes.js';
+import { contextFromTraceparent, traceparentOf } from '../observability/trace-context.js';
+import { endSpan, hasSpan, linkIfOtherTrace, producerSpan, tracer } from '../observability/tracing.js';
+import { commandTopic, type StepError } from '../protocol/messages.js';
+import { childFinishedMessage, commandMessage, idempotencyKeyOf } from './command-message.js';
 import type { DecisionEnvironment } from './decision-environment.js';
 import { ExecutionNotFoundError, RecipeNotFoundError } from './errors.js';
 
 export { defaultDecisionEnvironment, TIMER_TASK, type DecisionEnvironment } from './decision-environment.js';
 
-/** A new W3C traceparent: a fresh trace when none is given, else a new span of it. */
-export function childTraceparent(parent: string | null | undefined): string {
-  const traceId = parent?.split('-')[1] ?? randomBytes(16).toString('hex');
-  return `00-${traceId}-${randomBytes(8).toString('hex')}-01`;
-}
-
 /** Triggers for one execution, decided in turn. */
 export interface DecisionRequest {
   readonly executionId: string;
   readonly triggers: readonly Trigger[];
-  /** A new execution's trace context (a start). @default a new trace */
+  /**
+   * Per trigger, the context its decision span is a child of: a reply's CONSUMER span
+   * (when it is in the execution's trace; see #decisionSpan). @default the span active in
+   * the caller when it belongs to the execution's trace (a start), else the execution's
+   * own trace context (a timer, an operator's request, which the decision span links to)
+   */
+  readonly parents?: readonly (Context | undefined)[];
+  /** A new execution's trace context (a start): the start span's. @default none (stored as NULL) */
   readonly traceparent?: string;
   /** A new execution's reply topic (a start). @default the environment's */
   readonly replyTopic?: string;
@@ -57,10 +61,15 @@ interface Pending {
   /** Undefined for an execution this batch starts. */
   readonly locked: LockedExecution | undefined;
   readonly plan: RecipePlan;
-  readonly traceparent: string;
+  readonly version: number;
+  /** The execution's trace context: its start span's, stored with it. */
+  readonly traceparent: string | null;
+  readonly trace: Context | undefined;
   readonly replyTopic: string;
   state: ExecutionState | undefined;
   readonly events: EngineEvent[];
+  /** Per event (same index), the context of the decision span that made it: what its messages are sent under. */
+  readonly eventContexts: Context[];
   readonly opened: OpenedItems[];
   /** The net rows, as the last decision left them. */
   readonly steps: Map<string, StepRow>;
@@ -91,6 +100,8 @@ class DecisionBatch {
   readonly decisions = new Map<string, Decision>();
   /** Triggers that changed nothing: a reply seen before, or one its attempt has moved past. */
   ignored = 0;
+  /** Decision, start and producer spans of the batch: ended once it is written (or failed). */
+  readonly spans: Span[] = [];
 
   constructor(
     private readonly trx: Kysely<Database>,
@@ -101,7 +112,9 @@ class DecisionBatch {
   async decide(request: DecisionRequest, locked: LockedExecution | undefined): Promise<void> {
     const pending = await this.#open(request, locked);
     if (pending === undefined) return;
-    for (const trigger of request.triggers) await this.#decideOne(pending, trigger);
+    for (const [index, trigger] of request.triggers.entries()) {
+      await this.#decideOne(pending, trigger, request.parents?.[index]);
+    }
     await this.#startChildren(pending);
   }
 
@@ -121,14 +134,18 @@ class DecisionBatch {
     } else {
       throw new ExecutionNotFoundError(`no execution ${request.executionId}`);
     }
+    const traceparent = locked?.traceparent ?? request.traceparent ?? null;
     const pending: Pending = {
       id: request.executionId,
       locked,
       plan: await this.env.plans.get(this.trx, recipe, version),
-      traceparent: locked?.traceparent ?? request.traceparent ?? childTraceparent(undefined),
+      version,
+      traceparent,
+      trace: contextFromTraceparent(traceparent),
       replyTopic: locked?.reply_topic ?? request.replyTopic ?? this.env.replyTopic,
       state: locked?.state,
       events: [],
+      eventContexts: [],
       opened: [],
       steps: new Map(),
       attemptInserts: new Map(),
@@ -142,7 +159,40 @@ class DecisionBatch {
     return pending;
   }
 
-  async #decideOne(p: Pending, trigger: Trigger): Promise<void> {
+  /**
+   * The decision span of one trigger, in the execution's trace: a child of the given
+   * parent (a reply's CONSUMER span), or of the span active in the caller (a start
+   * span), when that one is in the execution's trace; else a child of the execution's
+   * start, linked to the other span (a timer job has none; an operator's request and a
+   * reply that lost its context are traces of their own). The execution keeps one trace.
+   */
+  #decisionSpan(p: Pending, trigger: Trigger, given: Context | undefined): { span: Span; context: Context } {
+    const active = otelContext.active();
+    const inTrace = (c: Context) => hasSpan(c) && (p.trace === undefined || linkIfOtherTrace(c, p.trace).length === 0);
+    let parent: Context;
+    if (given !== undefined && inTrace(given)) parent = given;
+    else if (given === undefined && inTrace(active)) parent = active;
+    else parent = p.trace ?? given ?? active;
+    const span = tracer().startSpan(
+      `decide ${trigger.kind}`,
+      {
+        kind: SpanKind.INTERNAL,
+        attributes: {
+          [ATTR.executionId]: p.id,
+          [ATTR.recipeName]: p.plan.name,
+          [ATTR.recipeVersion]: p.version,
+          [ATTR.triggerKind]: trigger.kind,
+        },
+        links: linkIfOtherTrace(given ?? active, parent),
+      },
+      parent,
+    );
+    this.spans.push(span);
+    return { span, context: trace.setSpan(parent, span) };
+  }
+
+  async #decideOne(p: Pending, trigger: Trigger, parent?: Context): Promise<void> {
+    const { span, context } = this.#decisionSpan(p, trigger, parent);
     const decision = await decide(p.state, trigger, {
       plan: p.plan,
       now: this.env.now(),
@@ -150,6 +200,7 @@ class DecisionBatch {
       random: Math.random,
       items: this.#itemSource(p),
     });
+    span.setAttribute(ATTR.decisionEvents, decision.events.length);
     if (decision.events.length === 0 || decision.state === undefined) {
       this.ignored++;
       return;
@@ -170,6 +221,7 @@ class DecisionBatch {
     for (const [key, row] of stepRowsOf(p.id, p.state, decision.events, p.plan)) p.steps.set(key, row);
     for (const { forEachKey, items } of decision.items) p.items.set(forEachKey, items);
     p.events.push(...decision.events);
+    for (let i = 0; i < decision.events.length; i++) p.eventContexts.push(context);
     p.opened.push(...decision.items);
     p.state = decision.state;
   }
@@ -235,7 +287,8 @@ class DecisionBatch {
   /** Sub-recipe steps: each child starts in this same batch; a child whose recipe is missing fails its step. */
   async #startChildren(p: Pending): Promise<void> {
     while (p.childrenScanned < p.events.length) {
-      const event = p.events[p.childrenScanned++];
+      const index = p.childrenScanned++;
+      const event = p.events[index];
       if (event?.type !== 'ChildExecutionRequested') continue;
       const version = event.version ?? (await selectLatestVersion(this.trx, event.recipe));
       try {
@@ -252,6 +305,26 @@ class DecisionBatch {
         });
         continue;
       }
+      // The child's start span is a child of the decision that asked for it: the
+      // sub-recipe's execution stays in its parent's trace.
+      const requestedBy = this.#contextOfEvent(p, index);
+      const start = tracer().startSpan(
+        `start ${event.recipe}`,
+        {
+          kind: SpanKind.INTERNAL,
+          attributes: {
+            [ATTR.executionId]: event.childExecutionId,
+            [ATTR.parentExecutionId]: p.id,
+            [ATTR.recipeName]: event.recipe,
+            [ATTR.recipeVersion]: version,
+            [ATTR.stepKey]: event.stepKey,
+          },
+        },
+        requestedBy,
+      );
+      this.spans.push(start);
+      const started = trace.setSpan(requestedBy, start);
+      const traceparent = traceparentOf(started);
       await this.decide(
         {
           executionId: event.childExecutionId,
@@ -265,12 +338,31 @@ class DecisionBatch {
               parent: { executionId: p.id, stepKey: event.stepKey },
             },
           ],
-          traceparent: childTraceparent(p.traceparent),
+          parents: [started],
+          ...(traceparent === undefined ? {} : { traceparent }),
           replyTopic: p.replyTopic,
         },
         undefined,
       );
     }
+  }
+
+  /** The context messages made by event `index` are sent under: its decision's span. */
+  #contextOfEvent(p: Pending, index: number): Context {
+    return p.eventContexts[index] ?? p.trace ?? otelContext.active();
+  }
+
+  /**
+   * A message's PRODUCER span (ended with the batch) and the `traceparent` it carries:
+   * the span's, or, without an SDK, the decision's parent context passed through.
+   */
+  #send(p: Pending, index: number, message: { topic: string; key: string; messageId: string }): string | null {
+    const span = producerSpan(this.#contextOfEvent(p, index), {
+      ...message,
+      attributes: { [ATTR.executionId]: p.id },
+    });
+    this.spans.push(span);
+    return traceparentOf(trace.setSpan(otelContext.active(), span)) ?? null;
   }
 
   /** What the batch writes: one entry per row, across executions. */
@@ -317,9 +409,14 @@ class DecisionBatch {
   ): void {
     const timers = new Map<string, TimerJob>();
     const cleared = new Set<string>();
-    for (const event of p.events) {
+    for (const [index, event] of p.events.entries()) {
       if (event.type === 'StepScheduled') {
-        const rows = commandMessage(this.env, state, event, childTraceparent(p.traceparent), p.replyTopic);
+        const traceparent = this.#send(p, index, {
+          topic: commandTopic(event.capability),
+          key: idempotencyKeyOf(p.id, event.stepKey),
+          messageId: event.stepExecutionId,
+        });
+        const rows = commandMessage(this.env, state, event, traceparent, p.replyTopic);
         out.outbox.push(rows.outbox);
         if (rows.payload !== undefined) out.payloads.push(rows.payload);
       } else if (event.type === 'TimerScheduled') {
@@ -336,6 +433,8 @@ class DecisionBatch {
         const status =
           event.type === 'ExecutionCompleted' ? 'completed' : event.type === 'ExecutionFailed' ? 'failed' : 'cancelled';
         const error: StepError | undefined = event.type === 'ExecutionFailed' ? event.error : undefined;
+        const messageId = newId();
+        const traceparent = this.#send(p, index, { topic: p.replyTopic, key: state.parent.executionId, messageId });
         out.outbox.push(
           childFinishedMessage(
             p.replyTopic,
@@ -344,7 +443,8 @@ class DecisionBatch {
             status,
             event.type === 'ExecutionCompleted' ? event.output : undefined,
             error,
-            p.traceparent,
+            traceparent,
+            messageId,
           ),
         );
       }
@@ -376,8 +476,15 @@ export async function runDecisions(
   requests: readonly DecisionRequest[],
 ): Promise<DecisionBatchOutcome> {
   const batch = new DecisionBatch(trx, env);
-  for (const request of requests) await batch.decide(request, locked.get(request.executionId));
-  await commitDecision(trx, batch.rows(), env.timerTask);
+  try {
+    for (const request of requests) await batch.decide(request, locked.get(request.executionId));
+    await commitDecision(trx, batch.rows(), env.timerTask);
+  } catch (error) {
+    for (const span of batch.spans) endSpan(span, error);
+    throw error;
+  }
+  // Written (the caller's transaction commits them): the decisions and sends are done.
+  for (const span of batch.spans) endSpan(span);
   env.observe?.(batch.decisions);
   return { decisions: batch.decisions, ignored: batch.ignored };
 }
@@ -392,7 +499,13 @@ export async function runDecision(
   env: DecisionEnvironment,
   executionId: string,
   trigger: Trigger,
-  options: { traceparent?: string; replyTopic?: string; locked?: LockedExecution } = {},
+  options: {
+    traceparent?: string | undefined;
+    replyTopic?: string;
+    locked?: LockedExecution;
+    /** The decision span's parent (a start: its start span). @default see DecisionRequest.parents */
+    parent?: Context;
+  } = {},
 ): Promise<Decision> {
   // Keys as PostgreSQL returns ids (lower case), whatever case the caller used.
   executionId = executionId.toLowerCase();
@@ -409,6 +522,7 @@ export async function runDecision(
     {
       executionId,
       triggers: [trigger],
+      ...(options.parent === undefined ? {} : { parents: [options.parent] }),
       ...(options.traceparent === undefined ? {} : { traceparent: options.traceparent }),
       ...(options.replyTopic === undefined ? {} : { replyTopic: options.replyTopic }),
     },

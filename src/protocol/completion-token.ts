@@ -11,6 +11,8 @@ export const completionTokenSchema = z.strictObject({
   stepExecutionId: z.uuid(),
   replyTopic: z.string().min(1),
   capability: z.string().min(1),
+  /** The W3C context of the handler span that deferred completion: the reply's parent. */
+  traceparent: z.string().optional(),
 });
 export type CompletionTokenData = z.infer<typeof completionTokenSchema>;
 

@@ -1,9 +1,12 @@
+import { context as otelContext } from '@opentelemetry/api';
 import { createKafka, type Kafka } from '../kafka/kafka-client.js';
 import { createRecordProducer } from '../kafka/producer.js';
 import { decodeCompletionToken } from '../protocol/completion-token.js';
 import type { StepError } from '../protocol/messages.js';
 import { WorkerConfigError } from './errors.js';
-import { replyRecord } from './reply.js';
+import { contextFromTraceparent } from '../observability/trace-context.js';
+import type { ReplyBody } from './reply.js';
+import { sendReply } from './traced-reply.js';
 
 export interface CompletionClient {
   /** Completes the step attempt the token names (from a handler's `deferCompletion()`). */
@@ -28,9 +31,12 @@ export function createCompletionClient(options: {
   const kafka = options.kafka ?? createKafka({ brokers: options.brokers ?? [], clientId: 'sous-completion' });
   const producer = createRecordProducer(kafka);
   const workerId = options.workerId ?? 'completion-client';
-  const send = async (token: string, body: Parameters<typeof replyRecord>[1]) => {
+  const send = async (token: string, body: ReplyBody) => {
     const data = decodeCompletionToken(token);
-    await producer.send([replyRecord(data, body, workerId)]);
+    // The token carries the handler's span that deferred the step: the reply stays in
+    // the execution's trace whatever process completes it (an older token: the caller's).
+    const parent = contextFromTraceparent(data.traceparent, undefined, otelContext.active()) ?? otelContext.active();
+    await sendReply(producer, parent, data, body, workerId);
   };
   return {
     completeStep: (token, output) => send(token, { kind: 'step.completed', output: output ?? null }),

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { Span } from '@opentelemetry/api';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { KafkaMessage } from 'kafkajs';
@@ -18,7 +19,11 @@ import { serveProbes, type ProbeServer } from '../observability/probe-server.js'
 import { checkReadiness, type Readiness } from '../observability/readiness.js';
 import { WorkerMetrics } from '../observability/worker-metrics.js';
 import { workerConfig, type WorkerOptions } from './options.js';
-import { replyRecord, type ReplyBody } from './reply.js';
+import type { ReplyBody } from './reply.js';
+import { sendReply } from './traced-reply.js';
+import { ATTR } from '../observability/span-attributes.js';
+import { contextFromHeaders } from '../observability/trace-context.js';
+import { consumerSpan, endSpan } from '../observability/tracing.js';
 import { Poison, runCommand, type RunEnvironment } from './run-command.js';
 
 export type { WorkerOptions } from './options.js';
@@ -83,8 +88,8 @@ export function createWorker(options: WorkerOptions): Worker {
   const env: RunEnvironment = {
     capabilities: new Map(options.capabilities.map((c) => [c.name, c])),
     payloadStore: options.payloadStore,
-    send: async (command: StepCommand, body: ReplyBody) => {
-      await producer.send([replyRecord(command, body, workerId)]);
+    send: async (command, body, parent) => {
+      await sendReply(producer, parent, command, body, workerId);
       observeReply(command, body);
     },
     startedReplyAfterMs: config.startedReplyAfterMs,
@@ -101,7 +106,10 @@ export function createWorker(options: WorkerOptions): Worker {
     message: KafkaMessage,
     error: Error & { code?: string },
     attempts: number,
+    span: Span,
   ) {
+    span.setAttribute('sous.dead_lettered', true);
+    endSpan(span, error);
     log.error(
       { topic, partition, offset: message.offset, code: error.code, reason: error.message },
       'command dead-lettered',
@@ -110,27 +118,45 @@ export function createWorker(options: WorkerOptions): Worker {
     await publishDeadLetter(producer, { topic, partition, message, error, consumerGroup: groupId, attempts });
   }
 
-  /** One record: decoded, run, tried again in process on a passing failure, dead-lettered when hopeless. */
+  /**
+   * One record: decoded, run, tried again in process on a passing failure, dead-lettered
+   * when hopeless; in one CONSUMER span (`process <command topic>`), the handler's, child
+   * of the context the command carries (its PRODUCER span in the control plane).
+   */
   async function handle(message: KafkaMessage, where: { topic: string; partition: number }): Promise<void> {
     const { topic, partition } = where;
     metrics.received.inc({ capability: capabilityOf(topic) });
+    const span = consumerSpan(contextFromHeaders(message.headers), {
+      topic,
+      partition,
+      offset: message.offset,
+      key: message.key?.toString('utf8'),
+      consumerGroup: groupId,
+      attributes: { [ATTR.workerId]: workerId },
+    });
     let record;
     try {
       record = decodeOutboxRecord(topic, partition, message);
     } catch (error) {
-      if (!(error instanceof MalformedRecordError)) throw error;
-      return deadLetter(topic, partition, message, error, 1);
+      if (!(error instanceof MalformedRecordError)) {
+        endSpan(span, error);
+        throw error;
+      }
+      return deadLetter(topic, partition, message, error, 1, span);
     }
+    span.setAttribute(ATTR.messagingMessageId, record.id);
     for (let attempt = 1; ; attempt++) {
       try {
-        await runCommand(env, record);
+        await runCommand(env, record, span);
+        endSpan(span);
         return;
       } catch (error) {
-        if (error instanceof Poison) return deadLetter(topic, partition, message, error.reason, attempt);
+        if (error instanceof Poison) return deadLetter(topic, partition, message, error.reason, attempt, span);
         if (attempt >= config.maxDeliveryAttempts) {
           const reason = error instanceof Error ? error : new Error(String(error));
-          return deadLetter(topic, partition, message, reason, attempt);
+          return deadLetter(topic, partition, message, reason, attempt, span);
         }
+        span.addEvent('retry', { 'sous.delivery.attempt': attempt });
         log.warn(
           { reason: error instanceof Error ? error.message : String(error), attempt },
           'command processing failed; trying again',

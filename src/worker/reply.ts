@@ -17,11 +17,23 @@ interface Addressed {
   readonly idempotencyKey?: string;
 }
 
-/** The Kafka record of a reply: keyed by execution, so one execution's replies stay in order. */
-export function replyRecord(to: Addressed, body: ReplyBody, workerId: string, traceparent?: string): RecordToSend {
+/**
+ * The Kafka record of a reply: keyed by execution, so one execution's replies stay in
+ * order. `traceHeaders` (`traceparent`, `tracestate`: the reply's PRODUCER span) make the
+ * control plane's decision a child of it.
+ */
+export function replyRecord(
+  to: Addressed,
+  body: ReplyBody,
+  workerId: string,
+  {
+    messageId = newId(),
+    traceHeaders = {},
+  }: { messageId?: string; traceHeaders?: Readonly<Record<string, string>> } = {},
+): RecordToSend {
   const reply = {
     ...body,
-    messageId: newId(),
+    messageId,
     executionId: to.executionId,
     stepExecutionId: to.stepExecutionId,
     workerId,
@@ -33,7 +45,7 @@ export function replyRecord(to: Addressed, body: ReplyBody, workerId: string, tr
     value: JSON.stringify(reply),
     headers: {
       ...(to.idempotencyKey === undefined ? {} : { [OUTBOX_HEADERS.idempotencyKey]: to.idempotencyKey }),
-      ...(traceparent === undefined ? {} : { [OUTBOX_HEADERS.traceparent]: traceparent }),
+      ...traceHeaders,
     },
   };
 }

@@ -1,4 +1,15 @@
+import {
+  context as otelContext,
+  ROOT_CONTEXT,
+  SpanStatusCode,
+  trace,
+  type Context,
+  type Span,
+} from '@opentelemetry/api';
 import type { OutboxRecord } from '../kafka/outbox-record.js';
+import { ATTR } from '../observability/span-attributes.js';
+import { traceparentOf } from '../observability/trace-context.js';
+import { decodeCompletionToken, encodeCompletionToken } from '../protocol/completion-token.js';
 import type { Logger } from '../logger.js';
 import { nulPath } from '../nul-path.js';
 import { commandTopic, stepCommandSchema, type StepCommand, type StepError } from '../protocol/messages.js';
@@ -18,8 +29,8 @@ import type { ReplyBody } from './reply.js';
 export interface RunEnvironment {
   readonly capabilities: ReadonlyMap<string, Capability>;
   readonly payloadStore: PayloadStore | undefined;
-  /** Sends a reply; resolves once it is in Kafka. */
-  readonly send: (command: StepCommand, body: ReplyBody) => Promise<void>;
+  /** Sends a reply under a PRODUCER span child of `parent`; resolves once it is in Kafka. */
+  readonly send: (command: StepCommand, body: ReplyBody, parent: Context) => Promise<void>;
   readonly startedReplyAfterMs: number;
   /** Handlers running now, aborted when the worker stops past its drain timeout. */
   readonly inFlight: Set<AbortController>;
@@ -37,9 +48,22 @@ export class Poison extends Error {
  * Runs one command: validate, handle, reply. A short command gets one reply, its
  * outcome, carrying when it started; `step.started` goes out on its own only when the
  * control plane needs it (see `startReport`). Resolves once the last reply is sent.
+ *
+ * `span` is the command's CONSUMER span (the worker made it a child of the command's
+ * context): the handler runs with it active, so a handler's own spans nest in it, and
+ * every reply is sent under it.
  */
-export async function runCommand(env: RunEnvironment, record: OutboxRecord): Promise<void> {
+export async function runCommand(env: RunEnvironment, record: OutboxRecord, span: Span): Promise<void> {
+  const traced = trace.setSpan(ROOT_CONTEXT, span);
   const command = parseCommand(record);
+  span.setAttributes({
+    [ATTR.executionId]: command.executionId,
+    [ATTR.stepExecutionId]: command.stepExecutionId,
+    [ATTR.stepAttempt]: command.attempt,
+    [ATTR.capability]: command.capability,
+    'sous.step.id': command.stepId,
+  });
+  const send = (body: ReplyBody) => env.send(command, body, traced);
   const capability = env.capabilities.get(command.capability);
   if (capability === undefined || commandTopic(command.capability) !== record.topic) {
     throw new Poison(new CommandInvalidError(`command for ${command.capability} arrived on ${record.topic}`));
@@ -52,7 +76,7 @@ export async function runCommand(env: RunEnvironment, record: OutboxRecord): Pro
     // The step fails for good (so the execution does not hang) and the command is kept.
     // The command is kept in the DLT and the step waits for an operator: fix the
     // worker (or patch the input) and reprocess the dead letter.
-    await env.send(command, {
+    await send({
       kind: 'step.failed',
       error: { code: error.code, message: error.message, retryable: false },
       deadLettered: true,
@@ -61,7 +85,7 @@ export async function runCommand(env: RunEnvironment, record: OutboxRecord): Pro
   }
 
   const startedAt = new Date().toISOString();
-  const started = startReport(env, command, startedAt);
+  const started = startReport(env, command, startedAt, send);
   const controller = new AbortController();
   env.inFlight.add(controller);
   const deadline = command.deadline === undefined ? undefined : Date.parse(command.deadline) - Date.now();
@@ -78,23 +102,24 @@ export async function runCommand(env: RunEnvironment, record: OutboxRecord): Pro
     itemIndex: command.itemIndex,
     attempt: command.attempt,
     idempotencyKey: command.idempotencyKey,
-    traceparent: record.traceparent,
+    // The handler's span: a handler passing it on (an HTTP call) nests that work in the step.
+    traceparent: traceparentOf(traced) ?? record.traceparent,
     correlationId: record.correlationId,
     signal: controller.signal,
     logger: env.log.child({ executionId: command.executionId, stepId: command.stepId, attempt: command.attempt }),
     heartbeat: (progress) => {
       // A heartbeat says the step runs: `step.started` goes first (queued in order before it).
       void started.now();
-      return env.send(command, { kind: 'step.heartbeat', ...(progress === undefined ? {} : { progress }) });
+      return send({ kind: 'step.heartbeat', ...(progress === undefined ? {} : { progress }) });
     },
     deferCompletion: () => {
       completion.deferred = true;
-      return command.completionToken;
+      return withTraceparent(command.completionToken, traceparentOf(traced));
     },
   };
   let outcome: { output: unknown } | { failure: StepError };
   try {
-    const output: unknown = await capability.handler(input, context);
+    const output: unknown = await otelContext.with(traced, () => capability.handler(input, context));
     outcome = { output };
   } catch (error) {
     outcome = { failure: failureOf(error) };
@@ -112,12 +137,15 @@ export async function runCommand(env: RunEnvironment, record: OutboxRecord): Pro
   }
   const result = 'failure' in outcome ? outcome : checkedOutput(capability, outcome.output);
   if ('output' in result) {
-    await env.send(command, { kind: 'step.completed', startedAt, output: result.output ?? null });
+    await send({ kind: 'step.completed', startedAt, output: result.output ?? null });
     return;
   }
   const failure = result.failure;
   const exhausted = failure.retryable && command.maxAttempts !== undefined && command.attempt >= command.maxAttempts;
-  await env.send(command, {
+  // The step failed (the record was processed): the span says so, with the step's error code.
+  span.setAttribute('sous.step.error_code', failure.code);
+  span.setStatus({ code: SpanStatusCode.ERROR, message: failure.message });
+  await send({
     kind: 'step.failed',
     startedAt,
     error: failure,
@@ -142,10 +170,15 @@ export async function runCommand(env: RunEnvironment, record: OutboxRecord): Pro
  * handler has run `startedReplyAfterMs`, so a long command shows as running. At most
  * once; a failed send is logged, not retried: the outcome reply carries the start too.
  */
-function startReport(env: RunEnvironment, command: StepCommand, startedAt: string) {
+function startReport(
+  env: RunEnvironment,
+  command: StepCommand,
+  startedAt: string,
+  send: (body: ReplyBody) => Promise<void>,
+) {
   let sent: Promise<void> | undefined;
   const now = (): Promise<void> =>
-    (sent ??= env.send(command, { kind: 'step.started', startedAt }).catch((error: unknown) => {
+    (sent ??= send({ kind: 'step.started', startedAt }).catch((error: unknown) => {
       env.log.warn(
         { stepExecutionId: command.stepExecutionId, reason: error instanceof Error ? error.message : String(error) },
         'step.started reply not sent',
@@ -159,6 +192,19 @@ function startReport(env: RunEnvironment, command: StepCommand, startedAt: strin
   if (atOnce) void now();
   const timer = atOnce ? undefined : setTimeout(() => void now(), env.startedReplyAfterMs);
   return { now, cancel: () => clearTimeout(timer) };
+}
+
+/**
+ * The completion token with the handler span's context in it, so that whoever completes
+ * the step later replies in the execution's trace; the token as given when it does not decode.
+ */
+function withTraceparent(token: string, traceparent: string | undefined): string {
+  if (traceparent === undefined) return token;
+  try {
+    return encodeCompletionToken({ ...decodeCompletionToken(token), traceparent });
+  } catch {
+    return token;
+  }
 }
 
 function parseCommand(record: OutboxRecord): StepCommand {
