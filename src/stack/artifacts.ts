@@ -49,7 +49,7 @@ export function resolveArtifacts(config: StackConfig, log: (line: string) => voi
         goal,
         '-DincludeScope=runtime',
         `-DoutputDirectory=${outputDirectory}`,
-        `-DmarkersDirectory=${markers}`,
+        `-Dsous.markers=${markers}`,
       ],
       { encoding: 'utf8' },
     );

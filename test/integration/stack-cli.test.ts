@@ -1,11 +1,13 @@
 // The stack command as a person runs it: idempotent `up`, one-line errors for what they must fix.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, realpathSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { resolveArtifacts } from '../../src/stack/artifacts.js';
+import { loadStackConfig } from '../../src/stack/config.js';
 import { stackStatus } from '../../src/stack/stack.js';
 import { stackConfig } from '../helpers/stack.js';
 
@@ -83,6 +85,21 @@ describe('stack command', () => {
       run.stderr,
       '[stack] error: mvn not found: install Apache Maven (apt-get install maven) and make sure `mvn` is on PATH',
     );
+  });
+
+  it('resolves the Debezium plugin into a new jar cache even where an earlier resolution left its markers', () => {
+    // Maven's dependency:unpack skips an archive its markers say it unpacked; the plugin's
+    // default marker folder (connectors/target) outlives the jar cache (rm -rf .cache).
+    const stale = join(stackConfig.root, 'connectors', 'target', 'dependency-maven-plugin-markers');
+    mkdirSync(stale, { recursive: true });
+    writeFileSync(join(stale, 'io.debezium-debezium-connector-postgres-tar.gz-plugin-3.4.0.Final.marker'), '');
+    const config = loadStackConfig({ ...process.env, SOUS_JAR_CACHE: mkdtempSync(join(tmpdir(), 'sous-jars-')) });
+    try {
+      const artifacts = resolveArtifacts(config, () => undefined);
+      assert.ok(existsSync(join(artifacts.plugins, 'debezium-connector-postgres')), 'the plugin is unpacked');
+    } finally {
+      rmSync(config.jarCache, { recursive: true, force: true });
+    }
   });
 
   it('rejects an invalid setting by name, starting nothing', () => {
