@@ -271,6 +271,17 @@ after(async () => {
 
 // ---- The views -----------------------------------------------------------------------
 
+/** A throughput_per_minute row's counters when nothing of a kind happened in that minute. */
+const zero = {
+  executions_started: 0,
+  executions_completed: 0,
+  executions_failed: 0,
+  executions_cancelled: 0,
+  steps_completed: 0,
+  steps_failed: 0,
+  steps_failed_final: 0,
+};
+
 describe('reporting views', () => {
   it('execution_summary: counts, time range and duration percentiles per recipe, version and status', async () => {
     const summary = await rows<Record<string, unknown>>(
@@ -514,15 +525,6 @@ describe('reporting views', () => {
   });
 
   it('throughput_per_minute: events of the log counted per minute', async () => {
-    const zero = {
-      executions_started: 0,
-      executions_completed: 0,
-      executions_failed: 0,
-      executions_cancelled: 0,
-      steps_completed: 0,
-      steps_failed: 0,
-      steps_failed_final: 0,
-    };
     assert.deepEqual(await rows(db, 'SELECT * FROM reporting.throughput_per_minute ORDER BY minute'), [
       { ...zero, minute: printed(0), executions_started: 1, executions_completed: 1, steps_completed: 1 },
       // The failure will be retried: a failed step, not a final one.
@@ -687,15 +689,6 @@ describe('reporting_v2: history reports over a time window', () => {
   });
 
   it('throughput_per_minute: the events created in the window, until excluded and now() by default', async () => {
-    const zero = {
-      executions_started: 0,
-      executions_completed: 0,
-      executions_failed: 0,
-      executions_cancelled: 0,
-      steps_completed: 0,
-      steps_failed: 0,
-      steps_failed_final: 0,
-    };
     // The ExecutionCompleted at 120 is the end of the window: not counted.
     assert.deepEqual(await rows(db, 'SELECT * FROM reporting_v2.throughput_per_minute($1, $2)', [at(60), at(120)]), [
       { ...zero, minute: printed(60), executions_started: 1, steps_completed: 1, steps_failed: 1 },

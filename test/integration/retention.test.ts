@@ -83,6 +83,15 @@ async function age(ids: readonly string[], days: number): Promise<void> {
     WHERE execution_id = ANY(${ids}::uuid[])`.execute(db);
 }
 
+/** `count` executions of a recipe, run to completion and finished `days` ago. */
+async function finishedDaysAgo(recipeName: string, count: number, days: number): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < count; i++) ids.push(await start(recipeName));
+  await complete(ids);
+  await age(ids, days);
+  return ids;
+}
+
 /** Rows of each table that belong to the executions. */
 async function rowsOf(ids: readonly string[]) {
   const { rows } = await sql<Record<string, number>>`
@@ -210,17 +219,11 @@ describe('retention purge', () => {
 
   it('works in bounded batches, by executions and by events', async () => {
     const r = await twoSteps();
-    const ids: string[] = [];
-    for (let i = 0; i < 7; i++) ids.push(await start(r));
-    await complete(ids);
-    await age(ids, 40);
+    await finishedDaysAgo(r, 7, 40);
     const byCount = await purge([r], { batchSize: 3 });
     assert.deepEqual([byCount.executions, byCount.batches], [7, 3], '3 + 3 + 1');
 
-    const more: string[] = [];
-    for (let i = 0; i < 4; i++) more.push(await start(r));
-    await complete(more);
-    await age(more, 40);
+    const more = await finishedDaysAgo(r, 4, 40);
     const { rows } = await sql<{ n: number }>`SELECT last_seq AS n FROM sous.execution WHERE id = ${more[0]}`.execute(
       db,
     );
@@ -232,9 +235,7 @@ describe('retention purge', () => {
 
   it('stops starting batches when its time is up, and says so', async () => {
     const r = await twoSteps();
-    const ids = [await start(r), await start(r)];
-    await complete(ids);
-    await age(ids, 40);
+    await finishedDaysAgo(r, 2, 40);
     const report = await purge([r], { maxRunMs: 0 });
     assert.deepEqual([report.executions, report.more], [0, true]);
     assert.equal((await purge([r])).executions, 2);
@@ -242,10 +243,7 @@ describe('retention purge', () => {
 
   it('skips executions another transaction holds, without waiting; two purges at once share the work', async () => {
     const r = await twoSteps();
-    const ids: string[] = [];
-    for (let i = 0; i < 6; i++) ids.push(await start(r));
-    await complete(ids);
-    await age(ids, 40);
+    const ids = await finishedDaysAgo(r, 6, 40);
     const [held, ...rest] = ids;
     assert.ok(held !== undefined);
     const holder = new pg.Client({ connectionString: url });
