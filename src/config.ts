@@ -23,6 +23,10 @@ export interface EnvironmentConfig {
   readonly partitionsConsumedConcurrently: number;
   /** SOUS_REPLY_TRANSACTIONS: reply transactions at once (chunks of several partitions share one). @default 2 */
   readonly replyTransactions: number;
+  /** SOUS_STATE_CACHE_SIZE: running executions whose state is kept between decisions. @default 10000 */
+  readonly stateCacheSize: number;
+  /** SOUS_STATE_SNAPSHOT_EVERY: events between two stored snapshots of an execution's state. @default 128 */
+  readonly stateSnapshotEvery: number;
   /** SOUS_PG_POOL_SIZE: PostgreSQL connections of the process. @default 10 */
   readonly poolSize: number;
   /** SOUS_CONNECT_URL: Kafka Connect REST address; set, the outbox connector is watched and restarted when FAILED. */
@@ -69,6 +73,13 @@ const schema = z.object({
   SOUS_REPLY_BATCH_SIZE: positiveInt('SOUS_REPLY_BATCH_SIZE', 50),
   SOUS_REPLY_CONCURRENCY: positiveInt('SOUS_REPLY_CONCURRENCY', 4),
   SOUS_REPLY_TRANSACTIONS: positiveInt('SOUS_REPLY_TRANSACTIONS', 2),
+  SOUS_STATE_CACHE_SIZE: integerVariable(10_000, {
+    min: 0,
+    notANumber: 'SOUS_STATE_CACHE_SIZE must be a whole number',
+    notWhole: 'SOUS_STATE_CACHE_SIZE must be a whole number',
+    outOfRange: 'SOUS_STATE_CACHE_SIZE must be 0 or more',
+  }),
+  SOUS_STATE_SNAPSHOT_EVERY: positiveInt('SOUS_STATE_SNAPSHOT_EVERY', 128),
   SOUS_PG_POOL_SIZE: positiveInt('SOUS_PG_POOL_SIZE', 10),
   SOUS_CONNECT_URL: z
     .url({ protocol: /^https?$/, error: 'SOUS_CONNECT_URL must be an http(s) URL (http://host:8083)' })
@@ -128,6 +139,8 @@ export function loadEnvironmentConfig(env: NodeJS.ProcessEnv = process.env): Env
     replyBatchSize: e.SOUS_REPLY_BATCH_SIZE,
     partitionsConsumedConcurrently: e.SOUS_REPLY_CONCURRENCY,
     replyTransactions: e.SOUS_REPLY_TRANSACTIONS,
+    stateCacheSize: e.SOUS_STATE_CACHE_SIZE,
+    stateSnapshotEvery: e.SOUS_STATE_SNAPSHOT_EVERY,
     poolSize: e.SOUS_PG_POOL_SIZE,
     connectUrl: e.SOUS_CONNECT_URL,
     connectorName: e.SOUS_OUTBOX_CONNECTOR,

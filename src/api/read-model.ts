@@ -1,5 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
+import { currentStates } from '../control-plane/execution-states.js';
+import type { PlanCache } from '../control-plane/plan-cache.js';
 import type { ExecutionView } from '../control-plane/queries.js';
 import {
   selectAttemptNodes,
@@ -7,7 +9,6 @@ import {
   selectEventNodes,
   selectExecutionNodes,
   selectExecutionPage,
-  selectForEachStates,
   selectRecipeNames,
   selectRecipeVersions,
   selectStepNodes,
@@ -173,16 +174,18 @@ export interface BucketNode {
   readonly failed: string | null;
 }
 
+/** Each forEach's buckets as the execution stands now (its snapshot with the events after it). */
 export async function bucketsOf(
   db: Kysely<Database>,
+  plans: PlanCache,
   executionIds: readonly string[],
 ): Promise<Map<string, BucketNode[]>> {
   if (executionIds.length === 0) return new Map();
-  const rows = await selectForEachStates(db, executionIds);
+  const states = await currentStates(db, plans, executionIds);
   return new Map(
-    rows.map((r) => [
-      r.id,
-      Object.entries(r.fe ?? {}).map(([stepKey, fe]) => ({
+    [...states].map(([id, state]) => [
+      id,
+      Object.entries(state.forEach).map(([stepKey, fe]) => ({
         stepKey,
         items: fe.count,
         done: fe.done,

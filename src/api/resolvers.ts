@@ -309,6 +309,7 @@ export const loaders: MercuriusLoaders = {
     buckets: async (queries: Query<ExecutionNode>[], ctx: MercuriusContext) => {
       const byId = await bucketsOf(
         ctx.db,
+        ctx.controlPlane.environment.plans,
         queries.map((q) => q.obj.id),
       );
       return queries.map((q) => byId.get(q.obj.id) ?? []);

@@ -6,7 +6,6 @@ import type { Trigger } from '../engine/triggers.js';
 import { childFinishedMessageSchema } from '../protocol/control-messages.js';
 import { stepReplySchema } from '../protocol/messages.js';
 import { ExecutionNotFoundError, ReplyInvalidError } from './errors.js';
-import { lockExecutions } from '../store/executions.js';
 import { recordProcessedMessages } from '../store/processed-messages.js';
 import { runDecisions, type DecisionEnvironment } from './run-decision.js';
 
@@ -138,7 +137,7 @@ export async function applyReplies(
       if (distinct.has(id)) duplicates++;
       else distinct.set(id, message);
     }
-    const locked = await lockExecutions(trx, [
+    const locked = await env.states.lock(trx, env.plans, [
       ...new Set([...distinct.values()].map((m) => m.executionId.toLowerCase())),
     ]);
     const known: ReplyTopicMessage[] = [];

@@ -49,6 +49,7 @@ import {
 } from './executions.js';
 import { PlanCache } from './plan-cache.js';
 import { registerRecipe, type RegisteredRecipe } from './recipes.js';
+import { ExecutionStates } from './execution-states.js';
 import { defaultDecisionEnvironment, type DecisionEnvironment } from './run-decision.js';
 import { RETENTION_TASK, retentionCrontab, retentionTask } from './retention.js';
 import { DEFAULT_RETENTION_MS, MIN_RETENTION_MS } from './retention-policy.js';
@@ -109,6 +110,8 @@ const optionsSchema = z.strictObject({
   deadLetterRefreshMs: z.number().int().positive().default(10_000),
   replyBatchSize: z.number().int().positive().default(50),
   replyTransactions: z.number().int().positive().default(2),
+  stateCacheSize: z.number().int().min(0, 'stateCacheSize must be 0 or more').default(10_000),
+  stateSnapshotEvery: z.number().int().min(1, 'stateSnapshotEvery must be at least 1').default(128),
   connectUrl: z.url({ protocol: /^https?$/, error: 'connectUrl must be an http(s) URL' }).optional(),
   connectorName: z.string().min(1).default('sous-outbox'),
   connectorCheckMs: z.number().int().positive().default(10_000),
@@ -180,6 +183,17 @@ export interface ControlPlaneOptions {
    * `replyBatchSize` × `partitionsConsumedConcurrently` replies). @default 2
    */
   readonly replyTransactions?: number;
+  /**
+   * Running executions whose state this process keeps between decisions (the least
+   * recently decided dropped first). A state not cached, or last written by another
+   * process, is rebuilt from its snapshot and the events after it. @default 10000
+   */
+  readonly stateCacheSize?: number;
+  /**
+   * Events between two snapshots of an execution's state (one is also written at start
+   * and at the end): the most a decision without the state cached replays. @default 128
+   */
+  readonly stateSnapshotEvery?: number;
   /**
    * Kafka Connect REST address. When set (and consuming), the process checks the outbox
    * connector every `connectorCheckMs` and restarts it when it FAILED: Debezium does not
@@ -301,6 +315,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
   const plans = new PlanCache();
   const observer = new DecisionObserver(metrics, (name, version) => plans.peek(name, version));
   const environment = defaultDecisionEnvironment(plans, {
+    states: new ExecutionStates({ cacheSize: config.stateCacheSize, snapshotEvery: config.stateSnapshotEvery }),
     replyTopic: config.replyTopic,
     maxInlinePayloadBytes: config.maxInlinePayloadBytes,
     observe: observer.observe,

@@ -12,7 +12,6 @@ import {
   selectDeadLetterStatuses,
   selectPendingDeadLetters,
 } from '../store/dead-letters.js';
-import { lockExecutions } from '../store/executions.js';
 import { isUuid } from '../uuid.js';
 import { runDecision, type DecisionEnvironment } from './run-decision.js';
 
@@ -120,7 +119,7 @@ export async function reprocessDeadLetters(
         const command = stepCommandSchema.safeParse(payload);
         if (command.success) {
           const executionId = command.data.executionId.toLowerCase();
-          const locked = (await lockExecutions(trx, [executionId])).get(executionId);
+          const locked = (await env.states.lock(trx, env.plans, [executionId])).get(executionId);
           if (locked !== undefined) {
             const decision = await runDecision(
               trx,

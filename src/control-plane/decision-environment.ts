@@ -1,10 +1,13 @@
 import { REPLY_TOPIC } from '../protocol/messages.js';
 import type { Decision } from '../engine/decide.js';
+import { ExecutionStates } from './execution-states.js';
 import type { PlanCache } from './plan-cache.js';
 
 /** What decisions need from the process around them; compiled once by the control plane. */
 export interface DecisionEnvironment {
   readonly plans: PlanCache;
+  /** Locks executions and gives their state (cached, or snapshot and events). @default new ExecutionStates() */
+  readonly states: ExecutionStates;
   /** Topic replies to this control plane's commands go to. @default 'sous.replies' */
   readonly replyTopic: string;
   /** Inputs larger than this travel by reference (claim check). @default 65536 */
@@ -27,6 +30,7 @@ export function defaultDecisionEnvironment(
 ): DecisionEnvironment {
   return {
     plans,
+    states: new ExecutionStates(),
     replyTopic: REPLY_TOPIC,
     maxInlinePayloadBytes: 64 * 1024,
     timerTask: TIMER_TASK,

@@ -5,7 +5,7 @@ import type { Database } from '../db/schema.js';
 import { TERMINAL_STATUSES, type ExecutionStatus } from '../engine/state.js';
 import type { Trigger } from '../engine/triggers.js';
 import { ExecutionFinishedError, ExecutionNotFoundError } from './errors.js';
-import { lockExecutions, lockIdempotencyKey } from '../store/executions.js';
+import { lockIdempotencyKey } from '../store/executions.js';
 import { ATTR } from '../observability/span-attributes.js';
 import { contextFromTraceparent, traceparentOf } from '../observability/trace-context.js';
 import { inSpan } from '../observability/tracing.js';
@@ -88,7 +88,7 @@ async function request(
   { finishedToo = false }: { finishedToo?: boolean } = {},
 ): Promise<ExecutionStatus> {
   return db.transaction().execute(async (trx) => {
-    const locked = (await lockExecutions(trx, [executionId.toLowerCase()])).get(executionId.toLowerCase());
+    const locked = (await env.states.lock(trx, env.plans, [executionId.toLowerCase()])).get(executionId.toLowerCase());
     if (locked === undefined) throw new ExecutionNotFoundError(`no execution ${executionId}`);
     const status = locked.status;
     if (TERMINAL_STATUSES.includes(status) && !finishedToo) {

@@ -4,7 +4,7 @@ import { replay } from '../engine/evolve.js';
 import { attemptRowsOf, executionRow, stepRowsOf } from '../engine/projection.js';
 import { replaceProjection } from '../store/consistency.js';
 import { selectEvents } from '../store/events.js';
-import { lockExecutions } from '../store/executions.js';
+import { lockExecutionHeads } from '../store/executions.js';
 import { ExecutionNotFoundError } from './errors.js';
 import type { PlanCache } from './plan-cache.js';
 
@@ -15,9 +15,9 @@ import type { PlanCache } from './plan-cache.js';
  */
 export async function rebuildExecution(db: Kysely<Database>, plans: PlanCache, executionId: string): Promise<void> {
   await db.transaction().execute(async (trx) => {
-    const head = (await lockExecutions(trx, [executionId.toLowerCase()])).get(executionId.toLowerCase());
+    const head = (await lockExecutionHeads(trx, [executionId.toLowerCase()])).get(executionId.toLowerCase());
     if (head === undefined) throw new ExecutionNotFoundError(`no execution ${executionId}`);
-    const plan = await plans.get(trx, head.state.recipe, head.state.version);
+    const plan = await plans.get(trx, head.recipe_name, head.recipe_version);
     const events = await selectEvents(trx, head.id);
     const state = replay(events, plan);
     if (state === undefined) throw new ExecutionNotFoundError(`execution ${executionId} has no events`);

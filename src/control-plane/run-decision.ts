@@ -18,7 +18,8 @@ import type { ExecutionState } from '../engine/state.js';
 import type { Trigger } from '../engine/triggers.js';
 import type { RecipePlan } from '../recipe/plan.js';
 import { commitDecision, type DecisionWrites } from '../store/decisions.js';
-import { lockExecutions, type ExecutionWrite, type LockedExecution } from '../store/executions.js';
+import type { AttemptUpdateRow } from '../store/attempts.js';
+import type { ExecutionChange, ExecutionWrite, LockedExecution } from '../store/executions.js';
 import { selectItemWindow } from '../store/foreach-items.js';
 import type { OutboxRow } from '../store/outbox.js';
 import type { PayloadRow } from '../store/payloads.js';
@@ -370,13 +371,13 @@ class DecisionBatch {
     const newExecutions: ExecutionWrite[] = [];
     const writes = {
       newExecutions,
-      changedExecutions: [] as ReturnType<typeof executionRow>[],
+      changedExecutions: [] as ExecutionChange[],
       events: [] as DecisionWrites['events'][number][],
       forgotten: [] as DecisionWrites['forgotten'][number][],
       items: [] as DecisionWrites['items'][number][],
       steps: [] as StepRow[],
       attemptInserts: [] as AttemptRow[],
-      attemptUpdates: [] as AttemptUpdate[],
+      attemptUpdates: [] as AttemptUpdateRow[],
       payloads: [] as PayloadRow[],
       outbox: [] as OutboxRow[],
       timersAdded: [] as TimerJob[],
@@ -387,15 +388,23 @@ class DecisionBatch {
       this.decisions.set(p.id, { events: p.events, state, items: p.opened });
       if (p.events.length === 0 || state === undefined) continue;
       const firstSeq = (p.locked?.last_seq ?? 0) + 1;
-      const row = executionRow(state, firstSeq + p.events.length - 1);
-      if (p.locked === undefined) newExecutions.push({ ...row, traceparent: p.traceparent, reply_topic: p.replyTopic });
-      else writes.changedExecutions.push(row);
+      const lastSeq = firstSeq + p.events.length - 1;
+      const row = executionRow(state, lastSeq);
+      // The batch's id on the row: the cache entry made here is good only once it commits.
+      const writtenBy = newId();
+      if (p.locked === undefined) {
+        newExecutions.push({ ...row, traceparent: p.traceparent, reply_topic: p.replyTopic, written_by: writtenBy });
+      } else {
+        const snapshot = this.env.states.snapshotDue(p.locked, lastSeq, state);
+        writes.changedExecutions.push({ ...row, written_by: writtenBy, snapshot });
+      }
+      this.env.states.remember(p.id, writtenBy, lastSeq, state);
       writes.events.push({ executionId: p.id, firstSeq, events: p.events });
       if (p.forgotten.size > 0) writes.forgotten.push({ executionId: p.id, stepKeys: [...p.forgotten] });
       for (const [forEachKey, items] of p.items) writes.items.push({ executionId: p.id, forEachKey, items });
       writes.steps.push(...p.steps.values());
       writes.attemptInserts.push(...p.attemptInserts.values());
-      writes.attemptUpdates.push(...p.attemptUpdates.values());
+      for (const update of p.attemptUpdates.values()) writes.attemptUpdates.push({ ...update, execution_id: p.id });
       this.#messagesAndTimers(p, state, writes);
     }
     return writes;
@@ -514,7 +523,7 @@ export async function runDecision(
       ? new Map([[executionId, options.locked]])
       : trigger.kind === 'start'
         ? new Map<string, LockedExecution>()
-        : await lockExecutions(trx, [executionId]);
+        : await env.states.lock(trx, env.plans, [executionId]);
   if (trigger.kind !== 'start' && !locked.has(executionId)) {
     throw new ExecutionNotFoundError(`no execution ${executionId}`);
   }

@@ -66,7 +66,8 @@ function compareRows(
 
 /**
  * Compares an execution's rows in sous.execution, sous.step and sous.step_attempt with
- * what its event log alone gives (the same projection rebuildExecution writes); an empty
+ * what its event log alone gives (the same projection rebuildExecution writes; the state
+ * snapshot against the log up to its seq); an empty
  * list means they agree. Reads under the execution's row lock, so no decision interleaves.
  */
 export async function verifyExecution(
@@ -102,8 +103,23 @@ export async function verifyExecution(
       'created_at',
       'updated_at',
       'finished_at',
-      'state',
     ]);
+    // The stored state is a snapshot: the replay of the log up to state_seq (a row
+    // written before 0010 has none, its state is at last_seq).
+    const stateSeq = typeof row.state_seq === 'number' ? row.state_seq : events.length;
+    if (stateSeq < 1 || stateSeq > events.length) {
+      out.push({
+        executionId,
+        table: 'execution',
+        key: executionId,
+        column: 'state_seq',
+        fromLog: events.length,
+        inTable: stateSeq,
+      });
+    } else {
+      const snapshot = { state: replay(events.slice(0, stateSeq), plan) };
+      compare(out, executionId, 'execution', executionId, snapshot, { state: row.state }, ['state']);
+    }
 
     const stepRows = new Map(stored.steps.map((r) => [r.step_key, r]));
     const expectedSteps = stepRowsOf(executionId, undefined, events, plan);

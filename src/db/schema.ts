@@ -51,8 +51,13 @@ export interface ExecutionTable {
   parent_step_key: string | null;
   traceparent: string | null;
   reply_topic: string;
+  /** A snapshot: the state after event state_seq (0010_state_snapshots.sql). */
   state: Json;
   last_seq: number;
+  /** NULL on rows written before 0010: their state is at last_seq. */
+  state_seq: number | null;
+  /** The decision batch that last wrote the row (the state cache's key). */
+  written_by: string | null;
   created_at: Timestamp;
   updated_at: Timestamp;
   finished_at: Timestamp | null;

@@ -238,9 +238,16 @@ function fold(state: ExecutionState | undefined, event: EngineEvent, plan: Recip
   }
 }
 
-/** The state after all of an execution's events, oldest first. */
-export function replay(events: readonly EngineEvent[], plan: RecipePlan): ExecutionState | undefined {
-  let state: ExecutionState | undefined;
+/**
+ * The state after an execution's events, oldest first: all of them, or those after a
+ * snapshot (`from`, the state after the events before them).
+ */
+export function replay(
+  events: readonly EngineEvent[],
+  plan: RecipePlan,
+  from?: ExecutionState,
+): ExecutionState | undefined {
+  let state = from;
   for (const event of events) state = evolve(state, event, plan);
   return state;
 }

@@ -28,7 +28,8 @@ export async function selectProjectionForShare(trx: Kysely<Database>, executionI
 
 /**
  * Replaces an execution's row, steps and attempts with rows rebuilt from its log (the
- * caller holds the execution's row lock).
+ * caller holds the execution's row lock). The state becomes a snapshot at last_seq, and
+ * written_by is cleared, so no control plane trusts a state it cached before.
  */
 export async function replaceProjection(
   trx: Kysely<Database>,
@@ -41,7 +42,8 @@ export async function replaceProjection(
   await sql`
     UPDATE sous.execution SET status = ${row.status}, input = ${JSON.stringify(row.input)}::jsonb,
       output = ${JSON.stringify(row.output)}::jsonb, error = ${JSON.stringify(row.error)}::jsonb,
-      state = ${JSON.stringify(row.state)}::jsonb, last_seq = ${row.last_seq}, created_at = ${row.created_at},
+      state = ${JSON.stringify(row.state)}::jsonb, last_seq = ${row.last_seq}, state_seq = ${row.last_seq},
+      written_by = NULL, created_at = ${row.created_at},
       updated_at = ${row.updated_at}, finished_at = ${row.finished_at}
     WHERE id = ${row.id}`.execute(trx);
   if (steps.length > 0) {

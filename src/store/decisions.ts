@@ -1,9 +1,9 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
-import type { AttemptRow, AttemptUpdate, ExecutionRow, StepRow } from '../engine/projection.js';
-import { insertAttempts, updateAttempts } from './attempts.js';
+import type { AttemptRow, StepRow } from '../engine/projection.js';
+import { insertAttempts, updateAttempts, type AttemptUpdateRow } from './attempts.js';
 import { appendEvents, type EventAppend } from './events.js';
-import { insertExecutions, updateExecutions, type ExecutionWrite } from './executions.js';
+import { insertExecutions, updateExecutions, type ExecutionChange, type ExecutionWrite } from './executions.js';
 import { insertForeachItems, type ItemList } from './foreach-items.js';
 import { insertOutboxRows, type OutboxRow } from './outbox.js';
 import { insertPayloads, type PayloadRow } from './payloads.js';
@@ -19,13 +19,13 @@ export interface DecisionWrites {
   /** Executions started by these decisions (inserted). */
   readonly newExecutions: readonly ExecutionWrite[];
   /** Executions that existed and were locked (updated). */
-  readonly changedExecutions: readonly ExecutionRow[];
+  readonly changedExecutions: readonly ExecutionChange[];
   readonly events: readonly EventAppend[];
   readonly forgotten: readonly ForgottenSteps[];
   readonly items: readonly ItemList[];
   readonly steps: readonly StepRow[];
   readonly attemptInserts: readonly AttemptRow[];
-  readonly attemptUpdates: readonly AttemptUpdate[];
+  readonly attemptUpdates: readonly AttemptUpdateRow[];
   readonly payloads: readonly PayloadRow[];
   readonly outbox: readonly OutboxRow[];
   readonly timersAdded: readonly TimerJob[];

@@ -1,38 +1,90 @@
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
 import type { ExecutionRow } from '../engine/projection.js';
+import type { EngineEvent } from '../engine/events.js';
 import type { ExecutionState, ExecutionStatus } from '../engine/state.js';
 
-/** What a decision needs of an execution it has locked. */
-export interface LockedExecution {
+/** What a decision needs of an execution it has locked, before its state is known. */
+export interface LockedHead {
   readonly id: string;
   readonly status: ExecutionStatus;
-  readonly state: ExecutionState;
+  readonly recipe_name: string;
+  readonly recipe_version: number;
   readonly last_seq: number;
+  /** The seq the stored state snapshot is at (last_seq for rows written before 0010). */
+  readonly state_seq: number;
+  /** The decision batch that last wrote the row: a cached state is good when it names it. */
+  readonly written_by: string | null;
   readonly traceparent: string | null;
   readonly reply_topic: string;
 }
 
-/** An execution row as a decision writes it: the projection plus what is fixed at start. */
+/** A locked execution with its state after event last_seq (cached, or snapshot and log). */
+export interface LockedExecution extends LockedHead {
+  readonly state: ExecutionState;
+}
+
+/** An execution row as a decision inserts it: the projection plus what is fixed at start. */
 export interface ExecutionWrite extends ExecutionRow {
   readonly traceparent: string | null;
   readonly reply_topic: string;
+  readonly written_by: string;
+}
+
+/** An execution row as a decision updates it: the state is written only when a snapshot is due. */
+export interface ExecutionChange extends ExecutionRow {
+  readonly written_by: string;
+  readonly snapshot: boolean;
 }
 
 /**
  * Locks executions for a decision, in id order in one statement: two transactions
  * locking overlapping sets take the locks in the same order, so they queue instead of
  * deadlocking, and one execution is decided by one transaction at a time whichever
- * process runs it. Executions that do not exist are absent from the map.
+ * process runs it. Executions that do not exist are absent from the map. The state is
+ * not read here: the caller has it cached, or reads the snapshot and the events after it.
  */
-export async function lockExecutions(
+export async function lockExecutionHeads(
   trx: Kysely<Database>,
   executionIds: readonly string[],
-): Promise<Map<string, LockedExecution>> {
+): Promise<Map<string, LockedHead>> {
   if (executionIds.length === 0) return new Map();
-  const { rows } = await sql<LockedExecution>`/* sous:lockExecutions */
-    SELECT id, status, state, last_seq, traceparent, reply_topic FROM sous.execution
-    WHERE id = ANY(${[...executionIds]}::uuid[]) ORDER BY id FOR UPDATE`.execute(trx);
+  const { rows } = await sql<LockedHead>`/* sous:lockExecutionHeads */
+    SELECT id, status, recipe_name, recipe_version, last_seq, coalesce(state_seq, last_seq) AS state_seq, written_by,
+      traceparent, reply_topic
+    FROM sous.execution WHERE id = ANY(${[...executionIds]}::uuid[]) ORDER BY id FOR UPDATE`.execute(trx);
+  return new Map(rows.map((r) => [r.id, r]));
+}
+
+/** A stored state snapshot and the events appended after it, oldest first. */
+export interface StateSnapshot {
+  readonly id: string;
+  readonly recipe_name: string;
+  readonly recipe_version: number;
+  readonly state: ExecutionState;
+  readonly state_seq: number;
+  readonly last_seq: number;
+  readonly written_by: string | null;
+  readonly events: readonly EngineEvent[];
+}
+
+/**
+ * Executions' state snapshots with the events after them, in one statement: what
+ * replaying gives an execution's state at last_seq. Under the row lock in a decision;
+ * without it (the API) the answer is one consistent moment of each execution, since the
+ * snapshot, last_seq and the events are read in one statement.
+ */
+export async function selectStateSnapshots(
+  db: Kysely<Database>,
+  executionIds: readonly string[],
+): Promise<Map<string, StateSnapshot>> {
+  if (executionIds.length === 0) return new Map();
+  const { rows } = await sql<StateSnapshot>`/* sous:selectStateSnapshots */
+    SELECT e.id, e.recipe_name, e.recipe_version, e.state, coalesce(e.state_seq, e.last_seq) AS state_seq, e.last_seq,
+      e.written_by,
+      coalesce((SELECT jsonb_agg(v.data ORDER BY v.seq) FROM sous.execution_event v
+        WHERE v.execution_id = e.id AND v.seq > coalesce(e.state_seq, e.last_seq) AND v.seq <= e.last_seq), '[]') AS events
+    FROM sous.execution e WHERE e.id = ANY(${[...executionIds]}::uuid[])`.execute(db);
   return new Map(rows.map((r) => [r.id, r]));
 }
 
@@ -49,34 +101,43 @@ export async function insertExecutions(trx: Kysely<Database>, rows: readonly Exe
   await sql`/* sous:insertExecutions */
     INSERT INTO sous.execution
       (id, recipe_name, recipe_version, status, input, output, error, idempotency_key, parent_execution_id,
-       parent_step_key, traceparent, reply_topic, state, last_seq, created_at, updated_at, finished_at)
+       parent_step_key, traceparent, reply_topic, state, last_seq, state_seq, written_by, created_at, updated_at,
+       finished_at)
     SELECT id, recipe_name, recipe_version, status, coalesce(input, 'null'), coalesce(output, 'null'),
       coalesce(error, 'null'), idempotency_key, parent_execution_id, parent_step_key, traceparent, reply_topic, state,
-      last_seq, created_at, updated_at, finished_at
+      last_seq, last_seq, written_by, created_at, updated_at, finished_at
     FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS r(id uuid, recipe_name text, recipe_version int,
       status text, input jsonb, output jsonb, error jsonb, idempotency_key text, parent_execution_id uuid,
-      parent_step_key text, traceparent text, reply_topic text, state jsonb, last_seq int, created_at timestamptz,
-      updated_at timestamptz, finished_at timestamptz)`.execute(trx);
+      parent_step_key text, traceparent text, reply_topic text, state jsonb, last_seq int, written_by uuid,
+      created_at timestamptz, updated_at timestamptz, finished_at timestamptz)`.execute(trx);
 }
 
-/** The columns a decision changes on executions it locked, in one statement. */
-export async function updateExecutions(trx: Kysely<Database>, rows: readonly ExecutionRow[]): Promise<void> {
+/**
+ * The columns a decision changes on executions it locked, in one statement. The state
+ * and state_seq change only where a snapshot is due; elsewhere the row keeps its
+ * snapshot (a row written before 0010 gets state_seq = its last_seq before this write,
+ * which is where its state is).
+ */
+export async function updateExecutions(trx: Kysely<Database>, rows: readonly ExecutionChange[]): Promise<void> {
   if (rows.length === 0) return;
   const changes = rows.map((r) => ({
     id: r.id,
     status: r.status,
     output: r.output,
     error: r.error,
-    state: r.state,
+    state: r.snapshot ? r.state : null,
     last_seq: r.last_seq,
+    written_by: r.written_by,
     updated_at: r.updated_at,
     finished_at: r.finished_at,
   }));
   await sql`/* sous:updateExecutions */
     UPDATE sous.execution e SET status = u.status, output = coalesce(u.output, 'null'), error = coalesce(u.error, 'null'),
-      state = u.state, last_seq = u.last_seq, updated_at = u.updated_at, finished_at = u.finished_at
+      state = coalesce(u.state, e.state),
+      state_seq = CASE WHEN u.state IS NULL THEN coalesce(e.state_seq, e.last_seq) ELSE u.last_seq END,
+      last_seq = u.last_seq, written_by = u.written_by, updated_at = u.updated_at, finished_at = u.finished_at
     FROM jsonb_to_recordset(${JSON.stringify(changes)}::jsonb) AS u(id uuid, status text, output jsonb, error jsonb,
-      state jsonb, last_seq int, updated_at timestamptz, finished_at timestamptz)
+      state jsonb, last_seq int, written_by uuid, updated_at timestamptz, finished_at timestamptz)
     WHERE e.id = u.id`.execute(trx);
 }
 

@@ -23,14 +23,17 @@ export interface OutboxRow {
 export async function insertOutboxRows<DB>(trx: Kysely<DB>, rows: readonly OutboxRow[]): Promise<void> {
   if (rows.length === 0) return;
   const column = <K extends keyof OutboxRow>(name: K) => rows.map((r) => r[name]);
-  const ids = column('id');
-  await sql`/* sous:insertOutboxRows */
+  const inserted = await sql<{ ctid: string }>`/* sous:insertOutboxRows */
     INSERT INTO sous.outbox
       (id, aggregate_type, aggregate_id, event_type, topic, payload, headers, traceparent, correlation_id, idempotency_key)
     SELECT * FROM unnest(
-      ${ids}::uuid[], ${column('aggregateType')}::text[], ${column('key')}::text[], ${column('eventType')}::text[],
+      ${column('id')}::uuid[], ${column('aggregateType')}::text[], ${column('key')}::text[], ${column('eventType')}::text[],
       ${column('topic')}::text[], ${column('payload')}::jsonb[], ${column('headers')}::jsonb[],
       ${column('traceparent')}::text[], ${column('correlationId')}::text[], ${column('idempotencyKey')}::text[]
-    )`.execute(trx);
-  await sql`/* sous:deleteOutboxRows */ DELETE FROM sous.outbox WHERE id = ANY(${ids}::uuid[])`.execute(trx);
+    )
+    RETURNING ctid::text AS ctid`.execute(trx);
+  // By physical address: the rows were inserted by this transaction, so nothing else can
+  // have moved them, and the table needs no index (0011_fewer_index_entries.sql).
+  const ctids = inserted.rows.map((r) => r.ctid);
+  await sql`/* sous:deleteOutboxRows */ DELETE FROM sous.outbox WHERE ctid = ANY(${ctids}::tid[])`.execute(trx);
 }

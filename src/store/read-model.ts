@@ -1,6 +1,5 @@
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
-import type { ForEachState } from '../engine/state.js';
 
 /*
  * The API's read queries, one statement per list, shaped as the API shows them (column
@@ -86,16 +85,6 @@ export async function selectEventNodes<Row>(
     SELECT execution_id AS "executionId", seq, type, created_at AS at, data
     FROM sous.execution_event WHERE execution_id = ANY(${[...executionIds]}::uuid[]) AND seq > ${afterSeq}
     ORDER BY execution_id, seq`.execute(db);
-  return rows;
-}
-
-/** The forEach part of these executions' states (null when they have none). */
-export async function selectForEachStates(
-  db: Kysely<Database>,
-  executionIds: readonly string[],
-): Promise<{ id: string; fe: Record<string, ForEachState> | null }[]> {
-  const { rows } = await sql<{ id: string; fe: Record<string, ForEachState> | null }>`
-    SELECT id, state->'forEach' AS fe FROM sous.execution WHERE id = ANY(${[...executionIds]}::uuid[])`.execute(db);
   return rows;
 }
 

@@ -290,17 +290,6 @@ function asSets(event: EngineEvent): EngineEvent {
   return event.type === 'ExecutionRewound' ? { ...event, removedStepKeys: [...event.removedStepKeys].sort() } : event;
 }
 
-/** Evolves events onto a state: how the state is rebuilt from a snapshot and the events after it. */
-function replayFrom(
-  snapshot: ExecutionState | undefined,
-  events: readonly EngineEvent[],
-  plan: RecipePlan,
-): ExecutionState | undefined {
-  let state = snapshot;
-  for (const event of events) state = evolve(state, event, plan);
-  return state;
-}
-
 /** One execution driven by decide, as the control plane drives it, keeping every event. */
 class Execution {
   state: ExecutionState | undefined;
@@ -385,7 +374,7 @@ class Execution {
     // 2. A snapshot stored after any k events, and the stored events after it, give the
     // state back (checked at one cut per decision here, at every cut in the end).
     const k = cut % this.prefix.length;
-    const rebuilt = replayFrom(this.#snapshot(k), this.#storedLog.slice(k), this.plan);
+    const rebuilt = replay(this.#storedLog.slice(k), this.plan, this.#snapshot(k));
     assert.deepStrictEqual(rebuilt, before, `snapshot after ${k} of ${this.log.length} events`);
 
     const { decision, ids } = await this.#decide(before, planned.trigger);
@@ -427,9 +416,9 @@ class Execution {
   /** Checks the snapshot property at every cut point, in memory and through jsonb. */
   checkEverySnapshot(): void {
     for (let k = 0; k < this.prefix.length; k++) {
-      assert.deepStrictEqual(replayFrom(this.prefix[k], this.log.slice(k), this.plan), this.state, `snapshot at ${k}`);
+      assert.deepStrictEqual(replay(this.log.slice(k), this.plan, this.prefix[k]), this.state, `snapshot at ${k}`);
       assert.deepStrictEqual(
-        replayFrom(this.#snapshot(k), this.#storedLog.slice(k), this.plan),
+        replay(this.#storedLog.slice(k), this.plan, this.#snapshot(k)),
         this.state,
         `stored snapshot at ${k}`,
       );
