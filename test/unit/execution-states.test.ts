@@ -1,0 +1,79 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { loadEnvironmentConfig } from '../../src/config.js';
+import { ExecutionStates } from '../../src/control-plane/execution-states.js';
+import type { ExecutionState, ExecutionStatus } from '../../src/engine/state.js';
+import { ConfigInvalidError } from '../../src/errors.js';
+import type { LockedHead } from '../../src/store/executions.js';
+
+const state = (executionId: string, status: ExecutionStatus = 'running'): ExecutionState => ({
+  executionId,
+  recipe: 'r',
+  version: 1,
+  status,
+  input: null,
+  steps: {},
+  attempts: {},
+  forEach: {},
+  timers: {},
+  signals: {},
+  completions: 0,
+  createdAt: '2026-01-01T00:00:00.000Z',
+  updatedAt: '2026-01-01T00:00:00.000Z',
+});
+
+const head = (stateSeq: number): LockedHead => ({
+  id: 'e',
+  status: 'running',
+  recipe_name: 'r',
+  recipe_version: 1,
+  last_seq: stateSeq,
+  state_seq: stateSeq,
+  written_by: null,
+  traceparent: null,
+  reply_topic: 'sous.replies',
+});
+
+describe('execution states (cache and snapshot cadence)', () => {
+  it('stores a snapshot at start, at the end and every N events', () => {
+    const states = new ExecutionStates({ snapshotEvery: 10 });
+    assert.equal(states.snapshotDue(undefined, 3, state('e')), true, 'a new execution');
+    assert.equal(states.snapshotDue(head(20), 29, state('e')), false);
+    assert.equal(states.snapshotDue(head(20), 30, state('e')), true, '10 events after the last snapshot');
+    for (const status of ['completed', 'failed', 'cancelled'] as const) {
+      assert.equal(states.snapshotDue(head(20), 21, state('e', status)), true, `a ${status} execution`);
+    }
+  });
+
+  it('keeps the most recently decided running executions, none finished', () => {
+    const states = new ExecutionStates({ cacheSize: 2 });
+    states.remember('a', 'w1', 1, state('a'));
+    states.remember('b', 'w2', 1, state('b'));
+    states.remember('a', 'w3', 2, state('a'));
+    states.remember('c', 'w4', 1, state('c'));
+    assert.equal(states.size, 2, 'b, the least recently decided, was dropped');
+    states.remember('c', 'w5', 2, state('c', 'completed'));
+    assert.equal(states.size, 1, 'a finished execution leaves the cache');
+    const off = new ExecutionStates({ cacheSize: 0 });
+    off.remember('a', 'w1', 1, state('a'));
+    assert.equal(off.size, 0);
+  });
+
+  it('refuses settings that cannot work, naming them', () => {
+    assert.throws(() => new ExecutionStates({ snapshotEvery: 0 }), /snapshotEvery must be an integer >= 1, got 0/);
+    assert.throws(() => new ExecutionStates({ cacheSize: -1 }), /cacheSize must be an integer >= 0, got -1/);
+    const env = { SOUS_DATABASE_URL: 'postgres://u@h:5432/d', SOUS_KAFKA_BROKERS: 'h:9092' };
+    const config = loadEnvironmentConfig(env);
+    assert.deepEqual([config.stateCacheSize, config.stateSnapshotEvery], [10_000, 128]);
+    const set = loadEnvironmentConfig({ ...env, SOUS_STATE_CACHE_SIZE: '0', SOUS_STATE_SNAPSHOT_EVERY: '16' });
+    assert.deepEqual([set.stateCacheSize, set.stateSnapshotEvery], [0, 16]);
+    assert.throws(
+      () => loadEnvironmentConfig({ ...env, SOUS_STATE_SNAPSHOT_EVERY: '0' }),
+      (e: unknown) => e instanceof ConfigInvalidError && /SOUS_STATE_SNAPSHOT_EVERY must be at least 1/.test(e.message),
+    );
+    assert.throws(
+      () => loadEnvironmentConfig({ ...env, SOUS_STATE_CACHE_SIZE: 'lots' }),
+      /SOUS_STATE_CACHE_SIZE must be a whole number/,
+    );
+  });
+});
