@@ -2,7 +2,7 @@ import pg from 'pg';
 import { z } from 'zod';
 import type { Logger } from '../logger.js';
 
-/** What sous.notify_execution_change() announces when a change to an execution commits. */
+/** One execution's change, as sous.notify_execution_changes() announces it when it commits. */
 export const executionChangeSchema = z.object({
   id: z.string(),
   status: z.string(),
@@ -11,6 +11,15 @@ export const executionChangeSchema = z.object({
   seq: z.number().int(),
 });
 export type ExecutionChange = z.infer<typeof executionChangeSchema>;
+
+/**
+ * A notification's payload: the changes one statement made (0012: an array, split under
+ * the 8000-byte limit), or a single change (the row trigger before 0012).
+ */
+export const executionChangesSchema = z.union([
+  z.array(executionChangeSchema),
+  executionChangeSchema.transform((change) => [change]),
+]);
 
 export const EXECUTION_CHANNEL = 'sous_execution';
 
@@ -37,8 +46,14 @@ export async function listenForExecutionChanges(
     const next = new pg.Client({ connectionString, application_name: 'sous-api-listen' });
     next.on('notification', (message) => {
       if (message.channel !== EXECUTION_CHANNEL || message.payload === undefined) return;
-      const parsed = executionChangeSchema.safeParse(JSON.parse(message.payload));
-      if (parsed.success) onChange(parsed.data);
+      let payload: unknown;
+      try {
+        payload = JSON.parse(message.payload);
+      } catch {
+        payload = undefined;
+      }
+      const parsed = executionChangesSchema.safeParse(payload);
+      if (parsed.success) for (const change of parsed.data) onChange(change);
       else log.warn({ payload: message.payload }, 'unreadable execution change notification');
     });
     next.on('error', (error) => {

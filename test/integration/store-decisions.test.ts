@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { sql, type Kysely } from 'kysely';
+import pg from 'pg';
+import { EXECUTION_CHANNEL, executionChangesSchema } from '../../src/api/notifications.js';
 import { applyReplies, type ReplyTopicMessage } from '../../src/control-plane/apply-reply.js';
 import { startExecution } from '../../src/control-plane/executions.js';
 import { PlanCache } from '../../src/control-plane/plan-cache.js';
@@ -187,5 +189,34 @@ describe('decisions written as sets', () => {
     for (const id of ids) assert.deepEqual(await verifyExecution(db, env.plans, id), []);
     const next = await inFlight(ids);
     assert.equal(next.length, ids.length, 'each execution moved exactly one step on');
+  });
+
+  it('announces the executions a batch changed in one notification, delivered on commit', async () => {
+    const ids = await tenSteps(12);
+    const attempts = await inFlight(ids);
+    const listener = new pg.Client({ connectionString: databaseUrl(stackConfig) });
+    await listener.connect();
+    try {
+      const payloads: string[] = [];
+      listener.on('notification', (m) => {
+        if (m.channel === EXECUTION_CHANNEL && m.payload !== undefined) payloads.push(m.payload);
+      });
+      await listener.query(`LISTEN ${EXECUTION_CHANNEL}`);
+      await applyReplies(
+        db,
+        env,
+        attempts.map((a) => reply('step.completed', a)),
+      );
+      // A round trip on the listening connection: notifications sent before it have arrived.
+      await listener.query('SELECT 1');
+      const mine = payloads
+        .map((p) => executionChangesSchema.parse(JSON.parse(p)).filter((c) => ids.includes(c.id)))
+        .filter((changes) => changes.length > 0);
+      assert.equal(mine.length, 1, `one notification for the batch, got ${mine.length}`);
+      assert.deepEqual(mine[0]?.map((c) => c.id).sort(), [...ids].sort());
+      assert.ok(mine[0]?.every((c) => c.status === 'running' && c.seq > 1));
+    } finally {
+      await listener.end();
+    }
   });
 });
