@@ -214,7 +214,7 @@ describe('decisions written as sets', () => {
         .filter((changes) => changes.length > 0);
       assert.equal(mine.length, 1, `one notification for the batch, got ${mine.length}`);
       assert.deepEqual(mine[0]?.map((c) => c.id).sort(), [...ids].sort());
-      assert.ok(mine[0]?.every((c) => c.status === 'running' && c.seq > 1));
+      assert.ok(mine[0].every((c) => c.status === 'running' && c.seq > 1));
     } finally {
       await listener.end();
     }
