@@ -8,7 +8,7 @@ import { connectPid } from '../src/stack/connect.js';
 import { kafkaBrokers, type StackConfig } from '../src/stack/config.js';
 import { kafkaPid } from '../src/stack/kafka.js';
 import { postgresPid } from '../src/stack/postgres.js';
-import { NodeChild } from '../scripts/node-child.js';
+import { CONTROL_PLANE_NODE_ARGS, NodeChild } from '../scripts/node-child.js';
 import { STARTER_ROLE } from './probe.js';
 import type { Processes } from './proc.js';
 
@@ -63,6 +63,7 @@ export async function startRig({ config, name, slowMs, workerConcurrency }: RigO
     },
     'control plane ready',
     join(logs, `control-plane-${tag}.log`),
+    CONTROL_PLANE_NODE_ARGS,
   );
   const receivedFile = join(logs, `received-${tag}.json`);
   const worker = new NodeChild(

@@ -36,6 +36,8 @@ const settingsSchema = z.object({
   BENCH_FOREACH_ITEMS: z.coerce.number().int().min(1).default(10_000),
   BENCH_SLOW_MS: z.coerce.number().int().min(0).default(20),
   BENCH_WORKER_CONCURRENCY: z.coerce.number().int().min(1).default(100),
+  // The forEach's own concurrency: items in flight at once. @default BENCH_WORKER_CONCURRENCY
+  BENCH_FOREACH_CONCURRENCY: z.coerce.number().int().min(1).optional(),
   BENCH_WORKLOADS: z.string().default('low,saturation,long,foreach'),
   // The reporting workload (not in the default list: it writes 1,000,000 events).
   BENCH_REPORTING_EVENTS: z.coerce.number().int().min(10).default(1_000_000),
@@ -50,6 +52,7 @@ if (!parsedSettings.success) {
 }
 const settings = parsedSettings.data;
 const workloads = new Set(settings.BENCH_WORKLOADS.split(',').map((w) => w.trim()));
+const forEachConcurrency = settings.BENCH_FOREACH_CONCURRENCY ?? settings.BENCH_WORKER_CONCURRENCY;
 const config = loadStackConfig();
 
 type Figures = Record<string, number>;
@@ -191,6 +194,8 @@ async function sequentialWorkload(
 
 /** One execution: a forEach over `items` items whose one step takes `slowMs`. */
 async function forEachWorkload(probe: Probe, items: number, slowMs: number): Promise<Figures> {
+  let times: WorkerTimes;
+  let stopped = false;
   const rig = await startRig({
     config,
     name: 'foreach',
@@ -199,15 +204,19 @@ async function forEachWorkload(probe: Probe, items: number, slowMs: number): Pro
   });
   try {
     const plan = recipe(`bench-foreach-${rig.tag}`)
-      .forEach('each', { items: `[1..${items}]`, concurrency: 100 }, (body) =>
+      .forEach('each', { items: `[1..${items}]`, concurrency: forEachConcurrency }, (body) =>
         body.task('slow', rig.capability, { input: { n: 'item' } }),
       )
       .build();
     await rig.starter.registerRecipe(plan);
     const idle = memoryOf(rig.controlPlanePid);
     let peakRss = idle.rssMiB;
+    // RSS over time: a long list must not make the control plane grow as it goes.
+    const samples: { at: number; rss: number }[] = [];
     const sampler = setInterval(() => {
-      peakRss = Math.max(peakRss, memoryOf(rig.controlPlanePid).rssMiB || 0);
+      const rss = memoryOf(rig.controlPlanePid).rssMiB || 0;
+      samples.push({ at: performance.now(), rss });
+      peakRss = Math.max(peakRss, rss);
     }, 250);
     const window = await open(probe, rig);
     const { executionId } = await rig.starter.startExecution({ recipe: plan.name });
@@ -219,16 +228,58 @@ async function forEachWorkload(probe: Probe, items: number, slowMs: number): Pro
     ]);
     topStatements.foreach = await probe.topStatements(config.pgUser, 15);
     const { stepsPerSecond, ...rest } = figures;
+    const peakMiB = Math.max(memoryOf(rig.controlPlanePid).peakMiB, peakRss);
+    const endMiB = memoryOf(rig.controlPlanePid).rssMiB;
+    times = await rig.stop();
+    stopped = true;
     return {
       itemsPerSecond: stepsPerSecond ?? Number.NaN,
       ...rest,
       failed: row?.status === 'completed' ? 0 : 1,
       controlPlaneIdleMiB: idle.rssMiB,
-      controlPlanePeakMiB: Math.max(memoryOf(rig.controlPlanePid).peakMiB, peakRss),
+      controlPlanePeakMiB: peakMiB,
+      ...halves(samples),
+      controlPlaneEndMiB: endMiB,
+      ...(await itemLegs(probe, executionId, times)),
     };
   } finally {
-    await rig.stop();
+    if (!stopped) await rig.stop();
   }
+}
+
+/** Peak RSS of the first and of the second half of the run, MiB: equal when memory stays flat. */
+function halves(samples: readonly { at: number; rss: number }[]) {
+  const first = samples[0]?.at ?? 0;
+  const middle = (first + (samples.at(-1)?.at ?? 0)) / 2;
+  const peak = (part: readonly { rss: number }[]) =>
+    part.reduce((max, s) => Math.max(max, s.rss), part.length === 0 ? Number.NaN : 0);
+  return {
+    controlPlanePeakFirstHalfMiB: peak(samples.filter((s) => s.at <= middle)),
+    controlPlanePeakSecondHalfMiB: peak(samples.filter((s) => s.at > middle)),
+  };
+}
+
+/**
+ * Where an item's time goes, p50 over the items: decided → at the worker (commit, the
+ * outbox leg through Debezium and Kafka, the worker's fetch) and handled → decided (the
+ * reply leg: the worker's send, Kafka, the control plane's queue and its decision).
+ */
+async function itemLegs(probe: Probe, executionId: string, times: WorkerTimes) {
+  const attempts = await probe.query<{ step_key: string; scheduled: string; finished: string | null }>(
+    `SELECT step_key, (extract(epoch FROM scheduled_at) * 1000)::text AS scheduled,
+       (extract(epoch FROM finished_at) * 1000)::text AS finished
+     FROM sous.step_attempt WHERE execution_id = $1`,
+    [executionId],
+  );
+  const toWorker: number[] = [];
+  const back: number[] = [];
+  for (const a of attempts) {
+    const received = times.received.get(`${executionId}/${a.step_key}`);
+    const handled = times.handled.get(`${executionId}/${a.step_key}`);
+    if (received !== undefined) toWorker.push(received - Number(a.scheduled));
+    if (handled !== undefined && a.finished !== null) back.push(Number(a.finished) - handled);
+  }
+  return { toWorkerP50Ms: distribution(toWorker).p50, replyToDecisionP50Ms: distribution(back).p50 };
 }
 
 // ---------------------------------------------------------------- main
@@ -255,7 +306,7 @@ if (workloads.has('long'))
 if (workloads.has('foreach'))
   plans.push({
     key: 'foreach',
-    title: `forEach over ${settings.BENCH_FOREACH_ITEMS} items, concurrency 100, step of ${settings.BENCH_SLOW_MS} ms`,
+    title: `forEach over ${settings.BENCH_FOREACH_ITEMS} items, concurrency ${forEachConcurrency}, step of ${settings.BENCH_SLOW_MS} ms`,
     run: (probe) => forEachWorkload(probe, settings.BENCH_FOREACH_ITEMS, settings.BENCH_SLOW_MS),
   });
 

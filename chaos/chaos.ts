@@ -16,7 +16,7 @@ import { createKafka } from '../src/kafka/kafka-client.js';
 import { commandTopic } from '../src/protocol/messages.js';
 import { recipe } from '../src/recipe/builder.js';
 import { resolveArtifacts } from '../src/stack/artifacts.js';
-import { NodeChild } from '../scripts/node-child.js';
+import { CONTROL_PLANE_NODE_ARGS, NodeChild } from '../scripts/node-child.js';
 import { connectUrl, databaseUrl, kafkaBrokers, type StackConfig } from '../src/stack/config.js';
 import { startConnect, stopConnect } from '../src/stack/connect.js';
 import { startKafka, stopKafka } from '../src/stack/kafka.js';
@@ -133,6 +133,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     },
     'control plane ready',
     join(logDir, 'control-plane.log'),
+    CONTROL_PLANE_NODE_ARGS,
   );
   const worker = (n: number) =>
     new NodeChild(

@@ -76,6 +76,12 @@ interface ReceivedReply {
   readonly trace: Context;
 }
 
+/**
+ * How many times `replyBatchSize` replies one batch may hold when the replies past the
+ * first `replyBatchSize` go to executions already in it (a hot execution: a forEach).
+ */
+export const HOT_EXECUTION_BATCH = 10;
+
 const optionsSchema = z.strictObject({
   databaseUrl: z.string().min(1, 'databaseUrl must be a PostgreSQL connection string'),
   brokers: z
@@ -174,7 +180,10 @@ export interface ControlPlaneOptions {
   readonly deadLetterRefreshMs?: number;
   /**
    * Replies of one partition decided together in one transaction (1: one transaction per
-   * reply). Fewer commits, so fewer WAL flushes, under load. @default 50
+   * reply). Fewer commits, so fewer WAL flushes, under load. A full batch still takes the
+   * replies that follow to executions already in it, up to `HOT_EXECUTION_BATCH` times as
+   * many (one lock and one state write per execution: a large forEach's replies are cheap
+   * to decide together, dear to cut into many transactions). @default 50
    */
   readonly replyBatchSize?: number;
   /**
@@ -593,7 +602,13 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
         partitionsConsumedConcurrently: config.partitionsConsumedConcurrently,
         onUndecodable: deadLetter,
         handle: handleOne,
-        ...(config.replyBatchSize > 1 ? { handleBatch, maxBatch: config.replyBatchSize } : {}),
+        ...(config.replyBatchSize > 1
+          ? {
+              handleBatch,
+              maxBatch: config.replyBatchSize,
+              maxBatchSameKey: config.replyBatchSize * HOT_EXECUTION_BATCH,
+            }
+          : {}),
       });
       if (config.ingestDeadLetters) {
         ingest = await runDeadLetterIngest({

@@ -7,8 +7,8 @@ import type { EngineEvent } from '../engine/events.js';
 import type { ItemSource, OpenedItems } from '../engine/item-source.js';
 import {
   attemptChanges,
+  decisionStepRows,
   executionRow,
-  stepRowsOf,
   type AttemptChanges,
   type AttemptRow,
   type AttemptUpdate,
@@ -103,6 +103,8 @@ class DecisionBatch {
   ignored = 0;
   /** Decision, start and producer spans of the batch: ended once it is written (or failed). */
   readonly spans: Span[] = [];
+  /** States the batch's decisions made: no one else holds them, so later decisions may change them in place. */
+  readonly #ownStates = new WeakSet<ExecutionState>();
 
   constructor(
     private readonly trx: Kysely<Database>,
@@ -200,6 +202,10 @@ class DecisionBatch {
       newId,
       random: Math.random,
       items: this.#itemSource(p),
+      // A state an earlier decision of this batch made is the batch's own: the next one
+      // changes it in place (a batch of n replies to a forEach copies its steps once, not
+      // n times). A state read from PostgreSQL is copied once by the first decision.
+      stateOwned: p.state !== undefined && this.#ownStates.has(p.state),
     });
     span.setAttribute(ATTR.decisionEvents, decision.events.length);
     if (decision.events.length === 0 || decision.state === undefined) {
@@ -219,12 +225,14 @@ class DecisionBatch {
       this.#forget(p, event.removedStepKeys);
     }
     this.#mergeAttempts(p, attemptChanges(p.id, segment));
-    for (const [key, row] of stepRowsOf(p.id, p.state, decision.events, p.plan)) p.steps.set(key, row);
+    const rows = decisionStepRows(p.id, decision.state, decision.retired ?? new Map(), decision.events, p.plan);
+    for (const [key, row] of rows) p.steps.set(key, row);
     for (const { forEachKey, items } of decision.items) p.items.set(forEachKey, items);
     p.events.push(...decision.events);
     for (let i = 0; i < decision.events.length; i++) p.eventContexts.push(context);
     p.opened.push(...decision.items);
     p.state = decision.state;
+    this.#ownStates.add(decision.state);
   }
 
   #forget(p: Pending, stepKeys: readonly string[]): void {

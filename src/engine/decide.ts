@@ -4,7 +4,7 @@ import type { ExpressionScope, ForEachStep, RecipePlan, Step, TaskStep } from '.
 import { retryDelayMs } from './backoff.js';
 import type { EngineEvent, TimerPurpose } from './events.js';
 import { ActionRefusedError } from './action-refused.js';
-import { evolveRetiring } from './evolve.js';
+import { StateDraft } from './evolve.js';
 import type { ItemSource, OpenedItems } from './item-source.js';
 import { compensationKey, indexPlan, itemKey, parseStepKey, taskStep } from './plan-index.js';
 import { type ExecutionState, type StepState, TERMINAL_STATUSES } from './state.js';
@@ -20,6 +20,13 @@ export interface DecideContext {
   readonly random: () => number;
   /** forEach item data opened by earlier decisions (immutable once stored). */
   readonly items: ItemSource;
+  /**
+   * The caller gives the state up: the decision changes it in place instead of copying
+   * what its events change (one copy of a forEach's in-flight steps per decision), and
+   * the caller must not read the state it passed afterwards. For a caller that chains
+   * decisions on states it made itself. @default false
+   */
+  readonly stateOwned?: boolean;
 }
 
 export interface Decision {
@@ -29,6 +36,11 @@ export interface Decision {
   readonly state: ExecutionState | undefined;
   /** forEach item lists opened by this decision: stored apart, in the same transaction. */
   readonly items: readonly OpenedItems[];
+  /**
+   * Item step states the events took out of the state (finished forEach items), for the
+   * step rows (see decisionStepRows). @default none
+   */
+  readonly retired?: ReadonlyMap<string, StepState>;
 }
 
 type Progress = 'done' | 'blocked' | 'failed';
@@ -70,24 +82,32 @@ class Decider {
   readonly #opened = new Map<string, readonly unknown[]>();
   /** Item step states this decision's events took out of the state (not yet in the step rows). */
   readonly #retired = new Map<string, StepState>();
-  #state: ExecutionState | undefined;
+  /** The state as this decision's events left it (one copy of what they change, not one per event). */
+  readonly #draft: StateDraft;
 
   constructor(state: ExecutionState | undefined, ctx: DecideContext) {
-    this.#state = state;
+    this.#draft = new StateDraft(state, ctx.plan, ctx.stateOwned === true);
     this.#ctx = ctx;
     this.#at = ctx.now.toISOString();
   }
 
+  get #state(): ExecutionState | undefined {
+    return this.#draft.state;
+  }
+
   get #s(): ExecutionState {
-    if (this.#state === undefined) throw new Error('no execution state');
-    return this.#state;
+    const state = this.#draft.state;
+    if (state === undefined) throw new Error('no execution state');
+    return state;
   }
 
   #emit(event: EngineEvent): void {
     this.#events.push(event);
-    const { state, retired } = evolveRetiring(this.#state, event, this.#ctx.plan);
-    this.#state = state;
-    for (const [key, st] of Object.entries(retired)) this.#retired.set(key, st);
+    const retired = this.#draft.apply(event);
+    for (const key in retired) {
+      const st = retired[key];
+      if (st !== undefined) this.#retired.set(key, st);
+    }
   }
 
   async run(trigger: Trigger): Promise<Decision> {
@@ -122,8 +142,9 @@ class Decider {
   #result(): Decision {
     return {
       events: this.#events,
-      state: this.#state,
+      state: this.#draft.snapshot(),
       items: [...this.#opened].map(([forEachKey, items]) => ({ forEachKey, items })),
+      retired: this.#retired,
     };
   }
 
@@ -745,10 +766,14 @@ class Decider {
         // Retries of items already in flight first: they hold their slot.
         const fe = this.#s.forEach[key];
         if (fe === undefined) break;
-        for (const [k, st] of Object.entries(this.#s.steps)) {
-          if (st.status === 'retry_ready' && st.stepId === body.id) {
+        // Keys first (no entry arrays: this runs per decision over every step in flight).
+        const retrying: string[] = [];
+        const steps = this.#s.steps;
+        for (const k in steps) if (steps[k]?.status === 'retry_ready' && steps[k].stepId === body.id) retrying.push(k);
+        for (const k of retrying) {
+          const st = this.#s.steps[k];
+          if (st?.status === 'retry_ready')
             await this.#dispatch(body, k, st.attempt + 1, parseStepKey(k).itemIndex, false);
-          }
         }
         const first = body === step.steps[0];
         for (;;) {

@@ -25,17 +25,344 @@ export function evolve(state: ExecutionState | undefined, event: EngineEvent, pl
  * with a compensation stay, since a failing saga undoes them in completion order.
  */
 export function evolveRetiring(state: ExecutionState | undefined, event: EngineEvent, plan: RecipePlan): Evolved {
-  const next = fold(state, event, plan);
-  const keys = finishedItemKeys(event, plan);
-  if (keys.length === 0) return { state: next, retired: {} };
-  const leaving = new Set(keys);
-  const retired: Record<string, StepState> = {};
-  const steps: Record<string, StepState> = {};
-  for (const [key, st] of Object.entries(next.steps)) {
-    if (leaving.has(key)) retired[key] = st;
-    else steps[key] = st;
+  const draft = new StateDraft(state, plan);
+  const retired = draft.apply(event);
+  const next = draft.snapshot();
+  if (next === undefined) throw new Error(`event ${event.type} before ExecutionStarted`);
+  return { state: next, retired };
+}
+
+/**
+ * The state after an execution's events, oldest first: all of them, or those after a
+ * snapshot (`from`, the state after the events before them; not changed).
+ */
+export function replay(
+  events: readonly EngineEvent[],
+  plan: RecipePlan,
+  from?: ExecutionState,
+): ExecutionState | undefined {
+  const draft = new StateDraft(from, plan);
+  for (const event of events) draft.apply(event);
+  return draft.snapshot();
+}
+
+type Writable<T> = { -readonly [K in keyof T]: T[K] };
+/** The records of a state that grow with the execution: copied once per draft, then written in place. */
+type RecordName = 'steps' | 'attempts' | 'forEach' | 'timers' | 'signals';
+type DraftState = Writable<Omit<ExecutionState, RecordName>> & {
+  [K in RecordName]: Writable<ExecutionState[K]>;
+};
+
+const RECORDS: readonly RecordName[] = ['steps', 'attempts', 'forEach', 'timers', 'signals'];
+
+/**
+ * Events folded into a state in turn, copying what they change once rather than once per
+ * event: the first write to a record (steps, attempts, ...) copies it, later writes change
+ * the copy in place. A forEach with n items in flight then costs O(n) per decision (or per
+ * replay) instead of O(n) per event. The state given is never changed; `snapshot` hands
+ * the state out as a value (later events copy again before they write), and step and
+ * forEach entries are replaced, never changed, so references to them stay valid.
+ *
+ * Records are copied key by key (for...in), not spread: a spread of a record that lost
+ * keys to `delete` keeps the old one's dictionary capacity, which then only grows as items
+ * come and go (a copy of 100 keys costing like one of thousands).
+ */
+export class StateDraft {
+  #base: ExecutionState | undefined;
+  /** The top level, copied on the first event since the last snapshot. */
+  #state: DraftState | undefined;
+  /** Records this draft copied since the last snapshot (its own to write). */
+  readonly #owned = new Set<RecordName>();
+
+  /**
+   * @param owned the caller gives `base` up: events change it in place, nothing is copied
+   *   (it must not be read as the old state afterwards). @default false
+   */
+  constructor(
+    base: ExecutionState | undefined,
+    private readonly plan: RecipePlan,
+    owned = false,
+  ) {
+    this.#base = base;
+    if (owned && base !== undefined) {
+      this.#state = base;
+      for (const name of RECORDS) this.#owned.add(name);
+    }
   }
-  return { state: { ...next, steps }, retired };
+
+  /** The state as folded so far: read it, never change it (the next event may). */
+  get state(): ExecutionState | undefined {
+    return this.#state ?? this.#base;
+  }
+
+  /** The state as folded so far, as a value no later event changes. */
+  snapshot(): ExecutionState | undefined {
+    if (this.#state !== undefined) {
+      this.#base = this.#state;
+      this.#state = undefined;
+      this.#owned.clear();
+    }
+    return this.#base;
+  }
+
+  /** Folds one event in; returns the step states it retired (see evolveRetiring). */
+  apply(event: EngineEvent): Record<string, StepState> {
+    this.#fold(event);
+    const keys = finishedItemKeys(event, this.plan);
+    const retired: Record<string, StepState> = {};
+    if (keys.length === 0) return retired;
+    const current = this.#top().steps;
+    if (!keys.some((key) => key in current)) return retired;
+    const steps = this.#record('steps');
+    for (const key of keys) {
+      const st = steps[key];
+      if (st === undefined) continue;
+      retired[key] = st;
+      Reflect.deleteProperty(steps, key);
+    }
+    return retired;
+  }
+
+  #top(): DraftState {
+    if (this.#state === undefined) {
+      if (this.#base === undefined) throw new Error('no execution state');
+      this.#state = { ...this.#base };
+    }
+    return this.#state;
+  }
+
+  #record<K extends RecordName>(name: K): DraftState[K] {
+    const s = this.#top();
+    if (!this.#owned.has(name)) {
+      s[name] = copyRecord(s[name]);
+      this.#owned.add(name);
+    }
+    return s[name];
+  }
+
+  /** Replaces a record with a new object of the draft's own. */
+  #replace<K extends RecordName>(name: K, value: DraftState[K]): void {
+    this.#top()[name] = value;
+    this.#owned.add(name);
+  }
+
+  #fold(event: EngineEvent): void {
+    const plan = this.plan;
+    if (event.type === 'ExecutionStarted') {
+      this.#state = {
+        executionId: event.executionId,
+        recipe: event.recipe,
+        version: event.version,
+        status: 'running',
+        input: event.input,
+        ...(event.idempotencyKey === undefined ? {} : { idempotencyKey: event.idempotencyKey }),
+        ...(event.parent === undefined ? {} : { parent: event.parent }),
+        steps: {},
+        attempts: {},
+        forEach: {},
+        timers: {},
+        signals: {},
+        completions: 0,
+        createdAt: event.at,
+        updatedAt: event.at,
+      };
+      for (const name of RECORDS) this.#owned.add(name);
+      return;
+    }
+    if (this.state === undefined) throw new Error(`event ${event.type} before ExecutionStarted`);
+    const s = this.#top();
+    s.updatedAt = event.at;
+
+    const setStep = (key: string, change: Partial<StepState>): void => {
+      const previous: StepState = s.steps[key] ?? {
+        stepId: parseStepKey(key).stepId,
+        status: 'scheduled',
+        attempt: 0,
+        createdAt: event.at,
+        updatedAt: event.at,
+      };
+      const next: StepState = { ...previous, ...change, updatedAt: event.at };
+      const finished = next.status === 'completed' || next.status === 'skipped' || next.status === 'failed';
+      const steps = this.#record('steps');
+      if (finished) {
+        steps[key] = { ...next, finishedAt: event.at };
+      } else {
+        const { finishedAt: _unset, ...open } = next;
+        steps[key] = open;
+      }
+    };
+    const withoutAttempt = (stepExecutionId: string | undefined): void => {
+      if (stepExecutionId === undefined || !(stepExecutionId in s.attempts)) return;
+      Reflect.deleteProperty(this.#record('attempts'), stepExecutionId);
+    };
+    /** Moves a forEach item along its buckets when one of its body steps changes. */
+    const bucket = (key: string, change: 'dispatched' | 'finished' | 'skipped' | 'failed' | 'retrying'): void => {
+      const { stepId, itemIndex, compensation } = parseStepKey(key);
+      if (itemIndex === undefined || compensation) return;
+      const place = indexPlan(plan).get(stepId)?.forEach;
+      const fe = place === undefined ? undefined : s.forEach[place.key];
+      if (place === undefined || fe === undefined) return;
+      const ready = { ...fe.ready };
+      const inFlight = { ...fe.inFlight };
+      let done = fe.done;
+      let failed = fe.failed;
+      let entered = fe.entered;
+      // Leaving the wait for a body step: the first step's wait is the cursor.
+      const leaveWait = () => {
+        if (place.position === 0) entered = Math.max(entered, itemIndex + 1);
+        else ready[stepId] = (ready[stepId] ?? []).filter((i) => i !== itemIndex);
+      };
+      if (change === 'dispatched') {
+        leaveWait();
+        inFlight[stepId] = (inFlight[stepId] ?? 0) + 1;
+      } else if (change === 'finished' || change === 'skipped') {
+        if (change === 'finished') inFlight[stepId] = Math.max(0, (inFlight[stepId] ?? 0) - 1);
+        else leaveWait();
+        if (place.next === undefined) done += 1;
+        else ready[place.next] = [...(ready[place.next] ?? []), itemIndex];
+      } else if (change === 'failed') {
+        inFlight[stepId] = Math.max(0, (inFlight[stepId] ?? 0) - 1);
+        failed = failed ?? key;
+      }
+      const next: ForEachState = { ...fe, entered, ready, inFlight, done, ...(failed === undefined ? {} : { failed }) };
+      this.#record('forEach')[place.key] = next;
+    };
+
+    switch (event.type) {
+      case 'StepScheduled': {
+        // A retry keeps its forEach slot: only a first dispatch takes one.
+        if (s.steps[event.stepKey] === undefined) bucket(event.stepKey, 'dispatched');
+        setStep(event.stepKey, {
+          stepId: event.stepId,
+          status: 'scheduled',
+          attempt: event.attempt,
+          stepExecutionId: event.stepExecutionId,
+        });
+        this.#record('attempts')[event.stepExecutionId] = event.stepKey;
+        return;
+      }
+      case 'StepStarted':
+      case 'StepHeartbeat':
+        setStep(event.stepKey, { status: 'running', lastHeartbeatAt: event.at });
+        return;
+      case 'StepCompleted':
+        bucket(event.stepKey, 'finished');
+        setStep(event.stepKey, { status: 'completed', output: event.output, completionSeq: s.completions + 1 });
+        withoutAttempt(event.stepExecutionId ?? event.abandonedStepExecutionId);
+        s.completions += 1;
+        return;
+      case 'StepFailed':
+        if (event.retryAt === undefined) bucket(event.stepKey, 'failed');
+        setStep(event.stepKey, { status: event.retryAt === undefined ? 'failed' : 'retry_wait', error: event.error });
+        withoutAttempt(event.stepExecutionId);
+        return;
+      case 'StepRetryReady':
+        setStep(event.stepKey, { status: 'retry_ready' });
+        withoutAttempt(event.abandonedStepExecutionId);
+        return;
+      case 'StepDeadLettered':
+        // The attempt stays known: a reprocessed command replies under the same id.
+        setStep(event.stepKey, { status: 'dead_lettered', error: event.error });
+        return;
+      case 'StepRequeued':
+        setStep(event.stepKey, { status: 'scheduled' });
+        return;
+      case 'ExecutionRewound': {
+        const removed = new Set(event.removedStepKeys);
+        const keep = <T>(record: Readonly<Record<string, T>>, key: (value: T, k: string) => string | undefined) =>
+          Object.fromEntries(Object.entries(record).filter(([k, v]) => !removed.has(key(v, k) ?? '')));
+        delete s.output;
+        delete s.error;
+        delete s.compensation;
+        s.status = s.status === 'paused' ? 'paused' : 'running';
+        this.#replace(
+          'steps',
+          keep(s.steps, (_, k) => k),
+        );
+        this.#replace(
+          'attempts',
+          keep(s.attempts, (stepKey) => stepKey),
+        );
+        this.#replace(
+          'forEach',
+          keep(s.forEach, (_, k) => k),
+        );
+        this.#replace(
+          'timers',
+          keep(s.timers, (purpose) => purpose.stepKey),
+        );
+        return;
+      }
+      case 'StepSkipped':
+        bucket(event.stepKey, 'skipped');
+        setStep(event.stepKey, { status: 'skipped' });
+        return;
+      case 'StepOpened': {
+        setStep(event.stepKey, {
+          stepId: event.stepId,
+          status: 'open',
+          ...(event.childExecutionId === undefined ? {} : { childExecutionId: event.childExecutionId }),
+        });
+        if (event.kind !== 'forEach') return;
+        const entry = indexPlan(plan).get(event.stepId)?.step;
+        const body = entry?.type === 'forEach' ? entry.steps : [];
+        const count = event.itemCount ?? 0;
+        this.#record('forEach')[event.stepKey] = {
+          count,
+          entered: 0,
+          ready: Object.fromEntries(body.map((b) => [b.id, []])),
+          inFlight: Object.fromEntries(body.map((b) => [b.id, 0])),
+          done: 0,
+        };
+        return;
+      }
+      case 'TimerScheduled':
+        this.#record('timers')[event.timerId] = { ...event.purpose, fireAt: event.fireAt };
+        return;
+      case 'TimerCleared':
+        if (event.timerId in s.timers) Reflect.deleteProperty(this.#record('timers'), event.timerId);
+        return;
+      case 'SignalReceived':
+        this.#record('signals')[event.name] = [...(s.signals[event.name] ?? []), event.payload];
+        return;
+      case 'SignalConsumed':
+        this.#record('signals')[event.name] = (s.signals[event.name] ?? []).slice(1);
+        return;
+      case 'ChildExecutionRequested':
+        return;
+      case 'CompensationStarted':
+        s.status = 'compensating';
+        s.compensation = { reason: event.reason, queue: event.stepKeys };
+        return;
+      case 'ExecutionPaused':
+        s.status = 'paused';
+        return;
+      case 'ExecutionResumed':
+        s.status = 'running';
+        return;
+      case 'ExecutionCompleted':
+        s.status = 'completed';
+        s.output = event.output;
+        this.#replace('timers', {});
+        return;
+      case 'ExecutionFailed':
+        s.status = 'failed';
+        s.error = event.error;
+        this.#replace('timers', {});
+        return;
+      case 'ExecutionCancelled':
+        s.status = 'cancelled';
+        this.#replace('timers', {});
+        return;
+    }
+  }
+}
+
+/** A new object with the record's own keys and values, in its order. */
+function copyRecord<T extends object>(record: T): T {
+  const copy = {} as Record<string, unknown>;
+  for (const key in record) copy[key] = record[key];
+  return copy as T;
 }
 
 /** Step keys of the item whose last body step this event finished, when they may leave the state. */
@@ -50,204 +377,4 @@ function finishedItemKeys(event: EngineEvent, plan: RecipePlan): string[] {
   if (container?.type !== 'forEach') return [];
   if (container.steps.some((b) => 'compensate' in b && b.compensate !== undefined)) return [];
   return container.steps.map((b) => itemKey(b.id, itemIndex));
-}
-
-function fold(state: ExecutionState | undefined, event: EngineEvent, plan: RecipePlan): ExecutionState {
-  if (event.type === 'ExecutionStarted') {
-    return {
-      executionId: event.executionId,
-      recipe: event.recipe,
-      version: event.version,
-      status: 'running',
-      input: event.input,
-      ...(event.idempotencyKey === undefined ? {} : { idempotencyKey: event.idempotencyKey }),
-      ...(event.parent === undefined ? {} : { parent: event.parent }),
-      steps: {},
-      attempts: {},
-      forEach: {},
-      timers: {},
-      signals: {},
-      completions: 0,
-      createdAt: event.at,
-      updatedAt: event.at,
-    };
-  }
-  if (state === undefined) throw new Error(`event ${event.type} before ExecutionStarted`);
-  const s = { ...state, updatedAt: event.at };
-
-  const setStep = (key: string, change: Partial<StepState>): ExecutionState['steps'] => {
-    const previous: StepState = s.steps[key] ?? {
-      stepId: parseStepKey(key).stepId,
-      status: 'scheduled',
-      attempt: 0,
-      createdAt: event.at,
-      updatedAt: event.at,
-    };
-    const next: StepState = { ...previous, ...change, updatedAt: event.at };
-    const finished = next.status === 'completed' || next.status === 'skipped' || next.status === 'failed';
-    if (finished) return { ...s.steps, [key]: { ...next, finishedAt: event.at } };
-    const { finishedAt: _unset, ...open } = next;
-    return { ...s.steps, [key]: open };
-  };
-  const withoutAttempt = (stepExecutionId: string | undefined) => {
-    if (stepExecutionId === undefined) return s.attempts;
-    const { [stepExecutionId]: _gone, ...rest } = s.attempts;
-    return rest;
-  };
-  /** Moves a forEach item along its buckets when one of its body steps changes. */
-  const bucket = (key: string, change: 'dispatched' | 'finished' | 'skipped' | 'failed' | 'retrying') => {
-    const { stepId, itemIndex, compensation } = parseStepKey(key);
-    if (itemIndex === undefined || compensation) return s.forEach;
-    const place = indexPlan(plan).get(stepId)?.forEach;
-    const fe = place === undefined ? undefined : s.forEach[place.key];
-    if (place === undefined || fe === undefined) return s.forEach;
-    const ready = { ...fe.ready };
-    const inFlight = { ...fe.inFlight };
-    let done = fe.done;
-    let failed = fe.failed;
-    let entered = fe.entered;
-    // Leaving the wait for a body step: the first step's wait is the cursor.
-    const leaveWait = () => {
-      if (place.position === 0) entered = Math.max(entered, itemIndex + 1);
-      else ready[stepId] = (ready[stepId] ?? []).filter((i) => i !== itemIndex);
-    };
-    if (change === 'dispatched') {
-      leaveWait();
-      inFlight[stepId] = (inFlight[stepId] ?? 0) + 1;
-    } else if (change === 'finished' || change === 'skipped') {
-      if (change === 'finished') inFlight[stepId] = Math.max(0, (inFlight[stepId] ?? 0) - 1);
-      else leaveWait();
-      if (place.next === undefined) done += 1;
-      else ready[place.next] = [...(ready[place.next] ?? []), itemIndex];
-    } else if (change === 'failed') {
-      inFlight[stepId] = Math.max(0, (inFlight[stepId] ?? 0) - 1);
-      failed = failed ?? key;
-    }
-    const next: ForEachState = { ...fe, entered, ready, inFlight, done, ...(failed === undefined ? {} : { failed }) };
-    return { ...s.forEach, [place.key]: next };
-  };
-
-  switch (event.type) {
-    case 'StepScheduled': {
-      const previous = s.steps[event.stepKey];
-      return {
-        ...s,
-        // A retry keeps its forEach slot: only a first dispatch takes one.
-        forEach: previous === undefined ? bucket(event.stepKey, 'dispatched') : s.forEach,
-        steps: setStep(event.stepKey, {
-          stepId: event.stepId,
-          status: 'scheduled',
-          attempt: event.attempt,
-          stepExecutionId: event.stepExecutionId,
-        }),
-        attempts: { ...s.attempts, [event.stepExecutionId]: event.stepKey },
-      };
-    }
-    case 'StepStarted':
-      return { ...s, steps: setStep(event.stepKey, { status: 'running', lastHeartbeatAt: event.at }) };
-    case 'StepHeartbeat':
-      return { ...s, steps: setStep(event.stepKey, { status: 'running', lastHeartbeatAt: event.at }) };
-    case 'StepCompleted':
-      return {
-        ...s,
-        forEach: bucket(event.stepKey, 'finished'),
-        steps: setStep(event.stepKey, { status: 'completed', output: event.output, completionSeq: s.completions + 1 }),
-        attempts: withoutAttempt(event.stepExecutionId ?? event.abandonedStepExecutionId),
-        completions: s.completions + 1,
-      };
-    case 'StepFailed':
-      return {
-        ...s,
-        forEach: event.retryAt === undefined ? bucket(event.stepKey, 'failed') : s.forEach,
-        steps: setStep(event.stepKey, {
-          status: event.retryAt === undefined ? 'failed' : 'retry_wait',
-          error: event.error,
-        }),
-        attempts: withoutAttempt(event.stepExecutionId),
-      };
-    case 'StepRetryReady':
-      return {
-        ...s,
-        steps: setStep(event.stepKey, { status: 'retry_ready' }),
-        attempts: withoutAttempt(event.abandonedStepExecutionId),
-      };
-    case 'StepDeadLettered':
-      // The attempt stays known: a reprocessed command replies under the same id.
-      return { ...s, steps: setStep(event.stepKey, { status: 'dead_lettered', error: event.error }) };
-    case 'StepRequeued':
-      return { ...s, steps: setStep(event.stepKey, { status: 'scheduled' }) };
-    case 'ExecutionRewound': {
-      const removed = new Set(event.removedStepKeys);
-      const keep = <T>(record: Readonly<Record<string, T>>, key: (value: T, k: string) => string | undefined) =>
-        Object.fromEntries(Object.entries(record).filter(([k, v]) => !removed.has(key(v, k) ?? '')));
-      const { output: _output, error: _error, compensation: _compensation, ...rest } = s;
-      return {
-        ...rest,
-        status: s.status === 'paused' ? 'paused' : 'running',
-        steps: keep(s.steps, (_, k) => k),
-        attempts: keep(s.attempts, (stepKey) => stepKey),
-        forEach: keep(s.forEach, (_, k) => k),
-        timers: keep(s.timers, (purpose) => purpose.stepKey),
-      };
-    }
-    case 'StepSkipped':
-      return { ...s, forEach: bucket(event.stepKey, 'skipped'), steps: setStep(event.stepKey, { status: 'skipped' }) };
-    case 'StepOpened': {
-      const steps = setStep(event.stepKey, {
-        stepId: event.stepId,
-        status: 'open',
-        ...(event.childExecutionId === undefined ? {} : { childExecutionId: event.childExecutionId }),
-      });
-      if (event.kind !== 'forEach') return { ...s, steps };
-      const entry = indexPlan(plan).get(event.stepId)?.step;
-      const body = entry?.type === 'forEach' ? entry.steps : [];
-      const count = event.itemCount ?? 0;
-      const fe: ForEachState = {
-        count,
-        entered: 0,
-        ready: Object.fromEntries(body.map((b) => [b.id, []])),
-        inFlight: Object.fromEntries(body.map((b) => [b.id, 0])),
-        done: 0,
-      };
-      return { ...s, steps, forEach: { ...s.forEach, [event.stepKey]: fe } };
-    }
-    case 'TimerScheduled':
-      return { ...s, timers: { ...s.timers, [event.timerId]: { ...event.purpose, fireAt: event.fireAt } } };
-    case 'TimerCleared': {
-      const { [event.timerId]: _gone, ...timers } = s.timers;
-      return { ...s, timers };
-    }
-    case 'SignalReceived':
-      return { ...s, signals: { ...s.signals, [event.name]: [...(s.signals[event.name] ?? []), event.payload] } };
-    case 'SignalConsumed':
-      return { ...s, signals: { ...s.signals, [event.name]: (s.signals[event.name] ?? []).slice(1) } };
-    case 'ChildExecutionRequested':
-      return s;
-    case 'CompensationStarted':
-      return { ...s, status: 'compensating', compensation: { reason: event.reason, queue: event.stepKeys } };
-    case 'ExecutionPaused':
-      return { ...s, status: 'paused' };
-    case 'ExecutionResumed':
-      return { ...s, status: 'running' };
-    case 'ExecutionCompleted':
-      return { ...s, status: 'completed', output: event.output, timers: {} };
-    case 'ExecutionFailed':
-      return { ...s, status: 'failed', error: event.error, timers: {} };
-    case 'ExecutionCancelled':
-      return { ...s, status: 'cancelled', timers: {} };
-  }
-}
-
-/**
- * The state after an execution's events, oldest first: all of them, or those after a
- * snapshot (`from`, the state after the events before them).
- */
-export function replay(
-  events: readonly EngineEvent[],
-  plan: RecipePlan,
-  from?: ExecutionState,
-): ExecutionState | undefined {
-  let state = from;
-  for (const event of events) state = evolve(state, event, plan);
-  return state;
 }

@@ -1,6 +1,6 @@
 import type { RecipePlan } from '../recipe/plan.js';
 import type { EngineEvent } from './events.js';
-import { evolveRetiring } from './evolve.js';
+import { StateDraft } from './evolve.js';
 import { indexPlan, parseStepKey } from './plan-index.js';
 import type { ExecutionState, StepState } from './state.js';
 
@@ -98,15 +98,42 @@ export function stepRowsOf(
   plan: RecipePlan,
 ): Map<string, StepRow> {
   const rows = new Map<string, StepRow>();
-  let state = before;
+  // One draft for all the events: what they change is copied once, not once per event.
+  const draft = new StateDraft(before, plan);
   for (const event of events) {
-    const evolved = evolveRetiring(state, event, plan);
-    state = evolved.state;
+    const retired = draft.apply(event);
     if (event.type === 'ExecutionRewound') for (const key of event.removedStepKeys) rows.delete(key);
-    for (const key of touchedStepKeys([event])) {
-      const st = state.steps[key] ?? evolved.retired[key];
-      if (st !== undefined) rows.set(key, stepRow(executionId, key, st, plan));
-    }
+    const key = touchedStepKey(event);
+    if (key === undefined) continue;
+    const st = draft.state?.steps[key] ?? retired[key];
+    if (st !== undefined) rows.set(key, stepRow(executionId, key, st, plan));
+  }
+  return rows;
+}
+
+/**
+ * The step rows one decision writes, from its events, the state they left and the item
+ * step states they retired: the rows `stepRowsOf(executionId, before, events, plan)` gives,
+ * without folding the events again (each touched step as the last event touching it left
+ * it: nothing else changes a step's state, and a retired item's steps are as they left).
+ */
+export function decisionStepRows(
+  executionId: string,
+  after: ExecutionState,
+  retired: ReadonlyMap<string, StepState>,
+  events: readonly EngineEvent[],
+  plan: RecipePlan,
+): Map<string, StepRow> {
+  const touched = new Set<string>();
+  for (const event of events) {
+    if (event.type === 'ExecutionRewound') for (const key of event.removedStepKeys) touched.delete(key);
+    const key = touchedStepKey(event);
+    if (key !== undefined) touched.add(key);
+  }
+  const rows = new Map<string, StepRow>();
+  for (const key of touched) {
+    const st = after.steps[key] ?? retired.get(key);
+    if (st !== undefined) rows.set(key, stepRow(executionId, key, st, plan));
   }
   return rows;
 }
@@ -114,9 +141,16 @@ export function stepRowsOf(
 /** Step keys an event batch touched. */
 export function touchedStepKeys(events: readonly EngineEvent[]): Set<string> {
   const keys = new Set<string>();
-  for (const e of events)
-    if ('stepKey' in e && e.type !== 'ChildExecutionRequested' && e.type !== 'SignalConsumed') keys.add(e.stepKey);
+  for (const e of events) {
+    const key = touchedStepKey(e);
+    if (key !== undefined) keys.add(key);
+  }
   return keys;
+}
+
+/** The step an event changes the row of, if any. */
+function touchedStepKey(e: EngineEvent): string | undefined {
+  return 'stepKey' in e && e.type !== 'ChildExecutionRequested' && e.type !== 'SignalConsumed' ? e.stepKey : undefined;
 }
 
 export interface AttemptRow {

@@ -35,6 +35,14 @@ export interface JsonConsumerOptions {
   readonly handleBatch?: (records: readonly { value: unknown; origin: RecordOrigin }[]) => Promise<void>;
   /** Largest chunk given to `handleBatch`. @default 50 */
   readonly maxBatch?: number;
+  /**
+   * A full chunk still takes the records that follow while their keys are already in it,
+   * up to this many records in all (a chunk stays a run of consecutive offsets). For a
+   * handler whose cost is mostly per key and per chunk (the control plane: one lock and
+   * one state write per execution, one transaction per chunk), so one hot key (a large
+   * forEach's replies) is not cut into many small chunks. @default maxBatch
+   */
+  readonly maxBatchSameKey?: number;
   /** Called per record whose value is missing or not JSON; its offset is committed after. */
   readonly onUndecodable: (error: Error, origin: RecordOrigin) => Promise<void>;
 }
@@ -61,11 +69,36 @@ function originOf(topic: string, partition: number, message: KafkaMessage): Reco
   return { topic, partition, offset: message.offset, key: message.key?.toString('utf8'), message };
 }
 
+/**
+ * Where the chunk starting at `start` ends: `maxBatch` records, then further records whose
+ * key is already in the chunk, up to `maxSameKey` in all; never past the first record
+ * that cannot join (records stay in offset order). A record without a key is a key of its own.
+ */
+export function chunkEnd(
+  messages: readonly Pick<KafkaMessage, 'key'>[],
+  start: number,
+  maxBatch: number,
+  maxSameKey: number,
+): number {
+  const keys = new Set<string>();
+  let end = start;
+  while (end < messages.length && end - start < maxSameKey) {
+    // latin1 maps bytes to characters one to one: distinct keys stay distinct.
+    const key = messages[end]?.key?.toString('latin1');
+    const known = key !== undefined && keys.has(key);
+    if (end - start >= maxBatch && !known) break;
+    if (key !== undefined) keys.add(key);
+    end++;
+  }
+  return end;
+}
+
 /** A consumer group member over JSON-valued records (read_committed). */
 export async function runJsonConsumer(options: JsonConsumerOptions): Promise<RunningConsumer> {
   const sessionTimeout = options.sessionTimeoutMs ?? 10_000;
   const handleBatch = options.handleBatch;
   const maxBatch = options.maxBatch ?? 50;
+  const maxBatchSameKey = Math.max(maxBatch, options.maxBatchSameKey ?? maxBatch);
   const consumer = await runSupervisedConsumer(
     options.kafka,
     {
@@ -93,9 +126,11 @@ export async function runJsonConsumer(options: JsonConsumerOptions): Promise<Run
           eachBatchAutoResolve: false,
           eachBatch: async (payload) => {
             const { batch } = payload;
-            for (let start = 0; start < batch.messages.length; start += maxBatch) {
+            for (let start = 0; start < batch.messages.length;) {
               if (!payload.isRunning() || payload.isStale()) return;
-              const chunk = batch.messages.slice(start, start + maxBatch);
+              const end = chunkEnd(batch.messages, start, maxBatch, maxBatchSameKey);
+              const chunk = batch.messages.slice(start, end);
+              start = end;
               const good: { value: unknown; origin: RecordOrigin }[] = [];
               for (const message of chunk) {
                 const origin = originOf(batch.topic, batch.partition, message);

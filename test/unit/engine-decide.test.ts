@@ -5,7 +5,7 @@ import { decide } from '../../src/engine/decide.js';
 import { memoryItemSource } from '../../src/engine/item-source.js';
 import type { EngineEvent } from '../../src/engine/events.js';
 import { replay } from '../../src/engine/evolve.js';
-import { attemptRowsOf, stepRowsOf } from '../../src/engine/projection.js';
+import { attemptRowsOf, decisionStepRows, stepRowsOf } from '../../src/engine/projection.js';
 import type { ExecutionState } from '../../src/engine/state.js';
 import type { Trigger } from '../../src/engine/triggers.js';
 import type { RecipePlan, RetryPolicy, Step, TaskStep } from '../../src/recipe/plan.js';
@@ -53,13 +53,23 @@ class Run {
   }
 
   async send(trigger: Trigger): Promise<EngineEvent[]> {
-    const decision = await decide(this.state, trigger, {
+    // A decision never changes the state it is given: frozen, a write would throw.
+    const before = this.state === undefined ? undefined : deepFreeze(this.state);
+    const decision = await decide(before, trigger, {
       plan: this.plan,
       now: new Date(this.#clock),
       newId: () => `00000000-0000-4000-8000-${String(++this.#ids).padStart(12, '0')}`,
       random: () => 0.5,
       items: memoryItemSource(this.items, this.finished),
     });
+    if (decision.state !== undefined) {
+      // The rows a decision writes, read off its result, are the rows its events fold to.
+      const id = decision.state.executionId;
+      assert.deepEqual(
+        decisionStepRows(id, decision.state, decision.retired ?? new Map(), decision.events, this.plan),
+        stepRowsOf(id, before, decision.events, this.plan),
+      );
+    }
     for (const opened of decision.items) this.items.set(opened.forEachKey, opened.items);
     for (const e of decision.events) {
       if (e.type === 'ExecutionRewound') for (const k of e.removedStepKeys) this.finished.delete(k);
@@ -112,6 +122,13 @@ class Run {
   assertReplays(): void {
     assert.deepEqual(replay(this.log, this.plan), this.state);
   }
+}
+
+/** Freezes a value and everything in it. */
+function deepFreeze<T>(value: T): T {
+  if (typeof value !== 'object' || value === null || Object.isFrozen(value)) return value;
+  for (const v of Object.values(value)) deepFreeze(v);
+  return Object.freeze(value);
 }
 
 const scheduled = (events: EngineEvent[]) =>
