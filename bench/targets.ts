@@ -1,4 +1,4 @@
-// The targets of issue 10, checked against the medians of the bench's runs.
+// The targets of issues 10 and 11, checked against the medians of the bench's runs.
 import { format, type Spread } from './stats.js';
 
 export interface Target {
@@ -53,6 +53,31 @@ export const TARGETS: readonly Target[] = [
     op: '<=',
     value: 300,
     unit: 'MiB',
+  },
+  // Issue 11: state written once.
+  {
+    workload: 'saturation',
+    figure: 'stepsPerSecond',
+    label: '(11) 10-step saturation',
+    op: '>=',
+    value: 2500,
+    unit: 'steps/s',
+  },
+  {
+    workload: 'saturation',
+    figure: 'walBytesPerStep',
+    label: '(11) WAL per step at saturation',
+    op: '<=',
+    value: 2500,
+    unit: 'bytes',
+  },
+  {
+    workload: 'saturation',
+    figure: 'indexInsertionsPerStep',
+    label: '(11) index insertions per step',
+    op: '<=',
+    value: 6,
+    unit: '/step',
   },
   // Issue 11: reporting over 1,000,000 events with a 1-hour window (BENCH_WORKLOADS=reporting).
   {
