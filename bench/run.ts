@@ -37,6 +37,12 @@ const settingsSchema = z.object({
   // Executions of an unmeasured 10-step pass before the runs, so the broker's and Connect's
   // JVMs are compiled (a first run on a new stack is slower by a third); 0: none.
   BENCH_WARMUP: z.coerce.number().int().min(0).default(1000),
+  // Executions started at once go in one startExecutions call (1), or one startExecution
+  // each, all in flight together (0).
+  BENCH_BULK_START: z
+    .enum(['0', '1'])
+    .default('1')
+    .transform((v) => v === '1'),
   BENCH_FOREACH_ITEMS: z.coerce.number().int().min(1).default(10_000),
   BENCH_SLOW_MS: z.coerce.number().int().min(0).default(20),
   BENCH_WORKER_CONCURRENCY: z.coerce.number().int().min(1).default(100),
@@ -176,7 +182,12 @@ async function sequentialWorkload(
     const start = () => rig.starter.startExecution({ recipe: plan.name }).then((s) => s.executionId);
     await probe.waitFinished(await Promise.all(Array.from({ length: 3 }, start))); // warm-up
     const window = await open(probe, rig);
-    if (mode === 'at-once') {
+    if (mode === 'at-once' && settings.BENCH_BULK_START) {
+      // As the peers enqueue their jobs: one call (one transaction) starts them all.
+      const started = await rig.starter.startExecutions(Array.from({ length: count }, () => ({ recipe: plan.name })));
+      ids.push(...started.map((s) => s.executionId));
+      await probe.waitFinished(ids);
+    } else if (mode === 'at-once') {
       ids.push(...(await Promise.all(Array.from({ length: count }, start))));
       await probe.waitFinished(ids);
     } else {

@@ -34,6 +34,7 @@ export { rebuildExecution } from './control-plane/rebuild.js';
 export {
   ExecutionNotFoundError,
   ExecutionFinishedError,
+  InvalidStartError,
   RecipeNotFoundError,
   ReplyInvalidError,
 } from './control-plane/errors.js';

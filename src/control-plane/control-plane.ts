@@ -44,6 +44,7 @@ import {
   skipStep,
   signalExecution,
   startExecution,
+  startExecutions,
   type StartOptions,
   type Started,
 } from './executions.js';
@@ -277,6 +278,11 @@ export interface ControlPlane {
   stop(): Promise<void>;
   registerRecipe(plan: RecipePlan, source?: string): Promise<RegisteredRecipe>;
   startExecution(options: StartOptions): Promise<Started>;
+  /**
+   * Starts up to 10,000 executions in one transaction (all or none), results in the order
+   * given; for a client that starts a batch of work at once.
+   */
+  startExecutions(starts: readonly StartOptions[]): Promise<Started[]>;
   cancelExecution(executionId: string, reason?: string): Promise<string>;
   pauseExecution(executionId: string): Promise<string>;
   resumeExecution(executionId: string): Promise<string>;
@@ -643,6 +649,8 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     },
     registerRecipe: (plan, source) => registerRecipe(db, plan, source),
     startExecution: (start) => observer.run('start', () => startExecution(db, environment, start)),
+    startExecutions: (starts) =>
+      observer.run('start', () => startExecutions(db, environment, starts), { triggers: (started) => started.length }),
     cancelExecution: (id, reason) => observer.run('operator', () => cancelExecution(db, environment, id, reason)),
     pauseExecution: (id) => observer.run('operator', () => pauseExecution(db, environment, id)),
     resumeExecution: (id) => observer.run('operator', () => resumeExecution(db, environment, id)),

@@ -12,6 +12,12 @@ export class ExecutionFinishedError extends SousError {
   readonly retryable = false;
 }
 
+/** A start the control plane refuses as asked (e.g. too many executions in one call). */
+export class InvalidStartError extends SousError {
+  readonly code = 'SOUS_INVALID_START';
+  readonly retryable = false;
+}
+
 /** No recipe (or no such version of it) is registered. */
 export class RecipeNotFoundError extends SousError {
   readonly code = 'SOUS_RECIPE_NOT_FOUND';

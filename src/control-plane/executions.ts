@@ -1,16 +1,16 @@
-import { context as otelContext, SpanKind } from '@opentelemetry/api';
+import { context as otelContext, SpanKind, trace, type Context, type Span } from '@opentelemetry/api';
 import { newId } from '../uuid.js';
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
 import { TERMINAL_STATUSES, type ExecutionStatus } from '../engine/state.js';
 import type { Trigger } from '../engine/triggers.js';
-import { ExecutionFinishedError, ExecutionNotFoundError } from './errors.js';
+import { ExecutionFinishedError, ExecutionNotFoundError, InvalidStartError } from './errors.js';
 import { lockIdempotencyKey } from '../store/executions.js';
 import { ATTR } from '../observability/span-attributes.js';
 import { contextFromTraceparent, traceparentOf } from '../observability/trace-context.js';
-import { inSpan } from '../observability/tracing.js';
+import { endSpan, inSpan, tracer } from '../observability/tracing.js';
 import { latestVersion } from './recipes.js';
-import { runDecision, type DecisionEnvironment } from './run-decision.js';
+import { runDecision, runDecisions, type DecisionEnvironment, type DecisionRequest } from './run-decision.js';
 
 export interface StartOptions {
   readonly recipe: string;
@@ -76,6 +76,114 @@ export async function startExecution(
     span.setAttributes({ [ATTR.executionId]: started.executionId, 'sous.execution.created': started.created });
     return started;
   });
+}
+
+/** The most executions one `startExecutions` call starts (they share one transaction). */
+export const MAX_STARTS_PER_CALL = 10_000;
+
+/**
+ * Starts several executions in one transaction: what `startExecution` does for each, with
+ * one commit and a fixed number of statements for all of them (a client starting a batch
+ * of work, as job queues enqueue in bulk). All or none are started. Results are in the
+ * order of `starts`; an idempotency key already used, or used twice in the list, gives the
+ * first execution (`created: false`). Each execution gets a `start` span of its own.
+ */
+export async function startExecutions(
+  db: Kysely<Database>,
+  env: DecisionEnvironment,
+  starts: readonly StartOptions[],
+): Promise<Started[]> {
+  if (starts.length > MAX_STARTS_PER_CALL) {
+    throw new InvalidStartError(
+      `startExecutions takes at most ${MAX_STARTS_PER_CALL} executions a call, got ${starts.length}: split the list`,
+    );
+  }
+  if (starts.length === 0) return [];
+  // Versions and plans first: RecipeNotFoundError before any write.
+  const latest = new Map<string, number>();
+  const versions: number[] = [];
+  for (const start of starts) {
+    let version = start.version ?? latest.get(start.recipe);
+    if (version === undefined) {
+      version = await latestVersion(db, start.recipe);
+      latest.set(start.recipe, version);
+    }
+    await env.plans.get(db, start.recipe, version);
+    versions.push(version);
+  }
+  const spans: Span[] = [];
+  const contexts: Context[] = starts.map((start, i) => {
+    const caller =
+      (start.traceparent === undefined ? undefined : contextFromTraceparent(start.traceparent)) ?? otelContext.active();
+    const span = tracer().startSpan(
+      `start ${start.recipe}`,
+      { kind: SpanKind.INTERNAL, attributes: { [ATTR.recipeName]: start.recipe, [ATTR.recipeVersion]: versions[i] } },
+      caller,
+    );
+    spans.push(span);
+    return trace.setSpan(caller, span);
+  });
+  try {
+    const started = await db.transaction().execute(async (trx): Promise<Started[]> => {
+      const out: (Started | undefined)[] = starts.map(() => undefined);
+      // Keys locked in one order, so two batches sharing keys queue instead of deadlocking.
+      const keys = [
+        ...new Set(starts.flatMap((s) => (s.idempotencyKey === undefined ? [] : [s.idempotencyKey]))),
+      ].sort();
+      const byKey = new Map<string, Started>();
+      for (const key of keys) {
+        const existing = await lockIdempotencyKey(trx, key);
+        if (existing !== undefined)
+          byKey.set(key, { executionId: existing.id, created: false, status: existing.status });
+      }
+      const requests: DecisionRequest[] = [];
+      for (const [i, start] of starts.entries()) {
+        const key = start.idempotencyKey;
+        const known = key === undefined ? undefined : byKey.get(key);
+        if (known !== undefined) {
+          out[i] = { ...known, created: false };
+          continue;
+        }
+        const executionId = newId();
+        const context = contexts[i] ?? otelContext.active();
+        out[i] = { executionId, created: true, status: 'running' };
+        if (key !== undefined) byKey.set(key, { executionId, created: true, status: 'running' });
+        const traceparent = traceparentOf(context);
+        requests.push({
+          executionId,
+          triggers: [
+            {
+              kind: 'start',
+              executionId,
+              recipe: start.recipe,
+              version: versions[i] ?? 1,
+              input: start.input ?? {},
+              ...(key === undefined ? {} : { idempotencyKey: key }),
+            },
+          ],
+          parents: [context],
+          ...(traceparent === undefined ? {} : { traceparent }),
+        });
+      }
+      const { decisions } = await runDecisions(trx, env, new Map(), requests);
+      return out.map((result, i) => {
+        if (result === undefined) throw new Error(`start ${i} has no result`);
+        const status = result.created ? decisions.get(result.executionId)?.state?.status : undefined;
+        return status === undefined ? result : { ...result, status };
+      });
+    });
+    for (const [i, span] of spans.entries()) {
+      const result = started[i];
+      if (result !== undefined) {
+        span.setAttributes({ [ATTR.executionId]: result.executionId, 'sous.execution.created': result.created });
+      }
+      endSpan(span);
+    }
+    return started;
+  } catch (error) {
+    for (const span of spans) endSpan(span, error);
+    throw error;
+  }
 }
 
 /** Applies an operator's or application's request to a running execution. */

@@ -5,7 +5,8 @@ import { sql, type Kysely } from 'kysely';
 import pg from 'pg';
 import { EXECUTION_CHANNEL, executionChangesSchema } from '../../src/api/notifications.js';
 import { applyReplies, type ReplyTopicMessage } from '../../src/control-plane/apply-reply.js';
-import { startExecution } from '../../src/control-plane/executions.js';
+import { InvalidStartError, RecipeNotFoundError } from '../../src/control-plane/errors.js';
+import { startExecution, startExecutions } from '../../src/control-plane/executions.js';
 import { PlanCache } from '../../src/control-plane/plan-cache.js';
 import { registerRecipe } from '../../src/control-plane/recipes.js';
 import { defaultDecisionEnvironment } from '../../src/control-plane/run-decision.js';
@@ -218,5 +219,56 @@ describe('decisions written as sets', () => {
     } finally {
       await listener.end();
     }
+  });
+
+  it('starts a list of executions in one transaction with the statements of one start', async () => {
+    let builder = recipe(uniqueName('store-bulk').toLowerCase());
+    for (let i = 0; i < 3; i++) builder = builder.task(`s${i}`, 'store.step');
+    const plan = builder.build();
+    await registerRecipe(db, plan);
+    const key = uniqueName('bulk-key');
+    const earlier = await startExecution(db, env, { recipe: plan.name, version: 1, idempotencyKey: key });
+    const count = async (starts: number) => {
+      statements = 0;
+      const started = await startExecutions(
+        db,
+        env,
+        Array.from({ length: starts }, (_, i) => ({ recipe: plan.name, version: 1, input: { i } })),
+      );
+      assert.equal(started.length, starts);
+      assert.ok(started.every((s) => s.created && s.status === 'running'));
+      return statements;
+    };
+    assert.equal(await count(30), await count(3), 'thirty starts cost the statements of three');
+    const fresh = uniqueName('bulk-fresh');
+    const mixed = await startExecutions(db, env, [
+      { recipe: plan.name, input: { n: 1 } },
+      { recipe: plan.name, idempotencyKey: key },
+      { recipe: plan.name, idempotencyKey: fresh },
+      { recipe: plan.name, idempotencyKey: fresh },
+    ]);
+    assert.equal(mixed[0]?.created, true);
+    assert.deepEqual(mixed[1], { executionId: earlier.executionId, created: false, status: 'running' });
+    assert.equal(mixed[2]?.created, true);
+    assert.deepEqual(mixed[3], { ...mixed[2], created: false }, 'a key twice in one list starts one execution');
+    for (const s of mixed) assert.deepEqual(await verifyExecution(db, env.plans, s.executionId), []);
+    const attempts = await inFlight(mixed.map((s) => s.executionId));
+    assert.equal(attempts.length, 3, 'each new execution sent its first command');
+    // A missing recipe anywhere in the list: nothing is started.
+    const before = (await sql<{ n: string }>`SELECT count(*) AS n FROM sous.execution`.execute(db)).rows[0]?.n;
+    await assert.rejects(
+      startExecutions(db, env, [{ recipe: plan.name }, { recipe: uniqueName('no-such-recipe').toLowerCase() }]),
+      (e: unknown) => e instanceof RecipeNotFoundError,
+    );
+    const after = (await sql<{ n: string }>`SELECT count(*) AS n FROM sous.execution`.execute(db)).rows[0]?.n;
+    assert.equal(after, before);
+    await assert.rejects(
+      startExecutions(
+        db,
+        env,
+        Array.from({ length: 10_001 }, () => ({ recipe: plan.name })),
+      ),
+      (e: unknown) => e instanceof InvalidStartError && /at most 10000 executions a call, got 10001/.test(e.message),
+    );
   });
 });
