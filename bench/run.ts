@@ -300,6 +300,7 @@ async function itemLegs(probe: Probe, executionId: string, times: WorkerTimes) {
 // ---------------------------------------------------------------- main
 
 const plans: { key: string; title: string; run: (probe: Probe) => Promise<Figures> }[] = [];
+const startedBy = settings.BENCH_BULK_START ? 'one startExecutions call' : 'one startExecution each';
 if (workloads.has('low'))
   plans.push({
     key: 'low',
@@ -309,13 +310,13 @@ if (workloads.has('low'))
 if (workloads.has('saturation'))
   plans.push({
     key: 'saturation',
-    title: `10-step recipe, saturation (${settings.BENCH_SATURATION} started at once)`,
+    title: `10-step recipe, saturation (${settings.BENCH_SATURATION} started at once, ${startedBy})`,
     run: (probe) => sequentialWorkload(probe, 'saturation', 10, settings.BENCH_SATURATION, 'at-once'),
   });
 if (workloads.has('long'))
   plans.push({
     key: 'long',
-    title: `100-step recipe, saturation (${settings.BENCH_LONG} started at once)`,
+    title: `100-step recipe, saturation (${settings.BENCH_LONG} started at once, ${startedBy})`,
     run: (probe) => sequentialWorkload(probe, 'long', 100, settings.BENCH_LONG, 'at-once'),
   });
 if (workloads.has('foreach'))
