@@ -56,8 +56,10 @@ export const ENGINE_ERROR_CODES = {
   childFailed: 'child_failed',
 } as const;
 
-function errorOf(error: unknown, code: string = ENGINE_ERROR_CODES.expression): StepError {
-  return { code, message: error instanceof Error ? error.message : String(error), retryable: false };
+/** A step's failure from an error of its expressions: the message names the step (and the expression). */
+function errorOf(error: unknown, stepKey?: string, code: string = ENGINE_ERROR_CODES.expression): StepError {
+  const message = error instanceof Error ? error.message : String(error);
+  return { code, message: stepKey === undefined ? message : `step ${stepKey}: ${message}`, retryable: false };
 }
 
 /**
@@ -685,7 +687,7 @@ class Decider {
         }
       }
     } catch (error) {
-      this.#emit({ type: 'StepFailed', at: this.#at, stepKey: key, error: errorOf(error) });
+      this.#emit({ type: 'StepFailed', at: this.#at, stepKey: key, error: errorOf(error, key) });
       return 'failed';
     }
   }
@@ -702,7 +704,7 @@ class Decider {
     try {
       input = await evaluateInput(mapping, await this.#scope(item, step.id));
     } catch (error) {
-      this.#emit({ type: 'StepFailed', at: this.#at, stepKey: key, error: errorOf(error) });
+      this.#emit({ type: 'StepFailed', at: this.#at, stepKey: key, error: errorOf(error, key) });
       return;
     }
     const stepExecutionId = this.#ctx.newId();

@@ -8,6 +8,24 @@ export class ExpressionError extends SousError {
   readonly retryable = false;
 }
 
+/**
+ * Bounds of every evaluation. An expression runs inside its execution's decision, with
+ * the execution's row locked, so one that loops or recurses must stop with an error (the
+ * step fails, naming it) instead of holding the lock: JSONata's own guardrails bound its
+ * time, recursion depth and the sequences it builds; the result's JSON size is checked
+ * after.
+ */
+export const EXPRESSION_LIMITS = {
+  /** Wall time of one evaluation, ms. */
+  timeoutMs: 500,
+  /** Depth of nested evaluation (recursive functions). */
+  maxDepth: 500,
+  /** Items of one sequence it builds; a forEach's list is one. */
+  maxSequence: 1_000_000,
+  /** JSON size of its result, bytes (larger inputs travel by reference, but are built here first). */
+  maxResultBytes: 16 * 1024 * 1024,
+} as const;
+
 type Compiled = ReturnType<typeof jsonata>;
 const compiled = new Map<string, Compiled>();
 
@@ -16,7 +34,11 @@ export function compileExpression(source: Expression): Compiled {
   let expression = compiled.get(source);
   if (expression === undefined) {
     try {
-      expression = jsonata(source);
+      expression = jsonata(source, {
+        timeout: EXPRESSION_LIMITS.timeoutMs,
+        stack: EXPRESSION_LIMITS.maxDepth,
+        sequence: EXPRESSION_LIMITS.maxSequence,
+      });
     } catch (error) {
       throw new ExpressionError(`expression ${JSON.stringify(source)} does not parse: ${messageOf(error)}`, {
         cause: error,
@@ -36,13 +58,21 @@ function messageOf(error: unknown): string {
 /** Evaluates JSONata against the scope; never `eval`. */
 export async function evaluate(source: Expression, scope: ExpressionScope): Promise<unknown> {
   const expression = compileExpression(source);
+  let value: unknown;
   try {
-    const value: unknown = await expression.evaluate(scope);
-    // Plain JSON out: JSONata builds null-prototype objects and flags its arrays.
-    return value === undefined ? undefined : (JSON.parse(JSON.stringify(value)) as unknown);
+    value = await expression.evaluate(scope);
   } catch (error) {
     throw new ExpressionError(`expression ${JSON.stringify(source)} failed: ${messageOf(error)}`, { cause: error });
   }
+  if (value === undefined) return undefined;
+  // Plain JSON out: JSONata builds null-prototype objects and flags its arrays.
+  const text = JSON.stringify(value);
+  if (text.length > EXPRESSION_LIMITS.maxResultBytes) {
+    throw new ExpressionError(
+      `expression ${JSON.stringify(source)} failed: its result is ${text.length} bytes of JSON, over the limit of ${EXPRESSION_LIMITS.maxResultBytes}`,
+    );
+  }
+  return JSON.parse(text) as unknown;
 }
 
 /** JSONata truthiness; an undefined result is false. */

@@ -209,6 +209,24 @@ describe('decide: sequential steps', () => {
     assert.equal(run.s.error?.code, 'expression_failed');
     assert.match(run.s.error.message, /no way/);
   });
+
+  it('fails a step whose input expression never ends, naming the step and the expression', async () => {
+    const loop = '( $loop := function($n) { $n > 0 ? $loop($n - 1) : 0 }; { "n": $loop(1e12) } )';
+    const run = new Run(plan([task('a', 'x.a', { input: { expression: loop } })]));
+    const began = performance.now();
+    await run.start();
+    assert.ok(performance.now() - began < 5_000, 'stopped by the time limit');
+    const failed = run.log.find((e) => e.type === 'StepFailed');
+    assert.ok(failed?.type === 'StepFailed');
+    assert.equal(failed.stepKey, 'a');
+    assert.equal(failed.error.code, 'expression_failed');
+    assert.match(
+      failed.error.message,
+      /^step a: expression "\( \$loop := .*" failed: Evaluation timeout after 500 milliseconds/,
+    );
+    assert.equal(run.s.status, 'failed');
+    run.assertReplays();
+  });
 });
 
 describe('decide: parallel', () => {
