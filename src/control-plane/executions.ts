@@ -1,4 +1,4 @@
-import { context as otelContext, SpanKind, trace, type Context, type Span } from '@opentelemetry/api';
+import { context as otelContext, SpanKind, trace, type Span } from '@opentelemetry/api';
 import { newId } from '../uuid.js';
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
@@ -101,7 +101,7 @@ export async function startExecutions(
   if (starts.length === 0) return [];
   // Versions and plans first: RecipeNotFoundError before any write.
   const latest = new Map<string, number>();
-  const versions: number[] = [];
+  const versions: { start: StartOptions; version: number }[] = [];
   for (const start of starts) {
     let version = start.version ?? latest.get(start.recipe);
     if (version === undefined) {
@@ -109,19 +109,19 @@ export async function startExecutions(
       latest.set(start.recipe, version);
     }
     await env.plans.get(db, start.recipe, version);
-    versions.push(version);
+    versions.push({ start, version });
   }
   const spans: Span[] = [];
-  const contexts: Context[] = starts.map((start, i) => {
+  const resolved = versions.map(({ start, version }) => {
     const caller =
       (start.traceparent === undefined ? undefined : contextFromTraceparent(start.traceparent)) ?? otelContext.active();
     const span = tracer().startSpan(
       `start ${start.recipe}`,
-      { kind: SpanKind.INTERNAL, attributes: { [ATTR.recipeName]: start.recipe, [ATTR.recipeVersion]: versions[i] } },
+      { kind: SpanKind.INTERNAL, attributes: { [ATTR.recipeName]: start.recipe, [ATTR.recipeVersion]: version } },
       caller,
     );
     spans.push(span);
-    return trace.setSpan(caller, span);
+    return { start, version, context: trace.setSpan(caller, span) };
   });
   try {
     const started = await db.transaction().execute(async (trx): Promise<Started[]> => {
@@ -137,7 +137,7 @@ export async function startExecutions(
           byKey.set(key, { executionId: existing.id, created: false, status: existing.status });
       }
       const requests: DecisionRequest[] = [];
-      for (const [i, start] of starts.entries()) {
+      for (const [i, { start, version, context }] of resolved.entries()) {
         const key = start.idempotencyKey;
         const known = key === undefined ? undefined : byKey.get(key);
         if (known !== undefined) {
@@ -145,7 +145,6 @@ export async function startExecutions(
           continue;
         }
         const executionId = newId();
-        const context = contexts[i] ?? otelContext.active();
         out[i] = { executionId, created: true, status: 'running' };
         if (key !== undefined) byKey.set(key, { executionId, created: true, status: 'running' });
         const traceparent = traceparentOf(context);
@@ -156,7 +155,7 @@ export async function startExecutions(
               kind: 'start',
               executionId,
               recipe: start.recipe,
-              version: versions[i] ?? 1,
+              version,
               input: start.input ?? {},
               ...(key === undefined ? {} : { idempotencyKey: key }),
             },
