@@ -4,12 +4,13 @@ import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
 import { TERMINAL_STATUSES, type ExecutionStatus } from '../engine/state.js';
 import type { Trigger } from '../engine/triggers.js';
+import type { RecipePlan } from '../recipe/plan.js';
 import { ExecutionFinishedError, ExecutionNotFoundError, InvalidStartError } from './errors.js';
 import { lockIdempotencyKey } from '../store/executions.js';
 import { ATTR } from '../observability/span-attributes.js';
 import { contextFromTraceparent, traceparentOf } from '../observability/trace-context.js';
 import { endSpan, inSpan, tracer } from '../observability/tracing.js';
-import { latestVersion } from './recipes.js';
+import { latestVersion, subRecipeVersions } from './recipes.js';
 import { runDecision, runDecisions, type DecisionEnvironment, type DecisionRequest } from './run-decision.js';
 
 export interface StartOptions {
@@ -44,7 +45,8 @@ export async function startExecution(
   options: StartOptions,
 ): Promise<Started> {
   const version = options.version ?? (await latestVersion(db, options.recipe));
-  await env.plans.get(db, options.recipe, version); // RecipeNotFoundError before any write.
+  const plan = await env.plans.get(db, options.recipe, version); // RecipeNotFoundError before any write.
+  const pinned = await subRecipeVersions(db, plan);
   const caller =
     (options.traceparent === undefined ? undefined : contextFromTraceparent(options.traceparent)) ??
     otelContext.active();
@@ -68,6 +70,7 @@ export async function startExecution(
           version,
           input: options.input ?? {},
           ...(options.idempotencyKey === undefined ? {} : { idempotencyKey: options.idempotencyKey }),
+          ...(pinned === undefined ? {} : { subRecipeVersions: pinned }),
         },
         { traceparent: traceparentOf(traced), parent: traced },
       );
@@ -101,18 +104,24 @@ export async function startExecutions(
   if (starts.length === 0) return [];
   // Versions and plans first: RecipeNotFoundError before any write.
   const latest = new Map<string, number>();
-  const versions: { start: StartOptions; version: number }[] = [];
+  const pins = new Map<RecipePlan, Readonly<Record<string, number>> | undefined>();
+  const versions: {
+    start: StartOptions;
+    version: number;
+    pinned: Readonly<Record<string, number>> | undefined;
+  }[] = [];
   for (const start of starts) {
     let version = start.version ?? latest.get(start.recipe);
     if (version === undefined) {
       version = await latestVersion(db, start.recipe);
       latest.set(start.recipe, version);
     }
-    await env.plans.get(db, start.recipe, version);
-    versions.push({ start, version });
+    const plan = await env.plans.get(db, start.recipe, version);
+    if (!pins.has(plan)) pins.set(plan, await subRecipeVersions(db, plan));
+    versions.push({ start, version, pinned: pins.get(plan) });
   }
   const spans: Span[] = [];
-  const resolved = versions.map(({ start, version }) => {
+  const resolved = versions.map(({ start, version, pinned }) => {
     const caller =
       (start.traceparent === undefined ? undefined : contextFromTraceparent(start.traceparent)) ?? otelContext.active();
     const span = tracer().startSpan(
@@ -121,7 +130,7 @@ export async function startExecutions(
       caller,
     );
     spans.push(span);
-    return { start, version, context: trace.setSpan(caller, span) };
+    return { start, version, pinned, context: trace.setSpan(caller, span) };
   });
   try {
     const started = await db.transaction().execute(async (trx): Promise<Started[]> => {
@@ -137,7 +146,7 @@ export async function startExecutions(
           byKey.set(key, { executionId: existing.id, created: false, status: existing.status });
       }
       const requests: DecisionRequest[] = [];
-      for (const [i, { start, version, context }] of resolved.entries()) {
+      for (const [i, { start, version, pinned, context }] of resolved.entries()) {
         const key = start.idempotencyKey;
         const known = key === undefined ? undefined : byKey.get(key);
         if (known !== undefined) {
@@ -158,6 +167,7 @@ export async function startExecutions(
               version,
               input: start.input ?? {},
               ...(key === undefined ? {} : { idempotencyKey: key }),
+              ...(pinned === undefined ? {} : { subRecipeVersions: pinned }),
             },
           ],
           parents: [context],

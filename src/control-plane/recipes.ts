@@ -2,7 +2,14 @@ import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
 import { planChecksum } from '../recipe/checksum.js';
 import type { RecipePlan } from '../recipe/plan.js';
-import { insertNextVersion, lockRecipeName, selectLatestVersion, selectVersionByChecksum } from '../store/recipes.js';
+import { indexPlan } from '../engine/plan-index.js';
+import {
+  insertNextVersion,
+  lockRecipeName,
+  selectLatestVersion,
+  selectLatestVersions,
+  selectVersionByChecksum,
+} from '../store/recipes.js';
 import { RecipeNotFoundError } from './errors.js';
 
 export interface RegisteredRecipe {
@@ -38,4 +45,23 @@ export async function latestVersion(db: Kysely<Database>, name: string): Promise
   const version = await selectLatestVersion(db, name);
   if (version === undefined) throw new RecipeNotFoundError(`no recipe named ${name} is registered`);
   return version;
+}
+
+/**
+ * What a new execution of `plan` fixes for its sub-recipe steps that name no version: the
+ * newest version of each registered now (a sub-recipe not registered yet is left out, and
+ * its step takes the newest version when it starts, or fails then). Undefined when no step
+ * needs one.
+ */
+export async function subRecipeVersions(
+  db: Kysely<Database>,
+  plan: RecipePlan,
+): Promise<Readonly<Record<string, number>> | undefined> {
+  const names = new Set<string>();
+  for (const { step } of indexPlan(plan).values()) {
+    if (step.type === 'subRecipe' && step.version === undefined) names.add(step.recipe);
+  }
+  if (names.size === 0) return undefined;
+  const versions = await selectLatestVersions(db, [...names]);
+  return versions.size === 0 ? undefined : Object.fromEntries(versions);
 }

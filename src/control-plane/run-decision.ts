@@ -33,6 +33,7 @@ import { commandTopic, type StepError } from '../protocol/messages.js';
 import { childFinishedMessage, commandMessage, idempotencyKeyOf } from './command-message.js';
 import type { DecisionEnvironment } from './decision-environment.js';
 import { ExecutionNotFoundError, RecipeNotFoundError } from './errors.js';
+import { subRecipeVersions } from './recipes.js';
 
 export { defaultDecisionEnvironment, TIMER_TASK, type DecisionEnvironment } from './decision-environment.js';
 
@@ -300,9 +301,11 @@ class DecisionBatch {
       const event = p.events[index];
       if (event?.type !== 'ChildExecutionRequested') continue;
       const version = event.version ?? (await selectLatestVersion(this.trx, event.recipe));
+      let pinned: Readonly<Record<string, number>> | undefined;
       try {
         if (version === undefined) throw new RecipeNotFoundError(`sub-recipe ${event.recipe} is not registered`);
-        await this.env.plans.get(this.trx, event.recipe, version);
+        const plan = await this.env.plans.get(this.trx, event.recipe, version);
+        pinned = await subRecipeVersions(this.trx, plan);
       } catch (error) {
         if (!(error instanceof RecipeNotFoundError)) throw error;
         // The parent's step fails at once; its events join the list this loop scans.
@@ -345,6 +348,7 @@ class DecisionBatch {
               version,
               input: event.input,
               parent: { executionId: p.id, stepKey: event.stepKey },
+              ...(pinned === undefined ? {} : { subRecipeVersions: pinned }),
             },
           ],
           parents: [started],

@@ -124,6 +124,7 @@ class Decider {
         input: trigger.input,
         ...(trigger.idempotencyKey === undefined ? {} : { idempotencyKey: trigger.idempotencyKey }),
         ...(trigger.parent === undefined ? {} : { parent: trigger.parent }),
+        ...(trigger.subRecipeVersions === undefined ? {} : { subRecipeVersions: trigger.subRecipeVersions }),
       });
     } else {
       if (this.#state === undefined) return this.#result();
@@ -666,6 +667,8 @@ class Decider {
         case 'subRecipe': {
           const input = await evaluateInput(step.input, scope);
           const childExecutionId = this.#ctx.newId();
+          // The step's own version, else the one fixed when this execution started.
+          const version = step.version ?? this.#s.subRecipeVersions?.[step.recipe];
           this.#emit({
             type: 'StepOpened',
             at: this.#at,
@@ -680,7 +683,7 @@ class Decider {
             stepKey: key,
             childExecutionId,
             recipe: step.recipe,
-            ...(step.version === undefined ? {} : { version: step.version }),
+            ...(version === undefined ? {} : { version }),
             input,
           });
           return 'blocked';

@@ -45,6 +45,8 @@ export type EngineEvent =
       readonly input: unknown;
       readonly idempotencyKey?: string;
       readonly parent?: { readonly executionId: string; readonly stepKey: string };
+      /** Versions of the sub-recipes its steps name without one, fixed at start (absent before pinning). */
+      readonly subRecipeVersions?: Readonly<Record<string, number>>;
     })
   | (Base & {
       readonly type: 'StepScheduled';

@@ -157,6 +157,7 @@ export class StateDraft {
         input: event.input,
         ...(event.idempotencyKey === undefined ? {} : { idempotencyKey: event.idempotencyKey }),
         ...(event.parent === undefined ? {} : { parent: event.parent }),
+        ...(event.subRecipeVersions === undefined ? {} : { subRecipeVersions: event.subRecipeVersions }),
         steps: {},
         attempts: {},
         forEach: {},

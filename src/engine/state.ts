@@ -68,6 +68,8 @@ export interface ExecutionState {
   readonly input: unknown;
   readonly idempotencyKey?: string;
   readonly parent?: { readonly executionId: string; readonly stepKey: string };
+  /** Versions of the sub-recipes named without one, fixed at start. */
+  readonly subRecipeVersions?: Readonly<Record<string, number>>;
   /** Step states by step key: the step id, `<id>[<item index>]` inside a forEach, `<key>~compensate`. */
   readonly steps: Readonly<Record<string, StepState>>;
   /** stepExecutionId of each attempt in flight → step key. */

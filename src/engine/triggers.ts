@@ -20,6 +20,11 @@ export type Trigger =
       readonly input: unknown;
       readonly idempotencyKey?: string;
       readonly parent?: { readonly executionId: string; readonly stepKey: string };
+      /**
+       * The latest version of each sub-recipe its steps name without a version, read when
+       * it starts: those steps start that version whatever is registered later.
+       */
+      readonly subRecipeVersions?: Readonly<Record<string, number>>;
     }
   | {
       readonly kind: 'step.started';

@@ -96,7 +96,7 @@ export interface ForEachStep extends StepBase {
 export interface SubRecipeStep extends StepBase {
   readonly type: 'subRecipe';
   readonly recipe: string;
-  /** @default the latest version when the step starts */
+  /** @default the latest version when the execution started (when the step starts, for sub-recipes registered after) */
   readonly version?: number;
   readonly input?: InputMapping;
   /** @default the step id */

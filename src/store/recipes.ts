@@ -23,6 +23,19 @@ export async function selectLatestVersion(db: Kysely<Database>, name: string): P
   return row?.version ?? undefined;
 }
 
+/** The newest version of each of these recipes, in one statement; names not registered are absent. */
+export async function selectLatestVersions(
+  db: Kysely<Database>,
+  names: readonly string[],
+): Promise<Map<string, number>> {
+  if (names.length === 0) return new Map();
+  const { rows } = await sql<{ name: string; version: number }>`/* sous:selectLatestVersions */
+    SELECT name, max(version) AS version FROM sous.recipe WHERE name = ANY(${[...names]}::text[]) GROUP BY name`.execute(
+    db,
+  );
+  return new Map(rows.map((r) => [r.name, r.version]));
+}
+
 /** Serialises registrations of one recipe name, so version numbers never collide. */
 export async function lockRecipeName(trx: Kysely<Database>, name: string): Promise<void> {
   await sql`SELECT pg_advisory_xact_lock(hashtextextended(${`sous.recipe:${name}`}, 0))`.execute(trx);

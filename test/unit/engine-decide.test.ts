@@ -550,6 +550,40 @@ describe('decide: sleep, signals, sub-recipes', () => {
     });
     assert.deepEqual(inputOf(next, 'b'), { receipt: 'R9' });
   });
+
+  it('starts the sub-recipe version fixed when the execution started; a step naming one keeps its own', async () => {
+    const steps: Step[] = [
+      { id: 'w', type: 'waitForSignal', signal: 'go', onTimeout: 'fail', output: 'w' },
+      { id: 'pinned', type: 'subRecipe', recipe: 'payments', output: 'pinned' },
+      { id: 'named', type: 'subRecipe', recipe: 'refunds', version: 7, output: 'named' },
+    ];
+    const run = new Run(plan(steps));
+    await run.send({
+      kind: 'start',
+      executionId: 'e0000000-0000-4000-8000-000000000000',
+      recipe: 'test',
+      version: 1,
+      input: {},
+      subRecipeVersions: { payments: 2, refunds: 9 },
+    });
+    assert.deepEqual(run.s.subRecipeVersions, { payments: 2, refunds: 9 });
+    const requested = (events: EngineEvent[]) =>
+      events.flatMap((e) => (e.type === 'ChildExecutionRequested' ? [e] : []));
+    const [pinned] = requested(await run.send({ kind: 'signal', name: 'go', payload: null }));
+    assert.deepEqual([pinned?.stepKey, pinned?.version], ['pinned', 2]);
+    assert.ok(pinned !== undefined);
+    const [named] = requested(
+      await run.send({ kind: 'child.finished', childExecutionId: pinned.childExecutionId, status: 'completed' }),
+    );
+    assert.deepEqual([named?.stepKey, named?.version], ['named', 7]);
+    run.assertReplays();
+    // An execution started before versions were fixed names none: the control plane takes the newest.
+    const older = new Run(plan([steps[1] as Step]));
+    const events = await older.start();
+    const child = events.find((e) => e.type === 'ChildExecutionRequested');
+    assert.ok(child?.type === 'ChildExecutionRequested');
+    assert.equal(child.version, undefined);
+  });
 });
 
 describe('decide: cancel, pause, resume', () => {
