@@ -9,7 +9,7 @@ import { ExecutionFinishedError, ExecutionNotFoundError, InvalidStartError } fro
 import { lockIdempotencyKey } from '../store/executions.js';
 import { ATTR } from '../observability/span-attributes.js';
 import { contextFromTraceparent, traceparentOf } from '../observability/trace-context.js';
-import { endSpan, inSpan, tracer } from '../observability/tracing.js';
+import { endSpan, tracer } from '../observability/tracing.js';
 import { latestVersion, subRecipeVersions } from './recipes.js';
 import { runDecision, runDecisions, type DecisionEnvironment, type DecisionRequest } from './run-decision.js';
 
@@ -44,48 +44,16 @@ export async function startExecution(
   env: DecisionEnvironment,
   options: StartOptions,
 ): Promise<Started> {
-  const version = options.version ?? (await latestVersion(db, options.recipe));
-  const plan = await env.plans.get(db, options.recipe, version); // RecipeNotFoundError before any write.
-  const pinned = await subRecipeVersions(db, plan);
-  const caller =
-    (options.traceparent === undefined ? undefined : contextFromTraceparent(options.traceparent)) ??
-    otelContext.active();
-  const attributes = { [ATTR.recipeName]: options.recipe, [ATTR.recipeVersion]: version };
-  return inSpan(`start ${options.recipe}`, { kind: SpanKind.INTERNAL, attributes }, caller, async (span, traced) => {
-    const started = await db.transaction().execute(async (trx): Promise<Started> => {
-      if (options.idempotencyKey !== undefined) {
-        // Two starts with one key at once: the second waits here, then finds the first.
-        const existing = await lockIdempotencyKey(trx, options.idempotencyKey);
-        if (existing !== undefined) return { executionId: existing.id, created: false, status: existing.status };
-      }
-      const executionId = newId();
-      const decision = await runDecision(
-        trx,
-        env,
-        executionId,
-        {
-          kind: 'start',
-          executionId,
-          recipe: options.recipe,
-          version,
-          input: options.input ?? {},
-          ...(options.idempotencyKey === undefined ? {} : { idempotencyKey: options.idempotencyKey }),
-          ...(pinned === undefined ? {} : { subRecipeVersions: pinned }),
-        },
-        { traceparent: traceparentOf(traced), parent: traced },
-      );
-      return { executionId, created: true, status: decision.state?.status ?? 'running' };
-    });
-    span.setAttributes({ [ATTR.executionId]: started.executionId, 'sous.execution.created': started.created });
-    return started;
-  });
+  const [started] = await startExecutions(db, env, [options]);
+  if (started === undefined) throw new Error('startExecutions gave no result for one start');
+  return started;
 }
 
 /** The most executions one `startExecutions` call starts (they share one transaction). */
 export const MAX_STARTS_PER_CALL = 10_000;
 
 /**
- * Starts several executions in one transaction: what `startExecution` does for each, with
+ * Starts several executions in one transaction (`startExecution` is a list of one), with
  * one commit and a fixed number of statements for all of them (a client starting a batch
  * of work, as job queues enqueue in bulk). All or none are started. Results are in the
  * order of `starts`; an idempotency key already used, or used twice in the list, gives the
@@ -132,55 +100,59 @@ export async function startExecutions(
     spans.push(span);
     return { start, version, pinned, context: trace.setSpan(caller, span) };
   });
+  // One start runs with its span active, as any work inside a span does; a list has none of its own.
+  const active = resolved.length === 1 && resolved[0] !== undefined ? resolved[0].context : otelContext.active();
   try {
-    const started = await db.transaction().execute(async (trx): Promise<Started[]> => {
-      const out: (Started | undefined)[] = starts.map(() => undefined);
-      // Keys locked in one order, so two batches sharing keys queue instead of deadlocking.
-      const keys = [
-        ...new Set(starts.flatMap((s) => (s.idempotencyKey === undefined ? [] : [s.idempotencyKey]))),
-      ].sort();
-      const byKey = new Map<string, Started>();
-      for (const key of keys) {
-        const existing = await lockIdempotencyKey(trx, key);
-        if (existing !== undefined)
-          byKey.set(key, { executionId: existing.id, created: false, status: existing.status });
-      }
-      const requests: DecisionRequest[] = [];
-      for (const [i, { start, version, pinned, context }] of resolved.entries()) {
-        const key = start.idempotencyKey;
-        const known = key === undefined ? undefined : byKey.get(key);
-        if (known !== undefined) {
-          out[i] = { ...known, created: false };
-          continue;
+    const started = await otelContext.with(active, () =>
+      db.transaction().execute(async (trx): Promise<Started[]> => {
+        const out: (Started | undefined)[] = starts.map(() => undefined);
+        // Keys locked in one order, so two batches sharing keys queue instead of deadlocking.
+        const keys = [
+          ...new Set(starts.flatMap((s) => (s.idempotencyKey === undefined ? [] : [s.idempotencyKey]))),
+        ].sort();
+        const byKey = new Map<string, Started>();
+        for (const key of keys) {
+          const existing = await lockIdempotencyKey(trx, key);
+          if (existing !== undefined)
+            byKey.set(key, { executionId: existing.id, created: false, status: existing.status });
         }
-        const executionId = newId();
-        out[i] = { executionId, created: true, status: 'running' };
-        if (key !== undefined) byKey.set(key, { executionId, created: true, status: 'running' });
-        const traceparent = traceparentOf(context);
-        requests.push({
-          executionId,
-          triggers: [
-            {
-              kind: 'start',
-              executionId,
-              recipe: start.recipe,
-              version,
-              input: start.input ?? {},
-              ...(key === undefined ? {} : { idempotencyKey: key }),
-              ...(pinned === undefined ? {} : { subRecipeVersions: pinned }),
-            },
-          ],
-          parents: [context],
-          ...(traceparent === undefined ? {} : { traceparent }),
+        const requests: DecisionRequest[] = [];
+        for (const [i, { start, version, pinned, context }] of resolved.entries()) {
+          const key = start.idempotencyKey;
+          const known = key === undefined ? undefined : byKey.get(key);
+          if (known !== undefined) {
+            out[i] = { ...known, created: false };
+            continue;
+          }
+          const executionId = newId();
+          out[i] = { executionId, created: true, status: 'running' };
+          if (key !== undefined) byKey.set(key, { executionId, created: true, status: 'running' });
+          const traceparent = traceparentOf(context);
+          requests.push({
+            executionId,
+            triggers: [
+              {
+                kind: 'start',
+                executionId,
+                recipe: start.recipe,
+                version,
+                input: start.input ?? {},
+                ...(key === undefined ? {} : { idempotencyKey: key }),
+                ...(pinned === undefined ? {} : { subRecipeVersions: pinned }),
+              },
+            ],
+            parents: [context],
+            ...(traceparent === undefined ? {} : { traceparent }),
+          });
+        }
+        const { decisions } = await runDecisions(trx, env, new Map(), requests);
+        return out.map((result, i) => {
+          if (result === undefined) throw new Error(`start ${i} has no result`);
+          const status = result.created ? decisions.get(result.executionId)?.state?.status : undefined;
+          return status === undefined ? result : { ...result, status };
         });
-      }
-      const { decisions } = await runDecisions(trx, env, new Map(), requests);
-      return out.map((result, i) => {
-        if (result === undefined) throw new Error(`start ${i} has no result`);
-        const status = result.created ? decisions.get(result.executionId)?.state?.status : undefined;
-        return status === undefined ? result : { ...result, status };
-      });
-    });
+      }),
+    );
     for (const [i, span] of spans.entries()) {
       const result = started[i];
       if (result !== undefined) {

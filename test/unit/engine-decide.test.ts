@@ -82,13 +82,14 @@ class Run {
     return [...decision.events];
   }
 
-  start(input: unknown = {}): Promise<EngineEvent[]> {
+  start(input: unknown = {}, pinned?: Readonly<Record<string, number>>): Promise<EngineEvent[]> {
     return this.send({
       kind: 'start',
       executionId: 'e0000000-0000-4000-8000-000000000000',
       recipe: 'test',
       version: 1,
       input,
+      ...(pinned === undefined ? {} : { subRecipeVersions: pinned }),
     });
   }
 
@@ -558,14 +559,7 @@ describe('decide: sleep, signals, sub-recipes', () => {
       { id: 'named', type: 'subRecipe', recipe: 'refunds', version: 7, output: 'named' },
     ];
     const run = new Run(plan(steps));
-    await run.send({
-      kind: 'start',
-      executionId: 'e0000000-0000-4000-8000-000000000000',
-      recipe: 'test',
-      version: 1,
-      input: {},
-      subRecipeVersions: { payments: 2, refunds: 9 },
-    });
+    await run.start({}, { payments: 2, refunds: 9 });
     assert.deepEqual(run.s.subRecipeVersions, { payments: 2, refunds: 9 });
     const requested = (events: EngineEvent[]) =>
       events.flatMap((e) => (e.type === 'ChildExecutionRequested' ? [e] : []));

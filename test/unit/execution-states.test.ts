@@ -2,25 +2,22 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { loadEnvironmentConfig } from '../../src/config.js';
 import { ExecutionStates } from '../../src/control-plane/execution-states.js';
+import { replay } from '../../src/engine/evolve.js';
 import type { ExecutionState, ExecutionStatus } from '../../src/engine/state.js';
+import type { RecipePlan } from '../../src/recipe/plan.js';
 import { ConfigInvalidError } from '../../src/errors.js';
 import type { LockedHead } from '../../src/store/executions.js';
 
-const state = (executionId: string, status: ExecutionStatus = 'running'): ExecutionState => ({
-  executionId,
-  recipe: 'r',
-  version: 1,
-  status,
-  input: null,
-  steps: {},
-  attempts: {},
-  forEach: {},
-  timers: {},
-  signals: {},
-  completions: 0,
-  createdAt: '2026-01-01T00:00:00.000Z',
-  updatedAt: '2026-01-01T00:00:00.000Z',
-});
+/** A state as the engine folds it from a start (then with the status asked for). */
+const state = (executionId: string, status: ExecutionStatus = 'running'): ExecutionState => {
+  const plan: RecipePlan = { name: 'r', steps: [] };
+  const started = replay(
+    [{ type: 'ExecutionStarted', at: '2026-01-01T00:00:00.000Z', executionId, recipe: 'r', version: 1, input: null }],
+    plan,
+  );
+  assert.ok(started !== undefined);
+  return { ...started, status };
+};
 
 const head = (stateSeq: number): LockedHead => ({
   id: 'e',
