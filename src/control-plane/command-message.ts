@@ -71,6 +71,7 @@ export function commandMessage(
     ...(heartbeatMs === undefined ? {} : { heartbeatTimeoutMs: heartbeatMs }),
     ...(event.maxAttempts === undefined ? {} : { maxAttempts: event.maxAttempts }),
     ...(event.region === undefined ? {} : { region: event.region }),
+    ...(event.contract === undefined ? {} : { contract: event.contract }),
   };
   const outbox = builtOutboxRow({
     id: event.stepExecutionId,

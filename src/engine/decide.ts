@@ -723,6 +723,7 @@ class Decider {
       capability: compensation ? (step.compensate?.capability ?? step.capability) : step.capability,
       input: input ?? null,
       ...(step.region === undefined ? {} : { region: step.region }),
+      ...(compensation || step.contract === undefined ? {} : { contract: step.contract }),
       timeouts,
       maxAttempts: step.retry.maxAttempts,
       ...(compensation ? { compensation: true } : {}),

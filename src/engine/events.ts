@@ -1,3 +1,4 @@
+import type { ContractRange } from '../protocol/shards.js';
 import type { StepError } from '../protocol/messages.js';
 import type { Timeouts } from '../recipe/plan.js';
 
@@ -58,6 +59,8 @@ export type EngineEvent =
       readonly capability: string;
       readonly input: unknown;
       readonly region?: string;
+      /** Contract versions it accepts (absent: any). */
+      readonly contract?: ContractRange;
       readonly timeouts: Timeouts;
       /** Attempts the retry policy allows. */
       readonly maxAttempts?: number;

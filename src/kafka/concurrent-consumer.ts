@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { EachBatchPayload, KafkaMessage } from 'kafkajs';
 import { logger as rootLogger, type Logger } from '../logger.js';
 import type { Kafka } from './kafka-client.js';
+import { workerAssigners, type MemberHealth } from './health-aware-assigner.js';
 import { Slots } from './slots.js';
 import { runSupervisedConsumer, type SupervisedConsumer } from './supervised-consumer.js';
 
@@ -22,6 +23,12 @@ export interface ConcurrentConsumerOptions {
    * record handled again after a back-off (it is never skipped).
    */
   readonly handle: (message: KafkaMessage, where: { topic: string; partition: number }) => Promise<void>;
+  /**
+   * The member's health, read at each join: with it the group assigns partitions with
+   * the health-aware assigner (degraded members only get topics no healthy member reads).
+   * @default kafkajs's round-robin assigner
+   */
+  readonly memberHealth?: () => MemberHealth;
   /** Least time between two offset commits. @default 100 */
   readonly commitIntervalMs?: number;
   readonly logger?: Logger;
@@ -281,6 +288,7 @@ export async function runConcurrentConsumer(options: ConcurrentConsumerOptions):
       maxWaitTimeInMs: 100,
       sessionTimeout,
       heartbeatInterval,
+      ...(options.memberHealth === undefined ? {} : { partitionAssigners: workerAssigners(options.memberHealth) }),
     },
     { topics: [...options.topics], fromBeginning: options.fromBeginning ?? false },
     {

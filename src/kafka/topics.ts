@@ -6,6 +6,8 @@ export interface EnsureTopicsOptions {
   readonly partitions?: number;
   /** @default 1 (the local stack has one broker) */
   readonly replicationFactor?: number;
+  /** Topic settings of topics created here (e.g. cleanup.policy). @default none */
+  readonly configEntries?: readonly { readonly name: string; readonly value: string }[];
   /** How long to wait for new topics to have leaders. @default 30000 */
   readonly timeoutMs?: number;
 }
@@ -34,6 +36,7 @@ export async function ensureTopics(
             topic,
             numPartitions: options.partitions ?? 6,
             replicationFactor: options.replicationFactor ?? 1,
+            ...(options.configEntries === undefined ? {} : { configEntries: [...options.configEntries] }),
           })),
         });
       } catch (error) {

@@ -59,6 +59,8 @@ export const stepCommandSchema = z.strictObject({
   /** Attempts the step's retry policy allows: a retryable failure on the last goes to the DLT. */
   maxAttempts: z.number().int().positive().optional(),
   region: z.string().optional(),
+  /** The contract versions the step accepts (the shard reading it serves one of them). */
+  contract: z.strictObject({ min: z.number().int().positive(), max: z.number().int().positive().optional() }).optional(),
 });
 export type StepCommand = z.infer<typeof stepCommandSchema>;
 

@@ -14,6 +14,8 @@ export interface TaskOptions {
   readonly when?: string;
   /** Region whose workers must run it. */
   readonly region?: string;
+  /** Contract versions of the capability it accepts: 2 (exactly), '>=2' or '2..3'. @default any */
+  readonly contract?: number | string;
   /** @default { maxAttempts: 3, initialInterval: '1s', backoffCoefficient: 2, maxInterval: '1m', jitter: 0.2, nonRetryableErrorCodes: [] } */
   readonly retry?: {
     readonly maxAttempts?: number;

@@ -1,3 +1,4 @@
+import { formatContractRange } from '../protocol/shards.js';
 import { z } from 'zod';
 import type { InputMapping, RecipePlan, Step } from './plan.js';
 import type { RecipeAuthoring, StepAuthoring } from './schema.js';
@@ -20,6 +21,7 @@ const taskPlan = z.strictObject({
   ...base,
   type: z.literal('task'),
   capability: z.string(),
+  contract: z.strictObject({ min: z.number(), max: z.number().optional() }).optional(),
   input: mapping.optional(),
   output: z.string(),
   retry: z.strictObject({
@@ -122,6 +124,7 @@ function toAuthoringStep(step: Step): StepAuthoring {
         ...common,
         type: 'task' as const,
         capability: step.capability,
+        contract: step.contract === undefined ? undefined : formatContractRange(step.contract),
         input: fromMapping(step.input),
         output: step.output,
         retry: {

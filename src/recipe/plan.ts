@@ -1,3 +1,4 @@
+import type { ContractRange } from '../protocol/shards.js';
 /*
  * The recipe plan: the validated, serialisable form both the YAML format and the
  * TypeScript builder produce, stored as JSON when a version is registered and read by
@@ -66,6 +67,8 @@ export interface TaskStep extends StepBase {
   readonly type: 'task';
   /** Logical operation, e.g. `payments.charge`: commands go to `sous.cmd.<capability>`. */
   readonly capability: string;
+  /** Contract versions of the capability it accepts; its commands reach only shards of one of them. */
+  readonly contract?: ContractRange;
   readonly input?: InputMapping;
   /** Name under which the output is visible to later expressions. @default the step id */
   readonly output: string;

@@ -1,3 +1,4 @@
+import { parseContractRange, REGION } from '../protocol/shards.js';
 import { z } from 'zod';
 import { parseDuration } from './duration.js';
 import { formatPath, RecipeInvalidError, type RecipeIssue } from './errors.js';
@@ -34,8 +35,16 @@ const input = z.union([expression, z.record(z.string(), expression)], {
 const common = {
   id: z.string({ error: 'id is required' }),
   when: expression.optional(),
-  region: z.string().min(1).optional(),
+  region: z
+    .string()
+    .regex(REGION, 'must be a region: lower-case letters, digits and dashes (e.g. eu-west)')
+    .optional(),
 };
+const contract = z
+  .union([z.number(), z.string()])
+  .refine((v) => parseContractRange(v) !== undefined, {
+    message: 'must be contract versions: 2 (exactly), ">=2", or "2..3"',
+  });
 const retry = z.strictObject({
   maxAttempts: z.number().int('must be an integer').min(1, 'must be at least 1').optional(),
   initialInterval: duration.optional(),
@@ -54,6 +63,7 @@ const taskSchema = z.strictObject({
   ...common,
   type: z.literal('task'),
   capability: z.string({ error: 'capability is required' }),
+  contract: contract.optional(),
   input: input.optional(),
   output: z.string().min(1).optional(),
   retry: retry.optional(),
@@ -241,6 +251,7 @@ function toTask(step: TaskAuthoring): TaskStep {
     ...base(step),
     ['type', 'task'],
     ['capability', step.capability],
+    ['contract', step.contract === undefined ? undefined : parseContractRange(step.contract)],
     ['input', mapping(step.input)],
     ['output', step.output ?? step.id],
     [

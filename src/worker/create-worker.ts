@@ -12,7 +12,18 @@ import { decodeOutboxRecord } from '../kafka/outbox-record.js';
 import { createRecordProducer, type RecordProducer } from '../kafka/producer.js';
 import { ensureTopics } from '../kafka/topics.js';
 import { logger as rootLogger } from '../logger.js';
-import { commandTopic, deadLetterTopic, type StepCommand } from '../protocol/messages.js';
+import { deadLetterTopic, type StepCommand } from '../protocol/messages.js';
+import {
+  capabilityOfTopic,
+  SHARD_CONTROL_TOPIC,
+  SHARD_REGISTRY_TOPIC,
+  shardCommandTopics,
+  shardControlSchema,
+  type ShardHealth,
+} from '../protocol/shards.js';
+import { ensureCompactedTopic } from '../kafka/compacted-topic-reader.js';
+import { runOutboxConsumer, type OutboxConsumer } from '../kafka/outbox-consumer.js';
+import { ShardPresence } from './shard-presence.js';
 import { AdminHandle, describeCluster } from '../kafka/consumer-lag.js';
 import { CheckFailedError } from '../observability/errors.js';
 import { serveProbes, type ProbeServer } from '../observability/probe-server.js';
@@ -29,6 +40,7 @@ import { Poison, runCommand, type RunEnvironment } from './run-command.js';
 export type { WorkerOptions } from './options.js';
 
 export interface Worker {
+  /** Also its shard id in the registry. */
   readonly workerId: string;
   readonly groupId: string;
   /** Where /metrics, /healthz and /readyz are served once started; undefined without `metricsPort`. */
@@ -37,8 +49,27 @@ export interface Worker {
   readiness(): Promise<Readiness>;
   /** Joins the group and starts running commands. */
   start(): Promise<void>;
-  /** Stops fetching, lets running handlers finish (up to the drain timeout), leaves the group. */
+  /**
+   * Drains, says goodbye in the registry, and stops: no new commands, running handlers
+   * finish (up to the drain timeout), the group gets the partitions back. On SIGTERM too.
+   */
   stop(): Promise<void>;
+  /**
+   * Takes no new commands and finishes the running ones, staying in the registry as
+   * `draining` (heartbeating, with nothing in flight once done): its queued commands go
+   * to the group's other shards. What an operator's `drainShard` does. Resolves when
+   * nothing is in flight any more.
+   */
+  drain(reason?: string): Promise<void>;
+  /** Takes commands again after a drain (what an operator's `resumeShard` does). */
+  resume(): Promise<void>;
+  /**
+   * Announces the shard degraded (its group gives its partitions to healthy shards while
+   * there are any) or healthy again. The `healthCheck` option does this before each heartbeat.
+   */
+  setHealth(health: 'healthy' | 'degraded', reason?: string): Promise<void>;
+  /** The health the shard announces now. */
+  health(): ShardHealth;
 }
 
 /**
@@ -58,7 +89,9 @@ export function createWorker(options: WorkerOptions): Worker {
   const groupId = config.groupId ?? `sous-worker.${[...names].sort().join('+')}`;
   const kafka = options.kafka ?? createKafka({ brokers: options.brokers ?? [], clientId: workerId });
   const log = (options.logger ?? rootLogger).child({ component: 'worker', workerId });
-  const topics = names.map(commandTopic);
+  const region = config.region ?? null;
+  const topics = options.capabilities.flatMap((c) => shardCommandTopics(c.name, c.version, region));
+  const incarnation = randomBytes(8).toString('hex');
   const producer: RecordProducer = createCoalescingProducer(createRecordProducer(kafka));
   const inFlight = new Set<AbortController>();
   const metrics = new WorkerMetrics({ processMetrics: config.processMetrics, inFlight: () => inFlight.size });
@@ -88,6 +121,7 @@ export function createWorker(options: WorkerOptions): Worker {
   const env: RunEnvironment = {
     capabilities: new Map(options.capabilities.map((c) => [c.name, c])),
     payloadStore: options.payloadStore,
+    region,
     send: async (command, body, parent) => {
       await sendReply(producer, parent, command, body, workerId);
       observeReply(command, body);
@@ -97,7 +131,88 @@ export function createWorker(options: WorkerOptions): Worker {
     log,
   };
   let consumer: ConcurrentConsumer | undefined;
+  let control: OutboxConsumer | undefined;
   let stopping: Promise<void> | undefined;
+  const presence = new ShardPresence(
+    {
+      shardId: workerId,
+      service: config.service ?? groupId.replace(/^sous-worker\./, ''),
+      instance: `${hostname()}-${process.pid}`,
+      incarnation,
+      region,
+      capabilities: options.capabilities.map((c) => ({ name: c.name, version: c.version })),
+      concurrency: config.concurrency,
+    },
+    producer,
+    config.heartbeatIntervalMs,
+    () => inFlight.size,
+    log,
+    async () => {
+      if (options.healthCheck === undefined || presence.health === 'draining') return;
+      const health = await options.healthCheck();
+      await changeHealth(health);
+    },
+  );
+  /** One membership change at a time: joining, leaving and rejoining never overlap. */
+  let membership: Promise<void> = Promise.resolve();
+  const serially = (step: () => Promise<void>): Promise<void> => {
+    const next = membership.then(step);
+    membership = next.catch(() => undefined);
+    return next;
+  };
+  const join = async () => {
+    if (consumer !== undefined) return;
+    consumer = await runConcurrentConsumer({
+      kafka,
+      groupId,
+      topics,
+      fromBeginning: true,
+      sessionTimeoutMs: config.sessionTimeoutMs,
+      concurrency: config.concurrency,
+      handle,
+      logger: log,
+      // Read at each join: a degraded shard gets partitions only of topics no healthy shard reads.
+      memberHealth: () => (presence.health === 'degraded' ? 'degraded' : 'healthy'),
+    });
+  };
+  const leave = async () => {
+    const running = consumer;
+    if (running === undefined) return;
+    const drained = running.stop();
+    const timeout = sleep(config.drainTimeoutMs).then(() => 'timeout' as const);
+    if ((await Promise.race([drained.then(() => 'drained' as const), timeout])) === 'timeout') {
+      log.warn({ running: env.inFlight.size }, 'drain timeout: aborting running handlers');
+      for (const controller of env.inFlight) controller.abort(new Error('worker stopping'));
+      await drained;
+    }
+    consumer = undefined;
+  };
+  /** Healthy ↔ degraded: announced, then the member rejoins so the group's assigner weighs it anew. */
+  const changeHealth = (health: 'healthy' | 'degraded', reason?: string) =>
+    serially(async () => {
+      if (presence.health === 'draining') return;
+      if (!(await presence.setHealth(health, reason))) return;
+      log.info({ health, reason }, 'shard health changed');
+      if (consumer !== undefined) {
+        await leave();
+        await join();
+      }
+    });
+  const drain = (reason?: string) =>
+    serially(async () => {
+      await presence.setHealth('draining', reason);
+      await leave();
+      // Announced again with nothing in flight: the operator sees the drain is complete.
+      await presence.announce();
+      log.info({ reason }, 'shard drained');
+    });
+  const resume = () =>
+    serially(async () => {
+      if (presence.health !== 'draining' || stopping !== undefined) return;
+      await presence.setHealth('healthy');
+      await join();
+      log.info('shard resumed');
+    });
   const onSignal = () => void worker.stop();
 
   async function deadLetter(
@@ -185,15 +300,34 @@ export function createWorker(options: WorkerOptions): Worker {
       }
       await ensureTopics(kafka, topics);
       await ensureTopics(kafka, topics.map(deadLetterTopic), { partitions: 1 });
-      consumer = await runConcurrentConsumer({
+      await ensureCompactedTopic(kafka, SHARD_REGISTRY_TOPIC);
+      await ensureTopics(kafka, [SHARD_CONTROL_TOPIC], { partitions: 1 });
+      // Announced before joining: a control plane holding steps for this capability sends
+      // them as soon as it sees the shard, and the consumer then finds them in the topic.
+      await presence.start();
+      await serially(join);
+      control = await runOutboxConsumer({
         kafka,
-        groupId,
-        topics,
+        // Its own group: every shard reads every request and acts on those naming it.
+        groupId: `sous-shard-control.${workerId}.${incarnation}`,
+        topics: [SHARD_CONTROL_TOPIC],
         fromBeginning: true,
-        sessionTimeoutMs: config.sessionTimeoutMs,
-        concurrency: config.concurrency,
-        handle,
-        logger: log,
+        handle: async (record) => {
+          const parsed = shardControlSchema.safeParse(record.payload);
+          if (!parsed.success) {
+            log.error({ id: record.id, reason: parsed.error.message }, 'shard control request ignored: malformed');
+            return;
+          }
+          const request = parsed.data;
+          if (request.shardId !== workerId || request.incarnation !== incarnation) return;
+          log.info({ kind: request.kind, requestedBy: request.requestedBy }, 'shard control request');
+          if (request.kind === 'shard.drain') await drain(`drained by ${request.requestedBy ?? 'an operator'}`);
+          else await resume();
+        },
+        onMalformed: (error, message) => {
+          log.error({ offset: message.offset, reason: error.message }, 'shard control record ignored: malformed');
+          return Promise.resolve();
+        },
       });
       if (config.handleSignals) {
         process.once('SIGTERM', onSignal);
@@ -205,13 +339,12 @@ export function createWorker(options: WorkerOptions): Worker {
       stopping ??= (async () => {
         process.off('SIGTERM', onSignal);
         process.off('SIGINT', onSignal);
-        const drained = consumer?.stop() ?? Promise.resolve();
-        const timeout = sleep(config.drainTimeoutMs).then(() => 'timeout' as const);
-        if ((await Promise.race([drained.then(() => 'drained' as const), timeout])) === 'timeout') {
-          log.warn({ running: env.inFlight.size }, 'drain timeout: aborting running handlers');
-          for (const controller of env.inFlight) controller.abort(new Error('worker stopping'));
-          await drained;
-        }
+        await drain('stopping');
+        await control?.stop();
+        await presence.stop().catch((error: unknown) => {
+          // Without a goodbye the control planes drop the shard after their timeout.
+          log.warn({ reason: error instanceof Error ? error.message : String(error) }, 'goodbye not sent');
+        });
         await producer.disconnect();
         await admin.close();
         await probeServer?.close();
@@ -219,11 +352,15 @@ export function createWorker(options: WorkerOptions): Worker {
       })();
       return stopping;
     },
+    drain,
+    resume,
+    setHealth: changeHealth,
+    health: () => presence.health,
   };
   return worker;
 }
 
-/** The capability of a command topic (`sous.cmd.<capability>`): a bounded label. */
+/** The capability of a command topic: a bounded label. */
 function capabilityOf(topic: string): string {
-  return topic.startsWith('sous.cmd.') ? topic.slice('sous.cmd.'.length) : topic;
+  return capabilityOfTopic(topic) ?? topic;
 }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { regionSchema } from '../protocol/shards.js';
 import type { Kafka } from '../kafka/kafka-client.js';
 import type { Logger } from '../logger.js';
 import type { Capability } from './define-capability.js';
@@ -12,8 +13,26 @@ export interface WorkerOptions {
   readonly brokers?: readonly string[];
   /** What this worker executes: it subscribes to `sous.cmd.<name>` of each, and nothing else. */
   readonly capabilities: readonly Capability[];
-  /** Region this worker runs in (for residency routing). @default undefined */
+  /**
+   * Region this shard runs in: besides each capability's shared topic it reads the
+   * region's topics, where steps with that `region` (residency) go and nowhere else.
+   * Lower-case letters, digits and dashes. @default none: it runs only steps without a region
+   */
   readonly region?: string;
+  /** Names the service in the shard registry. @default the consumer group without `sous-worker.` */
+  readonly service?: string;
+  /**
+   * How often the shard repeats its announcement in the registry (its heartbeat, with its
+   * health and load). Control planes drop a shard silent for longer than their
+   * `shardTimeoutMs` (default 10 s). @default 2000
+   */
+  readonly heartbeatIntervalMs?: number;
+  /**
+   * Asked before each heartbeat: `degraded` (e.g. a database it needs is slow) makes
+   * the group give its partitions to healthy shards while there are any, `healthy`
+   * takes them back. `Worker.setHealth` does the same by hand. @default none: healthy
+   */
+  readonly healthCheck?: () => Promise<'healthy' | 'degraded'> | 'healthy' | 'degraded';
   /**
    * Commands run at once, over all partitions. Commands with the same Kafka key (the
    * attempts of one step) run one at a time, in order. @default 10
@@ -85,7 +104,10 @@ const optionsSchema = z.strictObject({
   handleSignals: z.boolean().default(true),
   groupId: z.string().min(1).optional(),
   workerId: z.string().min(1).optional(),
-  region: z.string().min(1).optional(),
+  region: regionSchema.optional(),
+  service: z.string().min(1).max(200).optional(),
+  heartbeatIntervalMs: z.number().int().min(100, 'heartbeatIntervalMs must be at least 100').default(2_000),
+  healthCheck: z.custom<() => unknown>((v) => typeof v === 'function').optional(),
   metricsPort: z.number().int().min(0, 'metricsPort must be a port (0: any free one)').max(65535).optional(),
   metricsHost: z.string().min(1).default('127.0.0.1'),
   processMetrics: z.boolean().default(true),

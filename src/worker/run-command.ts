@@ -12,7 +12,8 @@ import { traceparentOf } from '../observability/trace-context.js';
 import { decodeCompletionToken, encodeCompletionToken } from '../protocol/completion-token.js';
 import type { Logger } from '../logger.js';
 import { nulPath } from '../nul-path.js';
-import { commandTopic, stepCommandSchema, type StepCommand, type StepError } from '../protocol/messages.js';
+import { capabilityOfTopic, contractAccepts, formatContractRange } from '../protocol/shards.js';
+import { stepCommandSchema, type StepCommand, type StepError } from '../protocol/messages.js';
 import type { StepContext } from './context.js';
 import type { Capability } from './define-capability.js';
 import {
@@ -29,6 +30,8 @@ import type { ReplyBody } from './reply.js';
 export interface RunEnvironment {
   readonly capabilities: ReadonlyMap<string, Capability>;
   readonly payloadStore: PayloadStore | undefined;
+  /** The shard's region (null: none): a command bound to another region is refused. */
+  readonly region: string | null;
   /** Sends a reply under a PRODUCER span child of `parent`; resolves once it is in Kafka. */
   readonly send: (command: StepCommand, body: ReplyBody, parent: Context) => Promise<void>;
   readonly startedReplyAfterMs: number;
@@ -65,8 +68,23 @@ export async function runCommand(env: RunEnvironment, record: OutboxRecord, span
   });
   const send = (body: ReplyBody) => env.send(command, body, traced);
   const capability = env.capabilities.get(command.capability);
-  if (capability === undefined || commandTopic(command.capability) !== record.topic) {
+  if (capability === undefined || capabilityOfTopic(record.topic) !== command.capability) {
     throw new Poison(new CommandInvalidError(`command for ${command.capability} arrived on ${record.topic}`));
+  }
+  // Residency, checked again here: a step bound to a region runs only in that region.
+  if (command.region !== undefined && command.region !== env.region) {
+    throw new Poison(
+      new CommandInvalidError(
+        `command for region ${command.region} arrived at a shard of ${env.region ?? 'no region'} (on ${record.topic})`,
+      ),
+    );
+  }
+  if (!contractAccepts(command.contract, capability.version)) {
+    throw new Poison(
+      new CommandInvalidError(
+        `command for ${command.capability} at contract ${formatContractRange(command.contract ?? { min: 1 })} arrived at a shard of version ${capability.version} (on ${record.topic})`,
+      ),
+    );
   }
   let input: unknown;
   try {
