@@ -25,6 +25,7 @@ try {
     replyTransactions: config.replyTransactions,
     stateCacheSize: config.stateCacheSize,
     stateSnapshotEvery: config.stateSnapshotEvery,
+    shardTimeoutMs: config.shardTimeoutMs,
     poolSize: config.poolSize,
     ...(config.connectUrl === undefined ? {} : { connectUrl: config.connectUrl }),
     connectorName: config.connectorName,

@@ -27,6 +27,8 @@ export interface EnvironmentConfig {
   readonly stateCacheSize: number;
   /** SOUS_STATE_SNAPSHOT_EVERY: events between two stored snapshots of an execution's state. @default 128 */
   readonly stateSnapshotEvery: number;
+  /** SOUS_SHARD_TIMEOUT_MS: a shard silent this long leaves the registry view. @default 10000 */
+  readonly shardTimeoutMs: number;
   /** SOUS_PG_POOL_SIZE: PostgreSQL connections of the process. @default 10 */
   readonly poolSize: number;
   /** SOUS_CONNECT_URL: Kafka Connect REST address; set, the outbox connector is watched and restarted when FAILED. */
@@ -80,6 +82,7 @@ const schema = z.object({
     outOfRange: 'SOUS_STATE_CACHE_SIZE must be 0 or more',
   }),
   SOUS_STATE_SNAPSHOT_EVERY: positiveInt('SOUS_STATE_SNAPSHOT_EVERY', 128),
+  SOUS_SHARD_TIMEOUT_MS: positiveInt('SOUS_SHARD_TIMEOUT_MS', 10_000),
   SOUS_PG_POOL_SIZE: positiveInt('SOUS_PG_POOL_SIZE', 10),
   SOUS_CONNECT_URL: z
     .url({ protocol: /^https?$/, error: 'SOUS_CONNECT_URL must be an http(s) URL (http://host:8083)' })
@@ -141,6 +144,7 @@ export function loadEnvironmentConfig(env: NodeJS.ProcessEnv = process.env): Env
     replyTransactions: e.SOUS_REPLY_TRANSACTIONS,
     stateCacheSize: e.SOUS_STATE_CACHE_SIZE,
     stateSnapshotEvery: e.SOUS_STATE_SNAPSHOT_EVERY,
+    shardTimeoutMs: e.SOUS_SHARD_TIMEOUT_MS,
     poolSize: e.SOUS_PG_POOL_SIZE,
     connectUrl: e.SOUS_CONNECT_URL,
     connectorName: e.SOUS_OUTBOX_CONNECTOR,

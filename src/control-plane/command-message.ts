@@ -2,7 +2,7 @@ import { newId } from '../uuid.js';
 import type { EngineEvent } from '../engine/events.js';
 import type { ExecutionState } from '../engine/state.js';
 import { builtOutboxRow } from '../outbox/write-outbox.js';
-import { commandTopic, type StepCommand, type StepError } from '../protocol/messages.js';
+import type { StepCommand, StepError } from '../protocol/messages.js';
 import { encodeCompletionToken } from '../protocol/completion-token.js';
 import type { ChildFinishedMessage } from '../protocol/control-messages.js';
 import type { OutboxRow } from '../store/outbox.js';
@@ -30,6 +30,8 @@ export function commandMessage(
   /** The command's PRODUCER span context (null: not traced). */
   traceparent: string | null,
   replyTopic: string,
+  /** Where the routing sends it (the shard registry chooses among the capability's topics). */
+  topic: string,
 ): CommandRows {
   const idempotencyKey = idempotencyKeyOf(state.executionId, event.stepKey);
   const inputText = JSON.stringify(event.input ?? null);
@@ -75,7 +77,7 @@ export function commandMessage(
   };
   const outbox = builtOutboxRow({
     id: event.stepExecutionId,
-    topic: commandTopic(event.capability),
+    topic,
     // Per step, not per execution: a forEach's items spread over partitions (so over
     // workers), while the attempts of one step stay in order on one partition.
     key: idempotencyKey,

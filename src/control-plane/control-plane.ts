@@ -10,6 +10,11 @@ import { ConfigInvalidError } from '../errors.js';
 import { graphileLogger } from '../graphile-logger.js';
 import { runJsonConsumer, type RecordOrigin, type RunningConsumer } from '../kafka/json-consumer.js';
 import { startConnectorWatchdog, type ConnectorWatchdog } from '../outbox/connector-watchdog.js';
+import type { LiveShard } from '../shards/registry-view.js';
+import type { StepNeeds } from '../shards/route.js';
+import { requestShardControl, type ShardControlRequested } from './shard-control.js';
+import { ShardRegistry, type ShardListener } from './shard-registry.js';
+import { WaitingCommandReleaser } from './waiting-commands.js';
 import { publishDeadLetter } from '../kafka/dead-letter.js';
 import { createKafka, type Kafka } from '../kafka/kafka-client.js';
 import { createRecordProducer, type RecordProducer } from '../kafka/producer.js';
@@ -139,6 +144,9 @@ const optionsSchema = z.strictObject({
         .min(MIN_RETENTION_MS, 'retention must be at least 60000 ms (1 minute), forever or off'),
     ])
     .default(DEFAULT_RETENTION_MS),
+  shardTimeoutMs: z.number().int().min(500, 'shardTimeoutMs must be at least 500').default(10_000),
+  shardMirrorIntervalMs: z.number().int().positive().default(5_000),
+  waitingSweepMs: z.number().int().min(100, 'waitingSweepMs must be at least 100').default(2_000),
   retentionBatchSize: z
     .number()
     .int()
@@ -249,6 +257,20 @@ export interface ControlPlaneOptions {
   readonly retention?: number | 'forever' | 'off';
   /** Root executions purged per transaction (a batch also stops at 100,000 events). @default 500 */
   readonly retentionBatchSize?: number;
+  /**
+   * A shard (worker process) silent this long is dropped from the registry view: its
+   * steps wait visibly if no other shard can take them. Keep it a few of the workers'
+   * heartbeat intervals (2 s by default). @default 10000 (SOUS_SHARD_TIMEOUT_MS)
+   */
+  readonly shardTimeoutMs?: number;
+  /** Least time between two writes of mere heartbeats to sous.shard (changes are written at once). @default 5000 */
+  readonly shardMirrorIntervalMs?: number;
+  /**
+   * How often held commands (steps no live shard can take) are looked at again besides
+   * when the shards change: covers a decision that raced a shard's arrival and commands
+   * another control plane held. @default 2000
+   */
+  readonly waitingSweepMs?: number;
   readonly logger?: Logger;
 }
 
@@ -293,6 +315,14 @@ export interface ControlPlane {
   /** Publishes dead letters again (optionally with a replacement payload); a parked step resumes. */
   reprocessDeadLetters(selection: DeadLetterSelection, actor: string, payload?: unknown): Promise<ReprocessOutcome[]>;
   discardDeadLetters(selection: DeadLetterSelection, actor: string): Promise<string[]>;
+  /** The live shards (worker processes) as this control plane sees them. */
+  shards(): LiveShard[];
+  /** Asks a live shard to drain: no new commands, running ones finish; its queued work goes to the others. */
+  drainShard(shardId: string, actor?: string): Promise<ShardControlRequested>;
+  /** Asks a drained shard to take commands again. */
+  resumeShard(shardId: string, actor?: string): Promise<ShardControlRequested>;
+  /** Called when a shard joins, leaves, or changes health or capabilities; returns an unsubscribe. */
+  onShardsChanged(listener: ShardListener): () => void;
 }
 
 /**
@@ -329,13 +359,24 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
   const metrics = new ControlPlaneMetrics({ processMetrics: config.processMetrics });
   const plans = new PlanCache();
   const observer = new DecisionObserver(metrics, (name, version) => plans.peek(name, version));
+  const kafka: Kafka = createKafka({ brokers: config.brokers, clientId: 'sous-control-plane' });
+  const registry = new ShardRegistry({
+    kafka,
+    db,
+    timeoutMs: config.shardTimeoutMs,
+    mirrorIntervalMs: config.shardMirrorIntervalMs,
+    log,
+  });
+  const route = (needs: StepNeeds) => registry.route(needs);
+  const releaser = new WaitingCommandReleaser(db, route, config.waitingSweepMs, log);
+  registry.onChange(() => releaser.poke());
   const environment = defaultDecisionEnvironment(plans, {
+    route,
     states: new ExecutionStates({ cacheSize: config.stateCacheSize, snapshotEvery: config.stateSnapshotEvery }),
     replyTopic: config.replyTopic,
     maxInlinePayloadBytes: config.maxInlinePayloadBytes,
     observe: observer.observe,
   });
-  const kafka: Kafka = createKafka({ brokers: config.brokers, clientId: 'sous-control-plane' });
   // One admin for readiness, lag reads and sampling: made again after a failure (see AdminHandle).
   const admin = new AdminHandle(kafka);
   const sampleGauges = config.sampleGauges ?? config.consume;
@@ -565,6 +606,10 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
         });
       }
       if (config.migrate) await migrateAll(db, config.databaseUrl);
+      // Routing needs the whole registry: read up to its end before any decision is made.
+      await registry.start();
+      releaser.start();
+      releaser.poke();
       if (sampleGauges) sampler.start();
       if (!config.consume) return;
       await ensureTopics(kafka, [config.replyTopic], { partitions: config.replyPartitions });
@@ -638,6 +683,8 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     },
     async stop() {
       await sampler.stop();
+      await releaser.stop();
+      await registry.stop();
       await consumer?.stop();
       await watchdog?.stop();
       await ingest?.stop();
@@ -662,6 +709,10 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     reprocessDeadLetters: (selection, actor, payload) =>
       observer.run('operator', () => reprocessDeadLetters(db, environment, selection, actor, payload)),
     discardDeadLetters: (selection, actor) => discardDeadLetters(db, selection, actor),
+    shards: () => registry.live(),
+    drainShard: (shardId, actor) => requestShardControl(db, registry.get(shardId), shardId, 'drain', actor ?? null),
+    resumeShard: (shardId, actor) => requestShardControl(db, registry.get(shardId), shardId, 'resume', actor ?? null),
+    onShardsChanged: (listener) => registry.onChange(listener),
   };
   internals.set(controlPlane, controlPlane);
   return controlPlane;

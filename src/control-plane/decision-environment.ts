@@ -1,4 +1,6 @@
 import { REPLY_TOPIC } from '../protocol/messages.js';
+import { commandTopicFor } from '../protocol/shards.js';
+import type { Route, StepNeeds } from '../shards/route.js';
 import type { Decision } from '../engine/decide.js';
 import { ExecutionStates } from './execution-states.js';
 import type { PlanCache } from './plan-cache.js';
@@ -15,6 +17,11 @@ export interface DecisionEnvironment {
   /** graphile-worker task that fires engine timers. */
   readonly timerTask: string;
   readonly now: () => Date;
+  /**
+   * Where a scheduled step's command goes, or why it waits (the shard registry's view).
+   * @default every command to its capability's (or region's) topic, never held
+   */
+  readonly route: (needs: StepNeeds) => Route;
   /**
    * Told each batch of decisions once written, inside its transaction (metrics count
    * them when that transaction commits). @default none
@@ -35,6 +42,7 @@ export function defaultDecisionEnvironment(
     maxInlinePayloadBytes: 64 * 1024,
     timerTask: TIMER_TASK,
     now: () => new Date(),
+    route: (needs) => ({ kind: 'send', topic: commandTopicFor(needs.capability, needs.region) }),
     ...overrides,
   };
 }

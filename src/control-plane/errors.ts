@@ -35,3 +35,9 @@ export class ReplyNotStorableError extends SousError {
   readonly code = 'SOUS_REPLY_NOT_STORABLE';
   readonly retryable = false;
 }
+
+/** No live shard has this id (it never announced itself, said goodbye, or fell silent). */
+export class ShardNotFoundError extends SousError {
+  readonly code = 'SOUS_SHARD_NOT_FOUND';
+  readonly retryable = false;
+}

@@ -29,7 +29,9 @@ import type { TimerJob } from '../store/timers.js';
 import { ATTR } from '../observability/span-attributes.js';
 import { contextFromTraceparent, traceparentOf } from '../observability/trace-context.js';
 import { endSpan, hasSpan, linkIfOtherTrace, producerSpan, tracer } from '../observability/tracing.js';
-import { commandTopic, type StepError } from '../protocol/messages.js';
+import type { StepError } from '../protocol/messages.js';
+import { commandTopicFor } from '../protocol/shards.js';
+import type { WaitingCommandRow } from '../store/waiting-commands.js';
 import { childFinishedMessage, commandMessage, idempotencyKeyOf } from './command-message.js';
 import type { DecisionEnvironment } from './decision-environment.js';
 import { ExecutionNotFoundError, RecipeNotFoundError } from './errors.js';
@@ -392,6 +394,7 @@ class DecisionBatch {
       attemptUpdates: [] as AttemptUpdateRow[],
       payloads: [] as PayloadRow[],
       outbox: [] as OutboxRow[],
+      waiting: [] as WaitingCommandRow[],
       timersAdded: [] as TimerJob[],
       timersRemoved: [] as string[],
     };
@@ -426,19 +429,46 @@ class DecisionBatch {
   #messagesAndTimers(
     p: Pending,
     state: ExecutionState,
-    out: { payloads: PayloadRow[]; outbox: OutboxRow[]; timersAdded: TimerJob[]; timersRemoved: string[] },
+    out: {
+      payloads: PayloadRow[];
+      outbox: OutboxRow[];
+      waiting: WaitingCommandRow[];
+      timersAdded: TimerJob[];
+      timersRemoved: string[];
+    },
   ): void {
     const timers = new Map<string, TimerJob>();
     const cleared = new Set<string>();
     for (const [index, event] of p.events.entries()) {
       if (event.type === 'StepScheduled') {
+        const route = this.env.route({
+          capability: event.capability,
+          ...(event.region === undefined ? {} : { region: event.region }),
+          ...(event.contract === undefined ? {} : { contract: event.contract }),
+        });
+        // A held command gets its topic when a shard can take it; its span names the shared one.
+        const topic = route.kind === 'send' ? route.topic : commandTopicFor(event.capability, event.region);
         const traceparent = this.#send(p, index, {
-          topic: commandTopic(event.capability),
+          topic,
           key: idempotencyKeyOf(p.id, event.stepKey),
           messageId: event.stepExecutionId,
         });
-        const rows = commandMessage(this.env, state, event, traceparent, p.replyTopic);
-        out.outbox.push(rows.outbox);
+        const rows = commandMessage(this.env, state, event, traceparent, p.replyTopic, topic);
+        if (route.kind === 'send') {
+          out.outbox.push(rows.outbox);
+        } else {
+          const { topic: _unrouted, ...held } = rows.outbox;
+          out.waiting.push({
+            outbox: held,
+            executionId: p.id,
+            stepKey: event.stepKey,
+            capability: event.capability,
+            region: event.region ?? null,
+            contract: event.contract ?? null,
+            reasonCode: route.code,
+            reason: route.reason,
+          });
+        }
         if (rows.payload !== undefined) out.payloads.push(rows.payload);
       } else if (event.type === 'TimerScheduled') {
         timers.set(event.timerId, { executionId: p.id, timerId: event.timerId, fireAt: event.fireAt });

@@ -191,7 +191,52 @@ export interface DeadLetterTable {
 }
 
 /** Tables of the sous schema, for Kysely. */
+/** sous.shard (0013_shards.sql): the control planes' mirror of the shard registry. */
+export interface ShardTable {
+  shard_id: string;
+  service: string;
+  instance: string;
+  incarnation: string;
+  region: string | null;
+  capabilities: Json;
+  health: 'healthy' | 'degraded' | 'draining' | 'gone';
+  reason: string | null;
+  in_flight: number;
+  concurrency: number;
+  heartbeat_interval_ms: number;
+  first_seen_at: Timestamp;
+  last_heartbeat_at: Timestamp;
+  gone_at: Timestamp | null;
+  drain_requested_at: Timestamp | null;
+  drain_requested_by: string | null;
+  updated_at: Generated<Date>;
+}
+
+/** sous.waiting_command (0013_shards.sql): commands no live shard can take yet. */
+export interface WaitingCommandTable {
+  id: string;
+  execution_id: string;
+  step_key: string;
+  capability: string;
+  region: string | null;
+  contract_min: number | null;
+  contract_max: number | null;
+  reason_code: string;
+  reason: string;
+  since: Generated<Date>;
+  aggregate_type: string;
+  aggregate_id: string;
+  event_type: string;
+  payload: Json;
+  headers: Json;
+  traceparent: string | null;
+  correlation_id: string | null;
+  idempotency_key: string | null;
+}
+
 export interface Database {
+  'sous.shard': ShardTable;
+  'sous.waiting_command': WaitingCommandTable;
   'sous.outbox': OutboxTable;
   'sous.recipe': RecipeTable;
   'sous.execution': ExecutionTable;

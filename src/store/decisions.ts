@@ -6,6 +6,7 @@ import { appendEvents, type EventAppend } from './events.js';
 import { insertExecutions, updateExecutions, type ExecutionChange, type ExecutionWrite } from './executions.js';
 import { insertForeachItems, type ItemList } from './foreach-items.js';
 import { insertOutboxRows, type OutboxRow } from './outbox.js';
+import { insertWaitingCommands, type WaitingCommandRow } from './waiting-commands.js';
 import { insertPayloads, type PayloadRow } from './payloads.js';
 import { deleteForgottenSteps, upsertSteps, type ForgottenSteps } from './steps.js';
 import { addTimerJobs, removeTimerJobs, type TimerJob } from './timers.js';
@@ -28,6 +29,8 @@ export interface DecisionWrites {
   readonly attemptUpdates: readonly AttemptUpdateRow[];
   readonly payloads: readonly PayloadRow[];
   readonly outbox: readonly OutboxRow[];
+  /** Commands no live shard can take yet: held instead of sent (sous.waiting_command). */
+  readonly waiting: readonly WaitingCommandRow[];
   readonly timersAdded: readonly TimerJob[];
   readonly timersRemoved: readonly string[];
 }
@@ -50,6 +53,7 @@ export async function commitDecision(trx: Kysely<Database>, writes: DecisionWrit
   await updateAttempts(trx, writes.attemptUpdates);
   await insertPayloads(trx, writes.payloads);
   await insertOutboxRows(trx, writes.outbox);
+  await insertWaitingCommands(trx, writes.waiting);
   await addTimerJobs(trx, timerTask, writes.timersAdded);
   await removeTimerJobs(trx, writes.timersRemoved);
 }

@@ -10,6 +10,9 @@ import {
   type StepReply,
 } from '../../src/protocol/messages.js';
 import { uniqueName } from './stack.js';
+import { createRecordProducer } from '../../src/kafka/producer.js';
+import { logger } from '../../src/logger.js';
+import { ShardPresence } from '../../src/worker/shard-presence.js';
 
 /*
  * A minimal service for control-plane tests: it consumes commands exactly as Debezium
@@ -44,6 +47,24 @@ export async function startTestWorker(kafka: Kafka, handlers: Record<string, Han
     const message = { ...r, messageId: r.messageId ?? randomUUID(), workerId, at: new Date().toISOString() };
     await producer.send({ topic, messages: [{ key: r.executionId, value: JSON.stringify(message) }] });
   };
+  // Announced in the shard registry as any worker must be: control planes hold the
+  // commands of capabilities no live shard serves.
+  const presence = new ShardPresence(
+    {
+      shardId: workerId,
+      service: 'test-worker',
+      instance: workerId,
+      incarnation: randomUUID(),
+      region: null,
+      capabilities: Object.keys(handlers).map((name) => ({ name, version: 1 })),
+      concurrency: 6,
+    },
+    createRecordProducer(kafka),
+    1_000,
+    () => 0,
+    logger,
+  );
+  await presence.start();
   const consumers: OutboxConsumer[] = [];
   consumers.push(
     await runOutboxConsumer({
@@ -74,6 +95,7 @@ export async function startTestWorker(kafka: Kafka, handlers: Record<string, Han
     reply,
     stop: async () => {
       await Promise.all(consumers.map((c) => c.stop()));
+      await presence.stop();
       await producer.disconnect();
     },
   };
