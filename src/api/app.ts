@@ -19,6 +19,7 @@ import { nulArgumentRule } from './nul-arguments.js';
 import { listenForExecutionChanges, type ChangeListener } from './notifications.js';
 import { loaders, resolvers } from './resolvers.js';
 import { withDeadLetterJobResolvers } from './dead-letter-job-resolvers.js';
+import { withShardLoaders, withShardResolvers } from './shard-resolvers.js';
 import { DateTimeScalar, JsonScalar } from './scalars.js';
 import { withObservabilityLoaders, withObservabilityResolvers } from './observability-resolvers.js';
 import { answerProbe, PROBE_PATHS } from '../observability/probes.js';
@@ -108,11 +109,11 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   await app.register(mercurius, {
     schema: SCHEMA,
     resolvers: {
-      ...withObservabilityResolvers(withDeadLetterJobResolvers(resolvers)),
+      ...withShardResolvers(withObservabilityResolvers(withDeadLetterJobResolvers(resolvers))),
       JSON: JsonScalar,
       DateTime: DateTimeScalar,
     },
-    loaders: withObservabilityLoaders(loaders),
+    loaders: withShardLoaders(withObservabilityLoaders(loaders)),
     // GraphiQL is served from local assets by registerGraphiql (Mercurius's loads a CDN).
     graphiql: false,
     queryDepth: options.maxDepth ?? 10,
@@ -191,7 +192,11 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   });
 
   let listener: ChangeListener | undefined;
+  let unsubscribeShards: (() => void) | undefined;
   app.addHook('onReady', async () => {
+    unsubscribeShards = controlPlane.onShardsChanged((changes) => {
+      for (const change of changes) app.graphql.pubsub.publish({ topic: 'shards', payload: { change } });
+    });
     listener = await listenForExecutionChanges(
       options.databaseUrl,
       (change) => {
@@ -202,6 +207,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     );
   });
   app.addHook('onClose', async () => {
+    unsubscribeShards?.();
     await listener?.close();
   });
   if (options.graphiql === true) registerGraphiql(app);

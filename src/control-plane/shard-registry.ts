@@ -55,7 +55,10 @@ export class ShardRegistry {
         if (record.value !== null) {
           const parsed = shardAnnouncementSchema.safeParse(JSON.parse(record.value));
           if (!parsed.success) {
-            this.options.log.warn({ key: record.key, reason: parsed.error.message }, 'shard announcement ignored: malformed');
+            this.options.log.warn(
+              { key: record.key, reason: parsed.error.message },
+              'shard announcement ignored: malformed',
+            );
             return;
           }
           announcement = parsed.data;
@@ -117,7 +120,10 @@ export class ShardRegistry {
       try {
         listener(changes);
       } catch (error) {
-        this.options.log.error({ reason: error instanceof Error ? error.message : String(error) }, 'shard listener failed');
+        this.options.log.error(
+          { reason: error instanceof Error ? error.message : String(error) },
+          'shard listener failed',
+        );
       }
     }
   }
@@ -131,7 +137,8 @@ export class ShardRegistry {
       this.options.log.warn({ shards: expired.map((c) => c.shardId) }, 'shards silent past the timeout: gone');
       this.#emit(expired);
     }
-    if (this.#urgent || (this.#dirty.size > 0 && now - this.#lastMirrorMs >= this.options.mirrorIntervalMs)) this.#mirror();
+    if (this.#urgent || (this.#dirty.size > 0 && now - this.#lastMirrorMs >= this.options.mirrorIntervalMs))
+      this.#mirror();
     this.#timer = setTimeout(() => this.#tick(), 500);
     this.#timer.unref();
   }
@@ -172,8 +179,12 @@ export class ShardRegistry {
           gone.map(([shardId, ms]) => ({ shardId, lastHeartbeatAt: new Date(ms).toISOString() })),
         );
       } catch (error) {
-        this.options.log.warn({ reason: error instanceof Error ? error.message : String(error) }, 'shard mirror not written');
-        for (const s of live) if (!this.#dirty.has(s.shardId) && this.#view.get(s.shardId) !== undefined) this.#dirty.add(s.shardId);
+        this.options.log.warn(
+          { reason: error instanceof Error ? error.message : String(error) },
+          'shard mirror not written',
+        );
+        for (const s of live)
+          if (!this.#dirty.has(s.shardId) && this.#view.get(s.shardId) !== undefined) this.#dirty.add(s.shardId);
         for (const [id, ms] of gone) if (this.#view.get(id) === undefined) this.#gone.set(id, ms);
         this.#urgent = true;
       }

@@ -73,7 +73,10 @@ export async function readCompactedTopic(options: CompactedTopicReaderOptions): 
             timestampMs: Number(message.timestamp),
           });
         } catch (error) {
-          log.warn({ offset: message.offset, reason: error instanceof Error ? error.message : String(error) }, 'record skipped');
+          log.warn(
+            { offset: message.offset, reason: error instanceof Error ? error.message : String(error) },
+            'record skipped',
+          );
         }
         const end = ends.get(partition);
         if (end !== undefined && BigInt(message.offset) + 1n >= end) {

@@ -60,7 +60,9 @@ export const stepCommandSchema = z.strictObject({
   maxAttempts: z.number().int().positive().optional(),
   region: z.string().optional(),
   /** The contract versions the step accepts (the shard reading it serves one of them). */
-  contract: z.strictObject({ min: z.number().int().positive(), max: z.number().int().positive().optional() }).optional(),
+  contract: z
+    .strictObject({ min: z.number().int().positive(), max: z.number().int().positive().optional() })
+    .optional(),
 });
 export type StepCommand = z.infer<typeof stepCommandSchema>;
 

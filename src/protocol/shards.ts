@@ -15,7 +15,9 @@ export const SHARD_CONTROL_TOPIC = 'sous.shard-control';
 
 /** A region name: lower-case letters, digits and dashes (it becomes part of a topic name). */
 export const REGION = /^[a-z0-9][a-z0-9-]{0,62}$/;
-export const regionSchema = z.string().regex(REGION, 'a region is lower-case letters, digits and dashes (e.g. eu-west)');
+export const regionSchema = z
+  .string()
+  .regex(REGION, 'a region is lower-case letters, digits and dashes (e.g. eu-west)');
 
 /**
  * Topic of the commands of a capability. A step without a residency constraint or a
@@ -63,9 +65,7 @@ export const shardAnnouncementSchema = z.strictObject({
    */
   incarnation: z.string().min(1).max(64),
   region: regionSchema.nullable(),
-  capabilities: z
-    .array(z.strictObject({ name: z.string().min(1), version: z.number().int().positive() }))
-    .min(1),
+  capabilities: z.array(z.strictObject({ name: z.string().min(1), version: z.number().int().positive() })).min(1),
   health: shardHealthSchema,
   /** Why the shard is degraded or draining, when it says. */
   reason: z.string().max(500).optional(),

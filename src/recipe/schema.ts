@@ -35,16 +35,11 @@ const input = z.union([expression, z.record(z.string(), expression)], {
 const common = {
   id: z.string({ error: 'id is required' }),
   when: expression.optional(),
-  region: z
-    .string()
-    .regex(REGION, 'must be a region: lower-case letters, digits and dashes (e.g. eu-west)')
-    .optional(),
+  region: z.string().regex(REGION, 'must be a region: lower-case letters, digits and dashes (e.g. eu-west)').optional(),
 };
-const contract = z
-  .union([z.number(), z.string()])
-  .refine((v) => parseContractRange(v) !== undefined, {
-    message: 'must be contract versions: 2 (exactly), ">=2", or "2..3"',
-  });
+const contract = z.union([z.number(), z.string()]).refine((v) => parseContractRange(v) !== undefined, {
+  message: 'must be contract versions: 2 (exactly), ">=2", or "2..3"',
+});
 const retry = z.strictObject({
   maxAttempts: z.number().int('must be an integer').min(1, 'must be at least 1').optional(),
   initialInterval: duration.optional(),

@@ -31,7 +31,12 @@ export class ShardRegistryView {
   constructor(readonly timeoutMs: number) {}
 
   /** Applies one record of the registry topic; returns the change, if any. */
-  apply(shardId: string, announcement: ShardAnnouncement | null, sentAtMs: number, nowMs: number): ViewChange | undefined {
+  apply(
+    shardId: string,
+    announcement: ShardAnnouncement | null,
+    sentAtMs: number,
+    nowMs: number,
+  ): ViewChange | undefined {
     const previous = this.#shards.get(shardId);
     if (announcement === null) {
       if (previous === undefined) return undefined;

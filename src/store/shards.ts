@@ -97,6 +97,8 @@ export async function selectDrainRequests(
     .where('drain_requested_at', 'is not', null)
     .execute();
   return new Map(
-    rows.flatMap((r) => (r.drain_requested_at === null ? [] : [[r.shard_id, { at: r.drain_requested_at, by: r.drain_requested_by }]])),
+    rows.flatMap((r) =>
+      r.drain_requested_at === null ? [] : [[r.shard_id, { at: r.drain_requested_at, by: r.drain_requested_by }]],
+    ),
   );
 }

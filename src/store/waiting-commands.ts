@@ -96,7 +96,9 @@ export async function lockWaitingCommands(trx: Kysely<Database>, limit: number):
     capability: r.capability,
     region: r.region,
     contract:
-      r.contract_min === null ? null : { min: r.contract_min, ...(r.contract_max === null ? {} : { max: r.contract_max }) },
+      r.contract_min === null
+        ? null
+        : { min: r.contract_min, ...(r.contract_max === null ? {} : { max: r.contract_max }) },
     reasonCode: r.reason_code,
     reason: r.reason,
     stillScheduled: r.still_scheduled,
@@ -105,7 +107,9 @@ export async function lockWaitingCommands(trx: Kysely<Database>, limit: number):
 
 export async function deleteWaitingCommands(trx: Kysely<Database>, ids: readonly string[]): Promise<void> {
   if (ids.length === 0) return;
-  await sql`/* sous:deleteWaitingCommands */ DELETE FROM sous.waiting_command WHERE id = ANY(${ids}::uuid[])`.execute(trx);
+  await sql`/* sous:deleteWaitingCommands */ DELETE FROM sous.waiting_command WHERE id = ANY(${ids}::uuid[])`.execute(
+    trx,
+  );
 }
 
 /** Updates the reason of commands still held (the shards changed, but none can take them yet). */

@@ -1,10 +1,6 @@
 import type { RecordProducer } from '../kafka/producer.js';
 import type { Logger } from '../logger.js';
-import {
-  SHARD_REGISTRY_TOPIC,
-  type ShardAnnouncement,
-  type ShardHealth,
-} from '../protocol/shards.js';
+import { SHARD_REGISTRY_TOPIC, type ShardAnnouncement, type ShardHealth } from '../protocol/shards.js';
 
 export interface ShardIdentity {
   readonly shardId: string;
@@ -100,13 +96,13 @@ export class ShardPresence {
         })
         .then(() => this.announce())
         .then(
-        () => this.#schedule(),
-        (error: unknown) => {
-          // A broker outage: the control planes will see the shard silent, which is the truth.
-          this.log.warn({ reason: error instanceof Error ? error.message : String(error) }, 'heartbeat not sent');
-          this.#schedule();
-        },
-      );
+          () => this.#schedule(),
+          (error: unknown) => {
+            // A broker outage: the control planes will see the shard silent, which is the truth.
+            this.log.warn({ reason: error instanceof Error ? error.message : String(error) }, 'heartbeat not sent');
+            this.#schedule();
+          },
+        );
     }, this.intervalMs);
     this.#timer.unref();
   }
