@@ -3,6 +3,7 @@
 // With SOUS_DATABASE_URL and SOUS_KAFKA_BROKERS set it uses that stack instead (one
 // started by docker compose, say) and starts nothing of its own.
 import { readFileSync } from 'node:fs';
+import { sql } from 'kysely';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -63,35 +64,51 @@ const controlPlane = createControlPlane({
 await controlPlane.start();
 say('[sous] control plane running');
 
-// Two services, each its own worker (its own consumer group), as they would be deployed.
-// Each serves its own /metrics, /healthz and /readyz on a free port (metricsPort 0), as a
-// deployed service would on a fixed one; process metrics come once, from the API's registry.
-const workers = [
+// Two services, as they would be deployed: the shop as two shards (two processes in one
+// consumer group, sharing its commands) and the migration as one. Every worker process is
+// a shard of the registry: it announces its capabilities, region, health and load, and the
+// control plane routes each step by that live view. Each serves its own /metrics,
+// /healthz and /readyz on a free port (metricsPort 0); process metrics come once, from the API's registry.
+const shopShard = (id: string) =>
   createWorker({
     brokers,
     capabilities: Object.values(shop),
     groupId: 'example-shop',
+    workerId: id,
     concurrency: 8,
     metricsPort: 0,
     processMetrics: false,
-  }),
+  });
+const workers = [
+  shopShard('shop-1'),
+  shopShard('shop-2'),
   createWorker({
     brokers,
     capabilities: Object.values(migration),
     groupId: 'example-migration',
+    workerId: 'migration-1',
     concurrency: 8,
     metricsPort: 0,
     processMetrics: false,
   }),
 ];
 await Promise.all(workers.map((w) => w.start()));
-say('[sous] example services running: shop (inventory, payments, shipping), migration');
-for (const [name, w] of [
-  ['shop', workers[0]],
-  ['migration', workers[1]],
-] as const) {
-  say(`[sous] ${name} worker metrics at ${w?.probesUrl ?? '?'}/metrics, health at /healthz and /readyz`);
+say('[sous] example services running: shop (inventory, payments, shipping) as two shards, migration as one');
+for (const w of workers) {
+  say(`[sous] shard ${w.workerId} metrics at ${w.probesUrl ?? '?'}/metrics, health at /healthz and /readyz`);
 }
+// The registry as the control plane sees it (GraphQL: { shards { id health inFlight } }).
+for (let i = 0; i < 50 && controlPlane.shards().length < workers.length; i++) await sleep(100);
+for (const s of controlPlane.shards().sort((a, b) => a.shardId.localeCompare(b.shardId))) {
+  say(
+    `[sous] registry: ${s.shardId.padEnd(12)} ${s.health.padEnd(8)} ${s.region ?? 'any region'}, ${s.capabilities.map((c) => `${c.name}@${c.version}`).join(' ')}`,
+  );
+}
+// An operator drains shop-1 (as before a redeploy; GraphQL drainShard): it finishes what it
+// runs and takes nothing new, so the orders below all run on shop-2.
+await controlPlane.drainShard('shop-1', 'npm-start');
+for (let i = 0; i < 100 && workers[0]?.health() !== 'draining'; i++) await sleep(100);
+say(`[sous] drained shop-1 (now ${workers[0]?.health() ?? '?'}): the orders below run on shop-2`);
 
 for (const file of ['order-saga.yaml', 'data-migration.yaml']) {
   const plan = parseRecipeYaml(readFileSync(join(import.meta.dirname, 'recipes', file), 'utf8'));
@@ -137,19 +154,32 @@ const runs = [
   { label: '[migration]     ', recipe: 'data-migration', input: { table: 'orders', snapshotFirst: true } },
 ];
 let failures = 0;
+const started: string[] = [];
 for (const r of runs) {
-  const started = await controlPlane.startExecution({
+  const one = await controlPlane.startExecution({
     recipe: r.recipe,
     input: r.input,
     idempotencyKey: `${r.recipe}-${run}-${r.label.trim()}`,
   });
-  say(`[sous] ${r.label} started ${started.executionId}`);
+  started.push(one.executionId);
+  say(`[sous] ${r.label} started ${one.executionId}`);
   const begin = performance.now();
-  const view = await follow(started.executionId, r.label);
+  const view = await follow(one.executionId, r.label);
   say(`[sous] ${r.label} took ${Math.round(performance.now() - begin)} ms`);
   const expected = r.input.card === '4000-0000-0000-0002' ? 'failed' : 'completed';
   if (view.status !== expected) failures++;
 }
+
+// Which shard ran the shop's steps: all on shop-2 while shop-1 drained. Then shop-1 resumes.
+const ranOn = await sql<{ worker_id: string; attempts: string }>`
+  SELECT worker_id, count(*) AS attempts FROM sous.step_attempt
+  WHERE execution_id = ANY(${started}::uuid[]) AND worker_id IS NOT NULL GROUP BY worker_id ORDER BY worker_id`.execute(
+  db,
+);
+say(`[sous] attempts per shard: ${ranOn.rows.map((r) => `${r.worker_id} ${r.attempts}`).join(', ')}`);
+await controlPlane.resumeShard('shop-1', 'npm-start');
+for (let i = 0; i < 100 && workers[0]?.health() !== 'healthy'; i++) await sleep(100);
+say(`[sous] resumed shop-1 (now ${workers[0]?.health() ?? '?'})`);
 
 say(
   failures === 0 ? '[sous] all example runs ended as expected' : `[sous] ${failures} example run(s) ended unexpectedly`,

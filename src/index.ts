@@ -37,7 +37,22 @@ export {
   InvalidStartError,
   RecipeNotFoundError,
   ReplyInvalidError,
+  ShardNotFoundError,
 } from './control-plane/errors.js';
+export type { ShardControlRequested } from './control-plane/shard-control.js';
+export type { LiveShard, ViewChange } from './shards/registry-view.js';
+export type { Route, StepNeeds, WaitCode } from './shards/route.js';
+export {
+  SHARD_REGISTRY_TOPIC,
+  SHARD_CONTROL_TOPIC,
+  commandTopicFor,
+  shardAnnouncementSchema,
+  shardControlSchema,
+  type ShardAnnouncement,
+  type ShardControl,
+  type ShardHealth,
+  type ContractRange,
+} from './protocol/shards.js';
 export type { ExecutionStatus } from './engine/state.js';
 export type { EngineEvent } from './engine/events.js';
 export { createDatabase, type DatabaseOptions } from './db/database.js';
