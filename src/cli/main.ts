@@ -13,6 +13,7 @@ import { processIo, type Io } from './output.js';
 import { registerRecipeCommands } from './recipes.js';
 import { DEFAULT_API_URL } from './settings.js';
 import { registerStackCommands } from './stack.js';
+import { registerShardCommands } from './shards.js';
 import { registerTokenCommands } from './tokens.js';
 
 export function buildProgram(io: Io): Command {
@@ -42,6 +43,7 @@ Exit codes: 0 ok, 1 refused or failed, 2 usage error, 3 API/database unreachable
   registerActionCommands(program, io);
   registerDeadLetterCommands(program, io);
   registerTokenCommands(program, io);
+  registerShardCommands(program, io);
   return program;
 }
 

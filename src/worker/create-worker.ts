@@ -102,7 +102,11 @@ export function createWorker(options: WorkerOptions): Worker {
       {
         kafka: async () => `${(await admin.with(describeCluster)).brokers} broker(s)`,
         consumer: async () => {
-          if (consumer === undefined) throw new CheckFailedError('the worker has not started');
+          if (consumer === undefined) {
+            throw new CheckFailedError(
+              presence.health === 'draining' ? 'the shard is draining' : 'the worker has not started',
+            );
+          }
           if (!consumer.joined()) throw new CheckFailedError(`the consumer is not in group ${groupId}`);
           return `in group ${groupId}`;
         },
@@ -190,26 +194,31 @@ export function createWorker(options: WorkerOptions): Worker {
   /** Healthy ↔ degraded: announced, then the member rejoins so the group's assigner weighs it anew. */
   const changeHealth = (health: 'healthy' | 'degraded', reason?: string) =>
     serially(async () => {
-      if (presence.health === 'draining') return;
-      if (!(await presence.setHealth(health, reason))) return;
+      if (presence.health === 'draining' || health === presence.health) return;
+      await tell(presence.setHealth(health, reason));
       log.info({ health, reason }, 'shard health changed');
       if (consumer !== undefined) {
         await leave();
         await join();
       }
     });
+  /** A registry write that fails (a broker outage) must not stop a drain: the heartbeat says it later. */
+  const tell = (what: Promise<unknown>) =>
+    what.catch((error: unknown) => {
+      log.warn({ reason: error instanceof Error ? error.message : String(error) }, 'registry not told');
+    });
   const drain = (reason?: string) =>
     serially(async () => {
-      await presence.setHealth('draining', reason);
+      await tell(presence.setHealth('draining', reason));
       await leave();
       // Announced again with nothing in flight: the operator sees the drain is complete.
-      await presence.announce();
+      await tell(presence.announce());
       log.info({ reason }, 'shard drained');
     });
   const resume = () =>
     serially(async () => {
       if (presence.health !== 'draining' || stopping !== undefined) return;
-      await presence.setHealth('healthy');
+      await tell(presence.setHealth('healthy'));
       await join();
       log.info('shard resumed');
     });

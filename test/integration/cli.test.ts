@@ -396,4 +396,43 @@ output: outputs.ship
     assert.equal(invalidId.code, 2, invalidId.stderr);
     assert.match(invalidId.stderr, /SOUS_INVALID_ARGUMENT/);
   });
+
+  it('lists shards, drains one and resumes it; a shard no one knows is a refusal naming it', async () => {
+    const capability = cap('sharded');
+    const worker = createWorker({
+      brokers: kafkaBrokers(stackConfig),
+      groupId: uniqueName('test-cli-shards'),
+      workerId: uniqueName('cli-shard'),
+      region: 'eu-west',
+      heartbeatIntervalMs: 500,
+      handleSignals: false,
+      capabilities: [
+        defineCapability({ name: capability, input: z.object({}), output: z.object({}), handler: async () => ({}) }),
+      ],
+    });
+    await worker.start();
+    cleanup.push(() => worker.stop());
+    let listed: { id: string; region: string; health: string; capabilities: { name: string; version: number }[] }[] =
+      [];
+    for (let i = 0; i < 50 && listed.length === 0; i++) {
+      listed = await okJson(['shards', 'list', '--capability', capability]);
+      if (listed.length === 0) await sleep(200);
+    }
+    assert.deepEqual(
+      listed.map((s) => [s.id, s.region, s.health, s.capabilities]),
+      [[worker.workerId, 'eu-west', 'HEALTHY', [{ name: capability, version: 1 }]]],
+    );
+    const table = await ok(['shards', 'list', '--region', 'eu-west']);
+    assert.match(table.stdout, new RegExp(`${worker.workerId}.*eu-west.*healthy`));
+    const drained = await ok(['shards', 'drain', worker.workerId]);
+    assert.match(drained.stdout, /drain requested/);
+    for (let i = 0; i < 100 && worker.health() !== 'draining'; i++) await sleep(100);
+    assert.equal(worker.health(), 'draining');
+    await ok(['shards', 'resume', worker.workerId]);
+    for (let i = 0; i < 100 && worker.health() !== 'healthy'; i++) await sleep(100);
+    assert.equal(worker.health(), 'healthy');
+    const unknown = await sous(['shards', 'drain', 'no-such-shard']);
+    assert.equal(unknown.code, 1, unknown.stderr);
+    assert.match(unknown.stderr, /SOUS_SHARD_NOT_FOUND.*no live shard "no-such-shard"/);
+  });
 });
