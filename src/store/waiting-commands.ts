@@ -1,5 +1,6 @@
 import { sql, type Kysely } from 'kysely';
-import type { Database } from '../db/schema.js';
+import type { Selectable } from 'kysely';
+import type { Database, WaitingCommandTable } from '../db/schema.js';
 import type { ContractRange } from '../protocol/shards.js';
 import type { OutboxRow } from './outbox.js';
 
@@ -48,26 +49,13 @@ export interface HeldCommand extends WaitingCommandRow {
  * plane is releasing them), oldest first, with whether their attempt still wants sending.
  */
 export async function lockWaitingCommands(trx: Kysely<Database>, limit: number): Promise<HeldCommand[]> {
-  const result = await sql<{
-    id: string;
-    execution_id: string;
-    step_key: string;
-    capability: string;
-    region: string | null;
-    contract_min: number | null;
-    contract_max: number | null;
-    reason_code: string;
-    reason: string;
-    aggregate_type: string;
-    aggregate_id: string;
-    event_type: string;
+  // jsonb columns read back as text: they go into the outbox as they are.
+  type Held = Omit<Selectable<WaitingCommandTable>, 'since' | 'payload' | 'headers'> & {
     payload: string;
     headers: string;
-    traceparent: string | null;
-    correlation_id: string | null;
-    idempotency_key: string | null;
     still_scheduled: boolean;
-  }>`/* sous:lockWaitingCommands */
+  };
+  const result = await sql<Held>`/* sous:lockWaitingCommands */
     SELECT w.id, w.execution_id, w.step_key, w.capability, w.region, w.contract_min, w.contract_max, w.reason_code,
       w.reason, w.aggregate_type, w.aggregate_id, w.event_type, w.payload::text AS payload, w.headers::text AS headers,
       w.traceparent, w.correlation_id, w.idempotency_key,
