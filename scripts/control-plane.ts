@@ -26,6 +26,7 @@ try {
     stateCacheSize: config.stateCacheSize,
     stateSnapshotEvery: config.stateSnapshotEvery,
     shardTimeoutMs: config.shardTimeoutMs,
+    routing: config.routing,
     poolSize: config.poolSize,
     ...(config.connectUrl === undefined ? {} : { connectUrl: config.connectUrl }),
     connectorName: config.connectorName,

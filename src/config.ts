@@ -29,6 +29,8 @@ export interface EnvironmentConfig {
   readonly stateSnapshotEvery: number;
   /** SOUS_SHARD_TIMEOUT_MS: a shard silent this long leaves the registry view. @default 10000 */
   readonly shardTimeoutMs: number;
+  /** SOUS_ROUTING: registry (route by the live shards, hold what none can take) or static. @default registry */
+  readonly routing: 'registry' | 'static';
   /** SOUS_PG_POOL_SIZE: PostgreSQL connections of the process. @default 10 */
   readonly poolSize: number;
   /** SOUS_CONNECT_URL: Kafka Connect REST address; set, the outbox connector is watched and restarted when FAILED. */
@@ -83,6 +85,9 @@ const schema = z.object({
   }),
   SOUS_STATE_SNAPSHOT_EVERY: positiveInt('SOUS_STATE_SNAPSHOT_EVERY', 128),
   SOUS_SHARD_TIMEOUT_MS: positiveInt('SOUS_SHARD_TIMEOUT_MS', 10_000),
+  SOUS_ROUTING: z
+    .enum(['registry', 'static'], { error: 'SOUS_ROUTING must be registry or static' })
+    .default('registry'),
   SOUS_PG_POOL_SIZE: positiveInt('SOUS_PG_POOL_SIZE', 10),
   SOUS_CONNECT_URL: z
     .url({ protocol: /^https?$/, error: 'SOUS_CONNECT_URL must be an http(s) URL (http://host:8083)' })
@@ -145,6 +150,7 @@ export function loadEnvironmentConfig(env: NodeJS.ProcessEnv = process.env): Env
     stateCacheSize: e.SOUS_STATE_CACHE_SIZE,
     stateSnapshotEvery: e.SOUS_STATE_SNAPSHOT_EVERY,
     shardTimeoutMs: e.SOUS_SHARD_TIMEOUT_MS,
+    routing: e.SOUS_ROUTING,
     poolSize: e.SOUS_PG_POOL_SIZE,
     connectUrl: e.SOUS_CONNECT_URL,
     connectorName: e.SOUS_OUTBOX_CONNECTOR,

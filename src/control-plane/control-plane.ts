@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ROOT_CONTEXT, trace, type Context, type Span } from '@opentelemetry/api';
 import { run as runGraphile, type Runner, type Task } from 'graphile-worker';
 import type { Kysely } from 'kysely';
@@ -22,14 +23,7 @@ import { ensureTopics } from '../kafka/topics.js';
 import { logger as rootLogger, type Logger } from '../logger.js';
 import { deadLetterTopic, REPLY_TOPIC } from '../protocol/messages.js';
 import type { RecipePlan } from '../recipe/plan.js';
-import {
-  applyReplies,
-  applyReply,
-  parseReply,
-  unknownExecution,
-  type BatchOutcome,
-  type ReplyTopicMessage,
-} from './apply-reply.js';
+import { applyReplies, applyReply, parseReply, type BatchOutcome, type ReplyTopicMessage } from './apply-reply.js';
 import { createBatchCoalescer } from './batch-coalescer.js';
 import {
   discardDeadLetters,
@@ -57,6 +51,7 @@ import { PlanCache } from './plan-cache.js';
 import { registerRecipe, type RegisteredRecipe } from './recipes.js';
 import { ExecutionStates } from './execution-states.js';
 import { defaultDecisionEnvironment, type DecisionEnvironment } from './run-decision.js';
+import { staticRoute } from './decision-environment.js';
 import { RETENTION_TASK, retentionCrontab, retentionTask } from './retention.js';
 import { DEFAULT_RETENTION_MS, MIN_RETENTION_MS } from './retention-policy.js';
 import { timerTask } from './timers.js';
@@ -144,8 +139,10 @@ const optionsSchema = z.strictObject({
         .min(MIN_RETENTION_MS, 'retention must be at least 60000 ms (1 minute), forever or off'),
     ])
     .default(DEFAULT_RETENTION_MS),
+  routing: z.enum(['registry', 'static'], { error: 'routing must be registry or static' }).default('registry'),
   shardTimeoutMs: z.number().int().min(500, 'shardTimeoutMs must be at least 500').default(10_000),
   shardMirrorIntervalMs: z.number().int().positive().default(5_000),
+  unknownExecutionGraceMs: z.number().int().nonnegative().default(10_000),
   waitingSweepMs: z.number().int().min(100, 'waitingSweepMs must be at least 100').default(2_000),
   retentionBatchSize: z
     .number()
@@ -263,6 +260,14 @@ export interface ControlPlaneOptions {
    * heartbeat intervals (2 s by default). @default 10000 (SOUS_SHARD_TIMEOUT_MS)
    */
   readonly shardTimeoutMs?: number;
+  /**
+   * `registry`: each step goes where the live shards say (residency, contract versions),
+   * and waits visibly when no shard can take it. `static`: every command goes to its
+   * capability's (or region's) topic at once and is never held — for workers that do not
+   * announce themselves (e.g. written against the protocol in another language); contract
+   * versions are then not routed. @default 'registry' (SOUS_ROUTING)
+   */
+  readonly routing?: 'registry' | 'static';
   /** Least time between two writes of mere heartbeats to sous.shard (changes are written at once). @default 5000 */
   readonly shardMirrorIntervalMs?: number;
   /**
@@ -271,6 +276,12 @@ export interface ControlPlaneOptions {
    * another control plane held. @default 2000
    */
   readonly waitingSweepMs?: number;
+  /**
+   * How long a reply naming an execution this process cannot see is tried again before
+   * it is dead-lettered (a commit can reach Kafka through Debezium a moment before it is
+   * visible to other sessions). @default 10000
+   */
+  readonly unknownExecutionGraceMs?: number;
   readonly logger?: Logger;
 }
 
@@ -367,7 +378,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     mirrorIntervalMs: config.shardMirrorIntervalMs,
     log,
   });
-  const route = (needs: StepNeeds) => registry.route(needs);
+  const route = config.routing === 'registry' ? (needs: StepNeeds) => registry.route(needs) : staticRoute;
   const releaser = new WaitingCommandReleaser(db, route, config.waitingSweepMs, log);
   registry.onChange(() => releaser.poke());
   const environment = defaultDecisionEnvironment(plans, {
@@ -449,34 +460,63 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
       [ATTR.replyKind]: message.kind,
     });
 
-  /** One parsed reply, one transaction; what can never apply goes to the DLT. */
+  /**
+   * One parsed reply, one transaction; what can never apply goes to the DLT.
+   *
+   * A reply naming an execution this process cannot see is tried again for a while
+   * (`unknownExecutionGraceMs`) before it is dead-lettered: PostgreSQL's logical decoding
+   * streams a transaction once its commit record is flushed, a moment before the commit is
+   * visible to other sessions, so under heavy load a command can reach a worker and its
+   * reply come back inside that moment (seen: 4 of 1,000 bulk-started executions on a
+   * machine at load 10). A command exists only for a committed execution, so waiting is safe.
+   */
   const applyOne = async (message: ReplyTopicMessage, origin: RecordOrigin, span: Span): Promise<void> => {
-    try {
-      const outcome = await observer.run(
-        'reply',
-        () => applyReply(db, environment, message, trace.setSpan(ROOT_CONTEXT, span)),
-        { triggers: (o) => (o === 'applied' ? 1 : 0), runSeconds: runSecondsOf([message]) },
-      );
-      metrics.replyBatchSize.observe(1);
-      metrics.replies.inc({ outcome: outcome === 'applied' ? 'applied' : 'duplicate' });
-      span.setAttribute('sous.reply.outcome', outcome);
-    } catch (error) {
-      if (error instanceof ExecutionNotFoundError) {
-        span.setAttribute('sous.reply.outcome', 'dead_lettered');
-        return deadLetter(error, origin);
+    const giveUpAt = Date.now() + config.unknownExecutionGraceMs;
+    for (let delay = 50; ; delay = Math.min(delay * 2, 2_000)) {
+      try {
+        await applyOnce(message, span);
+        return;
+      } catch (error) {
+        if (error instanceof ExecutionNotFoundError && Date.now() + delay <= giveUpAt) {
+          await sleep(delay);
+          continue;
+        }
+        return settleFailed(error, message, origin, span);
       }
-      if (isDataException(error)) {
-        span.setAttribute('sous.reply.outcome', 'dead_lettered');
-        const reason = error instanceof Error ? error.message : String(error);
-        return deadLetter(
-          new ReplyNotStorableError(`reply ${message.messageId}: PostgreSQL refused a value (${reason})`, {
-            cause: error,
-          }),
-          origin,
-        );
-      }
-      throw error; // Transient (connection, deadlock): kafkajs retries the record.
     }
+  };
+  const applyOnce = async (message: ReplyTopicMessage, span: Span): Promise<void> => {
+    const outcome = await observer.run(
+      'reply',
+      () => applyReply(db, environment, message, trace.setSpan(ROOT_CONTEXT, span)),
+      { triggers: (o) => (o === 'applied' ? 1 : 0), runSeconds: runSecondsOf([message]) },
+    );
+    metrics.replyBatchSize.observe(1);
+    metrics.replies.inc({ outcome: outcome === 'applied' ? 'applied' : 'duplicate' });
+    span.setAttribute('sous.reply.outcome', outcome);
+  };
+  /** A reply that failed for good goes to the DLT; anything passing is thrown for kafkajs to retry. */
+  const settleFailed = async (
+    error: unknown,
+    message: ReplyTopicMessage,
+    origin: RecordOrigin,
+    span: Span,
+  ): Promise<void> => {
+    if (error instanceof ExecutionNotFoundError) {
+      span.setAttribute('sous.reply.outcome', 'dead_lettered');
+      return deadLetter(error, origin);
+    }
+    if (isDataException(error)) {
+      span.setAttribute('sous.reply.outcome', 'dead_lettered');
+      const reason = error instanceof Error ? error.message : String(error);
+      return deadLetter(
+        new ReplyNotStorableError(`reply ${message.messageId}: PostgreSQL refused a value (${reason})`, {
+          cause: error,
+        }),
+        origin,
+      );
+    }
+    throw error; // Transient (connection, deadlock): kafkajs retries the record.
   };
 
   /** One record, one transaction. */
@@ -555,12 +595,10 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
         for (const { span } of parsed) endSpan(span);
         return;
       }
+      // Not visible yet, or never: each is tried alone, in order, for the grace period.
       for (const message of outcome.unknown) {
         const entry = parsed.find((p) => p.message === message);
-        if (entry !== undefined) {
-          entry.span.setAttribute('sous.reply.outcome', 'dead_lettered');
-          await deadLetter(unknownExecution(message), entry.origin);
-        }
+        if (entry !== undefined) await applyOne(message, entry.origin, entry.span);
       }
       for (const { span } of parsed) endSpan(span);
     } catch (error) {

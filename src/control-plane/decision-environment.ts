@@ -31,6 +31,11 @@ export interface DecisionEnvironment {
 
 export const TIMER_TASK = 'sous_timer';
 
+/** Routing without a registry: every command to its capability's (or region's) topic at once. */
+export function staticRoute(needs: StepNeeds): Route {
+  return { kind: 'send', topic: commandTopicFor(needs.capability, needs.region) };
+}
+
 export function defaultDecisionEnvironment(
   plans: PlanCache,
   overrides: Partial<DecisionEnvironment> = {},
@@ -42,7 +47,7 @@ export function defaultDecisionEnvironment(
     maxInlinePayloadBytes: 64 * 1024,
     timerTask: TIMER_TASK,
     now: () => new Date(),
-    route: (needs) => ({ kind: 'send', topic: commandTopicFor(needs.capability, needs.region) }),
+    route: staticRoute,
     ...overrides,
   };
 }

@@ -55,7 +55,8 @@ async function produce(topic: string, messages: { key: string; value: Buffer | s
 
 describe('bad input on the reply topic', () => {
   it('dead-letters every record it cannot apply, naming why, changes nothing, and applies the next valid reply', async () => {
-    const cp = await startTestControlPlane();
+    // Static routing: this test reads the command itself, as a worker that does not announce itself would.
+    const cp = await startTestControlPlane({ routing: 'static', unknownExecutionGraceMs: 2_000 });
     cleanup.push(() => cp.stop());
     const capability = cap('hold');
     const plan: RecipePlan = compileRecipe({ name: `${ns}.hold`, steps: [{ id: 'hold', capability }] });
@@ -119,12 +120,16 @@ describe('bad input on the reply topic', () => {
       },
       { name: 'near the broker maximum', value: large, code: /^SOUS_REPLY_INVALID$/, reason: /surprise/ },
     ];
+    const sentAt = Date.now();
     await produce(cp.replyTopic, [
       ...poison.map((p) => ({ key: executionId, value: p.value })),
       { key: executionId, value: reply() },
     ]);
 
     const done = await waitForExecution(cp, executionId);
+    // The reply naming no execution was tried again for the grace (the execution might not
+    // be visible yet) before it was dead-lettered; the valid reply behind it waited its turn.
+    assert.ok(Date.now() - sentAt >= 2_000, `applied after ${Date.now() - sentAt} ms, within the grace`);
     assert.equal(done.status, 'completed', 'the valid reply behind the poison records was applied');
     assert.deepEqual(done.steps[0]?.output, { ok: true }, 'the output is the valid reply’s, not a poison one’s');
     await listener.until(() => listener.seen.length >= poison.length, `${poison.length} dead letters`);

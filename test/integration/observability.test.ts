@@ -55,7 +55,8 @@ async function gql<T>(query: string, variables: Record<string, unknown> = {}, au
 
 before(async () => {
   // A control plane that does not sample on its own: the test samples when it wants to.
-  cp = await startTestControlPlane({ sampleGauges: false, processMetrics: false });
+  // Static routing: the idle capability's commands must reach their topic with no shard serving it.
+  cp = await startTestControlPlane({ sampleGauges: false, processMetrics: false, routing: 'static' });
   cleanup.push(() => cp.stop());
   app = await buildApi({ controlPlane: cp, databaseUrl: databaseUrl(stackConfig) });
   await app.listen({ port: 0, host: '127.0.0.1' });

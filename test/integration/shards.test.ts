@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sql } from 'kysely';
+import { createClient } from 'graphql-ws';
+import WebSocket from 'ws';
 import { z } from 'zod';
 import { createApiToken } from '../../src/api/auth.js';
 import type { ControlPlane } from '../../src/control-plane/control-plane.js';
@@ -363,5 +365,41 @@ describe('shard registry', () => {
       await waitForExecution(cp, executionId, (v) => v.status === 'completed', 60_000);
       assert.equal((await shardsOf(executionId)).get('only'), survivor.workerId);
     }
+  });
+
+  it('tells subscribers when a shard joins, changes health and leaves', async () => {
+    const capability = cap('watched');
+    const client = createClient({
+      url: `${url.replace('http', 'ws')}/graphql`,
+      webSocketImpl: WebSocket,
+      connectionParams: { authorization: `Bearer ${token}` },
+    });
+    cleanup.push(async () => client.dispose());
+    const seen: { shardId: string; kind: string; shard: { health: string } | null }[] = [];
+    await new Promise<void>((resolve) => {
+      client.on('connected', () => resolve());
+      client.subscribe(
+        { query: `subscription { shardsChanged { shardId kind shard { health } } }` },
+        {
+          next: (value) => void seen.push((value.data as { shardsChanged: (typeof seen)[number] }).shardsChanged),
+          error: () => undefined,
+          complete: () => undefined,
+        },
+      );
+    });
+    await sleep(500);
+    const worker = await startShard(capability, { id: uniqueName('watched'), group: uniqueName('test-shards') });
+    await worker.setHealth('degraded', 'testing');
+    await worker.stop();
+    const mine = () => seen.filter((c) => c.shardId === worker.workerId).map((c) => [c.kind, c.shard?.health ?? null]);
+    await until('join, degraded, draining and leave', async () =>
+      mine().some(([kind]) => kind === 'LEFT') ? true : undefined,
+    );
+    assert.deepEqual(mine(), [
+      ['JOINED', 'HEALTHY'],
+      ['CHANGED', 'DEGRADED'],
+      ['CHANGED', 'DRAINING'],
+      ['LEFT', null],
+    ]);
   });
 });
