@@ -55,6 +55,18 @@ import { defaultDecisionEnvironment, type DecisionEnvironment } from './run-deci
 import { RETENTION_TASK, retentionCrontab, retentionTask } from './retention.js';
 import { DEFAULT_RETENTION_MS, MIN_RETENTION_MS } from './retention-policy.js';
 import { timerTask } from './timers.js';
+import {
+  createSchedule,
+  deleteSchedule,
+  pauseSchedule,
+  resumeSchedule,
+  SCHEDULE_CRONTAB,
+  SCHEDULE_TASK,
+  scheduleOf,
+  scheduleTask,
+  type Schedule,
+  type ScheduleDefinition,
+} from './schedules.js';
 import { DEAD_LETTER_JOB_TASK, deadLetterJobTask, resumeStaleDeadLetterJobs } from './dead-letter-job.js';
 import { AdminHandle, describeCluster } from '../kafka/consumer-lag.js';
 import { readCapabilityBacklog, type CapabilityBacklog } from '../observability/capability-backlog.js';
@@ -293,6 +305,17 @@ export interface ControlPlane {
   /** Publishes dead letters again (optionally with a replacement payload); a parked step resumes. */
   reprocessDeadLetters(selection: DeadLetterSelection, actor: string, payload?: unknown): Promise<ReprocessOutcome[]>;
   discardDeadLetters(selection: DeadLetterSelection, actor: string): Promise<string[]>;
+  /**
+   * Starts `recipe` on a cron schedule (docs/schedules.md); the same definition under the
+   * same name again returns the first (`created: false`).
+   */
+  createSchedule(definition: ScheduleDefinition, actor?: string): Promise<{ schedule: Schedule; created: boolean }>;
+  /** Starts nothing more until resumed. */
+  pauseSchedule(id: string): Promise<Schedule>;
+  /** Runs again from the next fire (fires while paused are not run). */
+  resumeSchedule(id: string): Promise<Schedule>;
+  /** Deletes a schedule and its run history; false when there was none. */
+  deleteSchedule(id: string): Promise<boolean>;
 }
 
 /**
@@ -582,6 +605,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
           [`${DEAD_LETTER_JOB_TASK}_sweep`]: async () => {
             await resumeStaleDeadLetterJobs(db);
           },
+          [SCHEDULE_TASK]: scheduleTask(db, environment, (work) => observer.run('start', work), log),
           [RETENTION_TASK]: retentionTask(
             db,
             { retention: config.retention, batchSize: config.retentionBatchSize },
@@ -598,7 +622,11 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
             },
           ),
         },
-        crontab: [`* * * * * ${DEAD_LETTER_JOB_TASK}_sweep`, ...retentionCrontab(config.retention)].join('\n'),
+        crontab: [
+          `* * * * * ${DEAD_LETTER_JOB_TASK}_sweep`,
+          SCHEDULE_CRONTAB,
+          ...retentionCrontab(config.retention),
+        ].join('\n'),
       });
       consumer = await runJsonConsumer({
         kafka,
@@ -662,6 +690,13 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     reprocessDeadLetters: (selection, actor, payload) =>
       observer.run('operator', () => reprocessDeadLetters(db, environment, selection, actor, payload)),
     discardDeadLetters: (selection, actor) => discardDeadLetters(db, selection, actor),
+    createSchedule: async (definition, actor = 'application') => {
+      const { schedule, created } = await createSchedule(db, environment, definition, actor);
+      return { schedule: scheduleOf(schedule), created };
+    },
+    pauseSchedule: async (id) => scheduleOf(await pauseSchedule(db, id, environment.now())),
+    resumeSchedule: async (id) => scheduleOf(await resumeSchedule(db, id, environment.now())),
+    deleteSchedule: (id) => deleteSchedule(db, id),
   };
   internals.set(controlPlane, controlPlane);
   return controlPlane;

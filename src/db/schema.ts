@@ -190,6 +190,37 @@ export interface DeadLetterTable {
   outcome: Json | null;
 }
 
+/** sous.schedule (0015_schedules.sql): recipes started on a cron schedule. */
+export interface ScheduleTable {
+  id: string;
+  name: string;
+  recipe_name: string;
+  recipe_version: number | null;
+  cron: string;
+  time_zone: string;
+  input: Json;
+  overlap: string;
+  missed_runs: string;
+  next_fire_at: Timestamp;
+  queued_fire_at: Timestamp | null;
+  last_execution_id: string | null;
+  paused_at: Timestamp | null;
+  created_by: string;
+  created_at: Generated<Date>;
+  updated_at: Generated<Date>;
+}
+
+/** sous.schedule_run (0015_schedules.sql): what became of each fire time. */
+export interface ScheduleRunTable {
+  schedule_id: string;
+  fire_time: Timestamp;
+  outcome: string;
+  catch_up: Generated<boolean>;
+  execution_id: string | null;
+  error: Json | null;
+  decided_at: Generated<Date>;
+}
+
 /** Tables of the sous schema, for Kysely. */
 export interface Database {
   'sous.outbox': OutboxTable;
@@ -204,4 +235,6 @@ export interface Database {
   'sous.api_token': ApiTokenTable;
   'sous.audit_log': AuditLogTable;
   'sous.dead_letter': DeadLetterTable;
+  'sous.schedule': ScheduleTable;
+  'sous.schedule_run': ScheduleRunTable;
 }
