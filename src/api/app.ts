@@ -19,6 +19,7 @@ import { nulArgumentRule } from './nul-arguments.js';
 import { listenForExecutionChanges, type ChangeListener } from './notifications.js';
 import { loaders, resolvers } from './resolvers.js';
 import { withDeadLetterJobResolvers } from './dead-letter-job-resolvers.js';
+import { withScheduleLoaders, withScheduleResolvers } from './schedule-resolvers.js';
 import { DateTimeScalar, JsonScalar } from './scalars.js';
 import { withObservabilityLoaders, withObservabilityResolvers } from './observability-resolvers.js';
 import { answerProbe, PROBE_PATHS } from '../observability/probes.js';
@@ -108,11 +109,11 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   await app.register(mercurius, {
     schema: SCHEMA,
     resolvers: {
-      ...withObservabilityResolvers(withDeadLetterJobResolvers(resolvers)),
+      ...withScheduleResolvers(withObservabilityResolvers(withDeadLetterJobResolvers(resolvers))),
       JSON: JsonScalar,
       DateTime: DateTimeScalar,
     },
-    loaders: withObservabilityLoaders(loaders),
+    loaders: withScheduleLoaders(withObservabilityLoaders(loaders)),
     // GraphiQL is served from local assets by registerGraphiql (Mercurius's loads a CDN).
     graphiql: false,
     queryDepth: options.maxDepth ?? 10,
