@@ -115,7 +115,7 @@ export interface ProcessedMessageTable {
   processed_at: Generated<Date>;
 }
 
-/** sous.payload (0002_engine.sql): claim-check payloads. */
+/** sous_payload.payload (0016_worker_payloads.sql; sous.payload before): claim-check payloads. */
 export interface PayloadTable {
   id: string;
   execution_id: string | null;
@@ -230,7 +230,7 @@ export interface Database {
   'sous.step': StepTable;
   'sous.step_attempt': StepAttemptTable;
   'sous.processed_message': ProcessedMessageTable;
-  'sous.payload': PayloadTable;
+  'sous_payload.payload': PayloadTable;
   'sous.foreach_item': ForeachItemTable;
   'sous.api_token': ApiTokenTable;
   'sous.audit_log': AuditLogTable;
