@@ -5,7 +5,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sql, type Kysely } from 'kysely';
+import { Writable } from 'node:stream';
 import { createApiToken } from '../../src/api/auth.js';
+import { runCli } from '../../src/cli/main.js';
 import type { ControlPlane } from '../../src/control-plane/control-plane.js';
 import { signalExecution } from '../../src/control-plane/executions.js';
 import { PlanCache } from '../../src/control-plane/plan-cache.js';
@@ -343,5 +345,62 @@ describe('scheduled starts over GraphQL and graphile-worker cron', () => {
     const again = await gql(tokens.operator, `mutation($id: ID!) { deleteSchedule(id: $id) }`, { id: scheduleId });
     assert.equal(again.data?.deleteSchedule, false);
     scheduleId = undefined;
+  });
+
+  it('drives schedules from the CLI', async () => {
+    const cli = async (...args: string[]) => {
+      let out = '';
+      let err = '';
+      const sink = (write: (text: string) => void) =>
+        new Writable({
+          write(chunk: Buffer, _encoding, done) {
+            write(chunk.toString('utf8'));
+            done();
+          },
+        });
+      const io = { out: sink((t) => (out += t)), err: sink((t) => (err += t)) };
+      const code = await runCli(['--api-url', `${apiUrl}/graphql`, '--token', tokens.operator, ...args], io);
+      return { code, out, err };
+    };
+    const cliName = uniqueName('sched-cli');
+    const made = await cli(
+      'schedule',
+      'create',
+      cliName,
+      '--recipe',
+      recipeName,
+      '--cron',
+      '0 6 * * 1',
+      '--tz',
+      'Asia/Tokyo',
+      '--input',
+      '{"k":2}',
+      '--overlap',
+      'allow',
+      '--json',
+    );
+    assert.equal(made.code, 0, made.err);
+    const { schedule } = JSON.parse(made.out) as { schedule: { id: string; overlap: string; nextRunAt: string } };
+    try {
+      assert.equal(schedule.overlap, 'ALLOW');
+      // Monday 06:00 in Tokyo is Sunday 21:00 UTC.
+      assert.match(schedule.nextRunAt, /T21:00:00/);
+      const listed = await cli('schedule', 'list', '--first', '1000');
+      assert.equal(listed.code, 0, listed.err);
+      assert.match(
+        listed.out,
+        new RegExp(`${cliName}\\s+${schedule.id}\\s+${recipeName}\\s+0 6 \\* \\* 1 Asia/Tokyo\\s+active`),
+      );
+      assert.match((await cli('schedule', 'pause', schedule.id)).out, /paused/);
+      const shown = await cli('schedule', 'show', schedule.id);
+      assert.match(shown.out, /state:\s+paused/);
+      assert.match((await cli('schedule', 'resume', schedule.id)).out, /active: next run/);
+      const bad = await cli('schedule', 'create', uniqueName('x'), '--recipe', recipeName, '--cron', '* * *');
+      assert.equal(bad.code, 1);
+      assert.match(bad.err, /cron: "\* \* \*" must have 5 fields/);
+    } finally {
+      assert.equal((await cli('schedule', 'delete', schedule.id)).code, 0);
+    }
+    assert.equal((await cli('schedule', 'show', schedule.id)).code, 1);
   });
 });
