@@ -387,6 +387,8 @@ export function scheduleTask(
 ): Task {
   return async () => {
     const report = await evaluateSchedules(db, env, { observe, log });
-    if (report.schedules > 0) log.info({ schedules: report }, 'schedules evaluated');
+    // A schedule whose queued fire still waits is evaluated every minute for nothing: not logged.
+    const { schedules: _evaluated, ...decided } = report;
+    if (Object.values(decided).some((n) => n > 0)) log.info({ schedules: report }, 'schedules evaluated');
   };
 }

@@ -14,7 +14,12 @@ import type { ControlPlane } from '../../src/control-plane/control-plane.js';
 import { migrateAll } from '../../src/db/migrate.js';
 import { recipe } from '../../src/recipe/index.js';
 import { databaseUrl } from '../../src/stack/config.js';
-import { defineCapability, postgresPayloadStore, type PayloadStore } from '../../src/worker/index.js';
+import {
+  createCompletionClient,
+  defineCapability,
+  postgresPayloadStore,
+  type PayloadStore,
+} from '../../src/worker/index.js';
 import { startTestControlPlane, waitForExecution } from '../helpers/control-plane.js';
 import { capabilityName, workerHarness } from '../helpers/sdk-worker.js';
 import { stackConfig, testResources, uniqueName } from '../helpers/stack.js';
@@ -148,6 +153,37 @@ describe('payloads by reference', () => {
     const { rows } = await sql<{ n: number }>`
       SELECT count(*)::int AS n FROM sous_payload.payload WHERE execution_id = ${executionId}`.execute(db);
     assert.equal(rows[0]?.n, 0);
+  });
+
+  it('completes a deferred step with a large output by reference through the completion client', async () => {
+    const later = capabilityName('later');
+    let token: string | undefined;
+    await startWorker(
+      [
+        defineCapability({
+          name: later,
+          input: z.object({}),
+          output: z.object({ blob: z.string() }),
+          handler: async (_input, ctx) => {
+            token = ctx.deferCompletion();
+            return { blob: '' };
+          },
+        }),
+      ],
+      { payloadStore: store },
+    );
+    const name = uniqueName('payload-deferred').toLowerCase();
+    await cp.registerRecipe(recipe(name).task('later', later).output('$length(outputs.later.blob)').build());
+    const { executionId } = await cp.startExecution({ recipe: name, input: {} });
+    await waitForExecution(cp, executionId, () => token !== undefined);
+    const client = createCompletionClient({ kafka, payloadStore: store });
+    cleanup.push(() => client.close());
+    await client.completeStep(token ?? '', { blob: 'y'.repeat(80_000) });
+    const view = await waitForExecution(cp, executionId);
+    assert.deepEqual([view.status, view.output], ['completed', 80_000]);
+    const { rows } = await sql<{ n: number }>`
+      SELECT count(*)::int AS n FROM sous_payload.payload WHERE execution_id = ${executionId}`.execute(db);
+    assert.equal(rows[0]?.n, 1, 'the output went by reference');
   });
 
   it('fails the attempt, retryable, when an output reference names no payload', async () => {
