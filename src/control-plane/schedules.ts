@@ -276,15 +276,16 @@ export async function evaluateSchedules(
       observe(() => db.transaction().execute((trx) => evaluateOne(trx, env, id, now, options, refused)));
     let decided: Decided[] | undefined;
     try {
-      decided = await once();
-    } catch (error) {
-      if (error instanceof SousError && !error.retryable) {
+      try {
+        decided = await once();
+      } catch (error) {
+        if (!(error instanceof SousError) || error.retryable) throw error;
         options.log?.warn({ scheduleId: id, code: error.code, reason: error.message }, 'scheduled start refused');
         decided = (await once(error))?.map((d) => (isStart(d) ? { ...d, action: 'failed' as const } : d));
-      } else {
-        options.log?.warn({ scheduleId: id, reason: String(error) }, 'schedule not evaluated; next run retries');
-        transient ??= error instanceof Error ? error : new Error(String(error));
       }
+    } catch (error) {
+      options.log?.warn({ scheduleId: id, reason: String(error) }, 'schedule not evaluated; next run retries');
+      transient ??= error instanceof Error ? error : new Error(String(error));
     }
     if (decided === undefined) continue;
     counts.schedules++;
