@@ -605,7 +605,17 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
           [`${DEAD_LETTER_JOB_TASK}_sweep`]: async () => {
             await resumeStaleDeadLetterJobs(db);
           },
-          [SCHEDULE_TASK]: scheduleTask(db, environment, (work) => observer.run('start', work), log),
+          [SCHEDULE_TASK]: scheduleTask(
+            db,
+            environment,
+            (work) => observer.run('start', work),
+            log,
+            (report) => {
+              for (const outcome of ['started', 'skipped', 'queued', 'missed', 'failed'] as const) {
+                if (report[outcome] > 0) metrics.scheduleFires.inc({ outcome }, report[outcome]);
+              }
+            },
+          ),
           [RETENTION_TASK]: retentionTask(
             db,
             { retention: config.retention, batchSize: config.retentionBatchSize },

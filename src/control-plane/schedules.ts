@@ -385,9 +385,11 @@ export function scheduleTask(
   env: DecisionEnvironment,
   observe: <T>(work: () => Promise<T>) => Promise<T>,
   log: Logger,
+  evaluated: (report: EvaluationReport) => void = () => undefined,
 ): Task {
   return async () => {
     const report = await evaluateSchedules(db, env, { observe, log });
+    evaluated(report);
     // A schedule whose queued fire still waits is evaluated every minute for nothing: not logged.
     const { schedules: _evaluated, ...decided } = report;
     if (Object.values(decided).some((n) => n > 0)) log.info({ schedules: report }, 'schedules evaluated');

@@ -339,6 +339,13 @@ describe('scheduled starts over GraphQL and graphile-worker cron', () => {
     }
     assert.equal(last?.outcome, 'STARTED');
     assert.equal(last.execution?.status, 'RUNNING');
+    // Counted once the task ends (just after its transaction commits).
+    let counted = '';
+    for (let i = 0; i < 50 && !/sous_schedule_fires_total\{outcome="started"\} [1-9]/.test(counted); i++) {
+      counted = await cp.observability.registry.metrics();
+      await sleep(100);
+    }
+    assert.match(counted, /sous_schedule_fires_total\{outcome="started"\} [1-9]/);
 
     const deleted = await gql(tokens.operator, `mutation($id: ID!) { deleteSchedule(id: $id) }`, { id: scheduleId });
     assert.equal(deleted.data?.deleteSchedule, true);
