@@ -20,6 +20,14 @@ export type ControlPlane = PublicControlPlane;
 /** Makes a control plane (options are checked at once; `start()` connects). */
 export const createControlPlane: (options: ControlPlaneOptions) => ControlPlane = createWholeControlPlane;
 export type { StartOptions, Started } from './control-plane/executions.js';
+export {
+  ScheduleInvalidError,
+  ScheduleExistsError,
+  ScheduleNotFoundError,
+  type Schedule,
+  type ScheduleDefinition,
+} from './control-plane/schedules.js';
+export type { OverlapPolicy, MissedRunsPolicy } from './control-plane/schedule-policy.js';
 export type { Readiness, CheckResult } from './observability/readiness.js';
 export {
   startTracing,

@@ -20,6 +20,7 @@ import { listenForExecutionChanges, type ChangeListener } from './notifications.
 import { loaders, resolvers } from './resolvers.js';
 import { withDeadLetterJobResolvers } from './dead-letter-job-resolvers.js';
 import { withShardLoaders, withShardResolvers } from './shard-resolvers.js';
+import { withScheduleLoaders, withScheduleResolvers } from './schedule-resolvers.js';
 import { DateTimeScalar, JsonScalar } from './scalars.js';
 import { withObservabilityLoaders, withObservabilityResolvers } from './observability-resolvers.js';
 import { answerProbe, PROBE_PATHS } from '../observability/probes.js';
@@ -109,11 +110,11 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   await app.register(mercurius, {
     schema: SCHEMA,
     resolvers: {
-      ...withShardResolvers(withObservabilityResolvers(withDeadLetterJobResolvers(resolvers))),
+      ...withScheduleResolvers(withShardResolvers(withObservabilityResolvers(withDeadLetterJobResolvers(resolvers)))),
       JSON: JsonScalar,
       DateTime: DateTimeScalar,
     },
-    loaders: withShardLoaders(withObservabilityLoaders(loaders)),
+    loaders: withScheduleLoaders(withShardLoaders(withObservabilityLoaders(loaders))),
     // GraphiQL is served from local assets by registerGraphiql (Mercurius's loads a CDN).
     graphiql: false,
     queryDepth: options.maxDepth ?? 10,

@@ -11,6 +11,7 @@ import { CliError, EXIT, type ExitCode } from './exit-codes.js';
 import { registerExecutionCommands } from './executions.js';
 import { processIo, type Io } from './output.js';
 import { registerRecipeCommands } from './recipes.js';
+import { registerScheduleCommands } from './schedules.js';
 import { DEFAULT_API_URL } from './settings.js';
 import { registerStackCommands } from './stack.js';
 import { registerShardCommands } from './shards.js';
@@ -27,7 +28,7 @@ export function buildProgram(io: Io): Command {
     })
     .showHelpAfterError('(add --help for usage)')
     .showSuggestionAfterError(true)
-    .description('Drive sous: recipes, executions, dead letters, tokens, and the local stack.')
+    .description('Drive sous: recipes, executions, dead letters, schedules, tokens, and the local stack.')
     .option('--api-url <url>', `GraphQL API (default: SOUS_API_URL, the config file, else ${DEFAULT_API_URL})`)
     .option('--token <token>', 'API token (default: SOUS_TOKEN, else "token" in the config file)')
     .addHelpText(
@@ -42,6 +43,7 @@ Exit codes: 0 ok, 1 refused or failed, 2 usage error, 3 API/database unreachable
   registerExecutionCommands(program, io);
   registerActionCommands(program, io);
   registerDeadLetterCommands(program, io);
+  registerScheduleCommands(program, io);
   registerTokenCommands(program, io);
   registerShardCommands(program, io);
   return program;

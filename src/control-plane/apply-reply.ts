@@ -6,6 +6,7 @@ import type { Trigger } from '../engine/triggers.js';
 import { childFinishedMessageSchema } from '../protocol/control-messages.js';
 import { stepReplySchema } from '../protocol/messages.js';
 import { ExecutionNotFoundError, ReplyInvalidError } from './errors.js';
+import { selectPayloads } from '../store/payloads.js';
 import { recordProcessedMessages } from '../store/processed-messages.js';
 import { runDecisions, type DecisionEnvironment } from './run-decision.js';
 
@@ -24,7 +25,13 @@ export function parseReply(value: unknown): ReplyTopicMessage {
   return parsed.data;
 }
 
-export function triggerOf(message: ReplyTopicMessage): Trigger {
+/**
+ * The trigger of a reply. An output sent by reference (`outputRef`) is the stored payload
+ * (`payloads`, read in the reply's transaction): decisions, expressions and the execution's
+ * output see the value, never the reference. A reference to no payload fails the attempt
+ * (retryable: a new attempt stores its output again) rather than completing it with null.
+ */
+export function triggerOf(message: ReplyTopicMessage, payloads: ReadonlyMap<string, unknown> = new Map()): Trigger {
   switch (message.kind) {
     case 'step.started':
       return {
@@ -35,13 +42,27 @@ export function triggerOf(message: ReplyTopicMessage): Trigger {
       };
     case 'step.heartbeat':
       return { kind: 'step.heartbeat', stepExecutionId: message.stepExecutionId, progress: message.progress };
-    case 'step.completed':
+    case 'step.completed': {
+      const ref = message.outputRef?.ref.toLowerCase();
+      if (ref !== undefined && !payloads.has(ref)) {
+        return {
+          kind: 'step.failed',
+          stepExecutionId: message.stepExecutionId,
+          error: {
+            code: OUTPUT_UNAVAILABLE,
+            message: `the output of attempt ${message.stepExecutionId} was sent by reference to payload ${ref}, which does not exist`,
+            retryable: true,
+          },
+          ...startOf(message),
+        };
+      }
       return {
         kind: 'step.completed',
         stepExecutionId: message.stepExecutionId,
-        output: message.output ?? null,
+        output: ref === undefined ? (message.output ?? null) : (payloads.get(ref) ?? null),
         ...startOf(message),
       };
+    }
     case 'step.failed':
       return {
         kind: 'step.failed',
@@ -59,6 +80,18 @@ export function triggerOf(message: ReplyTopicMessage): Trigger {
         ...(message.error === undefined ? {} : { error: message.error }),
       };
   }
+}
+
+/** Error code of an attempt whose output reference names no stored payload. */
+export const OUTPUT_UNAVAILABLE = 'output_unavailable';
+
+/** The payloads the replies' output references name, read once for a batch. */
+async function referencedOutputs(
+  trx: Kysely<Database>,
+  messages: readonly ReplyTopicMessage[],
+): Promise<Map<string, unknown>> {
+  const refs = messages.flatMap((m) => (m.kind === 'step.completed' && m.outputRef ? [m.outputRef.ref] : []));
+  return selectPayloads(trx, refs);
 }
 
 /** The attempt's start a final reply carries (a short command's only reply): who and when. */
@@ -151,6 +184,7 @@ export async function applyReplies(
     // Replies grouped by execution, each group in arrival order: one execution's replies
     // are decided in turn, with one state write for the group.
     const groups = new Map<string, { triggers: Trigger[]; parents: (Context | undefined)[] }>();
+    const payloads = await referencedOutputs(trx, known);
     let decided = 0;
     for (const message of known) {
       if (message.kind === 'step.heartbeat' && !freshHeartbeats.has(message.messageId.toLowerCase())) {
@@ -159,7 +193,7 @@ export async function applyReplies(
       }
       const executionId = message.executionId.toLowerCase();
       const group = groups.get(executionId) ?? { triggers: [], parents: [] };
-      group.triggers.push(triggerOf(message));
+      group.triggers.push(triggerOf(message, payloads));
       group.parents.push(parents?.get(message));
       groups.set(executionId, group);
       decided++;

@@ -55,6 +55,18 @@ import { staticRoute } from './decision-environment.js';
 import { RETENTION_TASK, retentionCrontab, retentionTask } from './retention.js';
 import { DEFAULT_RETENTION_MS, MIN_RETENTION_MS } from './retention-policy.js';
 import { timerTask } from './timers.js';
+import {
+  createSchedule,
+  deleteSchedule,
+  pauseSchedule,
+  resumeSchedule,
+  SCHEDULE_CRONTAB,
+  SCHEDULE_TASK,
+  scheduleOf,
+  scheduleTask,
+  type Schedule,
+  type ScheduleDefinition,
+} from './schedules.js';
 import { DEAD_LETTER_JOB_TASK, deadLetterJobTask, resumeStaleDeadLetterJobs } from './dead-letter-job.js';
 import { AdminHandle, describeCluster } from '../kafka/consumer-lag.js';
 import { readCapabilityBacklog, type CapabilityBacklog } from '../observability/capability-backlog.js';
@@ -334,6 +346,17 @@ export interface ControlPlane {
   resumeShard(shardId: string, actor?: string): Promise<ShardControlRequested>;
   /** Called when a shard joins, leaves, or changes health or capabilities; returns an unsubscribe. */
   onShardsChanged(listener: ShardListener): () => void;
+  /**
+   * Starts `recipe` on a cron schedule (docs/schedules.md); the same definition under the
+   * same name again returns the first (`created: false`).
+   */
+  createSchedule(definition: ScheduleDefinition, actor?: string): Promise<{ schedule: Schedule; created: boolean }>;
+  /** Starts nothing more until resumed. */
+  pauseSchedule(id: string): Promise<Schedule>;
+  /** Runs again from the next fire (fires while paused are not run). */
+  resumeSchedule(id: string): Promise<Schedule>;
+  /** Deletes a schedule and its run history; false when there was none. */
+  deleteSchedule(id: string): Promise<boolean>;
 }
 
 /**
@@ -665,6 +688,17 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
           [`${DEAD_LETTER_JOB_TASK}_sweep`]: async () => {
             await resumeStaleDeadLetterJobs(db);
           },
+          [SCHEDULE_TASK]: scheduleTask(
+            db,
+            environment,
+            (work) => observer.run('start', work),
+            log,
+            (report) => {
+              for (const outcome of ['started', 'skipped', 'queued', 'missed', 'failed'] as const) {
+                if (report[outcome] > 0) metrics.scheduleFires.inc({ outcome }, report[outcome]);
+              }
+            },
+          ),
           [RETENTION_TASK]: retentionTask(
             db,
             { retention: config.retention, batchSize: config.retentionBatchSize },
@@ -681,7 +715,11 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
             },
           ),
         },
-        crontab: [`* * * * * ${DEAD_LETTER_JOB_TASK}_sweep`, ...retentionCrontab(config.retention)].join('\n'),
+        crontab: [
+          `* * * * * ${DEAD_LETTER_JOB_TASK}_sweep`,
+          SCHEDULE_CRONTAB,
+          ...retentionCrontab(config.retention),
+        ].join('\n'),
       });
       consumer = await runJsonConsumer({
         kafka,
@@ -751,6 +789,13 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     drainShard: (shardId, actor) => requestShardControl(db, registry.get(shardId), shardId, 'drain', actor ?? null),
     resumeShard: (shardId, actor) => requestShardControl(db, registry.get(shardId), shardId, 'resume', actor ?? null),
     onShardsChanged: (listener) => registry.onChange(listener),
+    createSchedule: async (definition, actor = 'application') => {
+      const { schedule, created } = await createSchedule(db, environment, definition, actor);
+      return { schedule: scheduleOf(schedule), created };
+    },
+    pauseSchedule: async (id) => scheduleOf(await pauseSchedule(db, id, environment.now())),
+    resumeSchedule: async (id) => scheduleOf(await resumeSchedule(db, id, environment.now())),
+    deleteSchedule: (id) => deleteSchedule(db, id),
   };
   internals.set(controlPlane, controlPlane);
   return controlPlane;

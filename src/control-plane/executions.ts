@@ -1,6 +1,6 @@
 import { context as otelContext, SpanKind, trace, type Span } from '@opentelemetry/api';
 import { newId } from '../uuid.js';
-import type { Kysely } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import type { Database } from '../db/schema.js';
 import { TERMINAL_STATUSES, type ExecutionStatus } from '../engine/state.js';
 import type { Trigger } from '../engine/triggers.js';
@@ -58,6 +58,7 @@ export const MAX_STARTS_PER_CALL = 10_000;
  * of work, as job queues enqueue in bulk). All or none are started. Results are in the
  * order of `starts`; an idempotency key already used, or used twice in the list, gives the
  * first execution (`created: false`). Each execution gets a `start` span of its own.
+ * Given a transaction, the starts are part of it (they commit or roll back with it).
  */
 export async function startExecutions(
   db: Kysely<Database>,
@@ -104,7 +105,7 @@ export async function startExecutions(
   const active = resolved.length === 1 && resolved[0] !== undefined ? resolved[0].context : otelContext.active();
   try {
     const started = await otelContext.with(active, () =>
-      db.transaction().execute(async (trx): Promise<Started[]> => {
+      inTransaction(db, async (trx): Promise<Started[]> => {
         const out: (Started | undefined)[] = starts.map(() => undefined);
         // Keys locked in one order, so two batches sharing keys queue instead of deadlocking.
         const keys = [
@@ -166,6 +167,16 @@ export async function startExecutions(
     throw error;
   }
 }
+
+/**
+ * Runs `work` in `db` when it is a transaction already (a caller that writes its own rows
+ * with the starts, as a schedule records its fire), else in a new transaction.
+ */
+function inTransaction<T>(db: Kysely<Database>, work: (trx: Transaction<Database>) => Promise<T>): Promise<T> {
+  return isTransaction(db) ? work(db) : db.transaction().execute(work);
+}
+
+const isTransaction = (db: Kysely<Database>): db is Transaction<Database> => db.isTransaction;
 
 /** Applies an operator's or application's request to a running execution. */
 async function request(

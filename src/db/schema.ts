@@ -115,7 +115,7 @@ export interface ProcessedMessageTable {
   processed_at: Generated<Date>;
 }
 
-/** sous.payload (0002_engine.sql): claim-check payloads. */
+/** sous_payload.payload (0016_worker_payloads.sql; sous.payload before): claim-check payloads. */
 export interface PayloadTable {
   id: string;
   execution_id: string | null;
@@ -190,6 +190,37 @@ export interface DeadLetterTable {
   outcome: Json | null;
 }
 
+/** sous.schedule (0015_schedules.sql): recipes started on a cron schedule. */
+export interface ScheduleTable {
+  id: string;
+  name: string;
+  recipe_name: string;
+  recipe_version: number | null;
+  cron: string;
+  time_zone: string;
+  input: Json;
+  overlap: string;
+  missed_runs: string;
+  next_fire_at: Timestamp;
+  queued_fire_at: Timestamp | null;
+  last_execution_id: string | null;
+  paused_at: Timestamp | null;
+  created_by: string;
+  created_at: Generated<Date>;
+  updated_at: Generated<Date>;
+}
+
+/** sous.schedule_run (0015_schedules.sql): what became of each fire time. */
+export interface ScheduleRunTable {
+  schedule_id: string;
+  fire_time: Timestamp;
+  outcome: string;
+  catch_up: Generated<boolean>;
+  execution_id: string | null;
+  error: Json | null;
+  decided_at: Generated<Date>;
+}
+
 /** Tables of the sous schema, for Kysely. */
 /** sous.shard (0013_shards.sql): the control planes' mirror of the shard registry. */
 export interface ShardTable {
@@ -244,9 +275,11 @@ export interface Database {
   'sous.step': StepTable;
   'sous.step_attempt': StepAttemptTable;
   'sous.processed_message': ProcessedMessageTable;
-  'sous.payload': PayloadTable;
+  'sous_payload.payload': PayloadTable;
   'sous.foreach_item': ForeachItemTable;
   'sous.api_token': ApiTokenTable;
   'sous.audit_log': AuditLogTable;
   'sous.dead_letter': DeadLetterTable;
+  'sous.schedule': ScheduleTable;
+  'sous.schedule_run': ScheduleRunTable;
 }

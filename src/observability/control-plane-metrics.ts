@@ -87,6 +87,13 @@ export class ControlPlaneMetrics {
     labelNames: ['status'] as const,
     registers: [this.registry],
   });
+  readonly scheduleFires = new Counter({
+    name: 'sous_schedule_fires_total',
+    help: 'Fires of schedules decided, by outcome: started, skipped, queued, missed, failed.',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
   readonly retentionPurged = new Counter({
     name: 'sous_retention_purged_rows_total',
     help:

@@ -179,6 +179,9 @@ export async function startPostgres(config: StackConfig, log: (line: string) => 
   // are the cluster's, and sous's own user may not create roles: the superuser does.
   const reporting = await query(config, 'postgres', `SELECT 1 FROM pg_roles WHERE rolname = 'sous_reporting'`);
   if (reporting.rowCount === 0) await query(config, 'postgres', 'CREATE ROLE sous_reporting NOLOGIN');
+  // The workers' claim-check role (migration 0016 grants it sous_payload.payload).
+  const payloads = await query(config, 'postgres', `SELECT 1 FROM pg_roles WHERE rolname = 'sous_payload_worker'`);
+  if (payloads.rowCount === 0) await query(config, 'postgres', 'CREATE ROLE sous_payload_worker NOLOGIN');
   const db = await query(
     config,
     'postgres',

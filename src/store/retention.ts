@@ -158,7 +158,7 @@ export async function deleteExecutions(
       at AS (DELETE FROM sous.step_attempt WHERE execution_id = ANY(${[...ids]}::uuid[]) RETURNING 1),
       st AS (DELETE FROM sous.step WHERE execution_id = ANY(${[...ids]}::uuid[]) RETURNING 1),
       fi AS (DELETE FROM sous.foreach_item WHERE execution_id = ANY(${[...ids]}::uuid[]) RETURNING 1),
-      pl AS (DELETE FROM sous.payload WHERE execution_id = ANY(${[...ids]}::uuid[]) RETURNING 1),
+      pl AS (DELETE FROM sous_payload.payload WHERE execution_id = ANY(${[...ids]}::uuid[]) RETURNING 1),
       pm AS (
         DELETE FROM sous.processed_message
         WHERE processed_at >= ${processedBetween.from} AND processed_at < ${processedBetween.to}

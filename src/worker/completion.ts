@@ -3,13 +3,19 @@ import { createKafka, type Kafka } from '../kafka/kafka-client.js';
 import { createRecordProducer } from '../kafka/producer.js';
 import { decodeCompletionToken } from '../protocol/completion-token.js';
 import type { StepError } from '../protocol/messages.js';
-import { WorkerConfigError } from './errors.js';
+import { OutputNotStoredError, WorkerConfigError } from './errors.js';
+import { carriedOutput } from './output-ref.js';
+import type { PayloadStore } from './payload-store.js';
 import { contextFromTraceparent } from '../observability/trace-context.js';
 import type { ReplyBody } from './reply.js';
 import { sendReply } from './traced-reply.js';
 
 export interface CompletionClient {
-  /** Completes the step attempt the token names (from a handler's `deferCompletion()`). */
+  /**
+   * Completes the step attempt the token names (from a handler's `deferCompletion()`). An
+   * output over the payload store's inline limit goes by reference; a store that fails
+   * throws OutputNotStoredError (retryable: nothing was sent).
+   */
   completeStep(token: string, output: unknown): Promise<void>;
   failStep(token: string, error: StepError): Promise<void>;
   heartbeat(token: string, progress?: unknown): Promise<void>;
@@ -24,6 +30,8 @@ export function createCompletionClient(options: {
   kafka?: Kafka;
   brokers?: readonly string[];
   workerId?: string;
+  /** Stores outputs over its inline limit (as a worker's does). @default none: outputs go inline */
+  payloadStore?: PayloadStore;
 }): CompletionClient {
   if (options.kafka === undefined && (options.brokers === undefined || options.brokers.length === 0)) {
     throw new WorkerConfigError('createCompletionClient needs kafka or brokers');
@@ -39,7 +47,12 @@ export function createCompletionClient(options: {
     await sendReply(producer, parent, data, body, workerId);
   };
   return {
-    completeStep: (token, output) => send(token, { kind: 'step.completed', output: output ?? null }),
+    completeStep: async (token, output) => {
+      const { executionId, stepExecutionId } = decodeCompletionToken(token);
+      const carried = await carriedOutput(options.payloadStore, { executionId, stepExecutionId }, output);
+      if ('failure' in carried) throw new OutputNotStoredError(carried.failure.message);
+      await send(token, { kind: 'step.completed', ...carried });
+    },
     failStep: (token, error) => send(token, { kind: 'step.failed', error }),
     heartbeat: (token, progress) =>
       send(token, { kind: 'step.heartbeat', ...(progress === undefined ? {} : { progress }) }),

@@ -55,3 +55,9 @@ export class PayloadUnavailableError extends SousError {
   readonly code = 'payload_unavailable';
   readonly retryable = false;
 }
+
+/** An output over the inline limit could not be stored by the payload store: the attempt fails, retryable. */
+export class OutputNotStoredError extends SousError {
+  readonly code = 'output_not_stored';
+  readonly retryable = true;
+}

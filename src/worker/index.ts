@@ -18,7 +18,13 @@ export {
   InputInvalidError,
   OutputInvalidError,
   PayloadUnavailableError,
+  OutputNotStoredError,
 } from './errors.js';
 export { createCompletionClient, type CompletionClient } from './completion.js';
 export { withExactlyOnce, installExactlyOnce } from './exactly-once.js';
-export { postgresPayloadStore, type PayloadStore } from './payload-store.js';
+export {
+  postgresPayloadStore,
+  DEFAULT_MAX_INLINE_OUTPUT_BYTES,
+  type PayloadStore,
+  type PostgresPayloadStoreOptions,
+} from './payload-store.js';

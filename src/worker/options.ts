@@ -67,7 +67,10 @@ export interface WorkerOptions {
   readonly drainTimeoutMs?: number;
   /** Stop gracefully on SIGTERM and SIGINT. @default true */
   readonly handleSignals?: boolean;
-  /** Fetches inputs that came by reference (claim check). @default none: such commands fail */
+  /**
+   * Fetches inputs that came by reference (claim check) and stores outputs over its inline
+   * limit (docs/payloads.md). @default none: such inputs fail, outputs all go inline
+   */
   readonly payloadStore?: PayloadStore;
   /**
    * Serves /metrics (Prometheus), /healthz (liveness) and /readyz (Kafka reachable, the

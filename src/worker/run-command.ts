@@ -23,6 +23,7 @@ import {
   PayloadUnavailableError,
   StepFailure,
 } from './errors.js';
+import { carriedOutput } from './output-ref.js';
 import type { PayloadStore } from './payload-store.js';
 import type { ReplyBody } from './reply.js';
 
@@ -153,9 +154,11 @@ export async function runCommand(env: RunEnvironment, record: OutboxRecord, span
     await started.now();
     return;
   }
-  const result = 'failure' in outcome ? outcome : checkedOutput(capability, outcome.output);
-  if ('output' in result) {
-    await send({ kind: 'step.completed', startedAt, output: result.output ?? null });
+  const checked = 'failure' in outcome ? outcome : checkedOutput(capability, outcome.output);
+  // A large output goes by reference through the payload store (output-ref.ts).
+  const result = 'failure' in checked ? checked : await carriedOutput(env.payloadStore, command, checked.output);
+  if (!('failure' in result)) {
+    await send({ kind: 'step.completed', startedAt, ...result });
     return;
   }
   const failure = result.failure;

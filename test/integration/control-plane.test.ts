@@ -314,7 +314,7 @@ describe('control plane', () => {
     assert.ok(command.inputRef.bytes > 70 * 1024);
     const stored = await sql<{
       data: { blob: string };
-    }>`SELECT data FROM sous.payload WHERE id = ${command.inputRef.ref}`.execute(cp.db);
+    }>`SELECT data FROM sous_payload.payload WHERE id = ${command.inputRef.ref}`.execute(cp.db);
     assert.equal(stored.rows[0]?.data.blob, blob);
     assert.equal((await waitForExecution(cp, executionId)).status, 'completed');
   });

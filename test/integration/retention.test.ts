@@ -101,7 +101,7 @@ async function rowsOf(ids: readonly string[]) {
       (SELECT count(*)::int FROM sous.step WHERE execution_id = ANY(${ids}::uuid[])) AS steps,
       (SELECT count(*)::int FROM sous.step_attempt WHERE execution_id = ANY(${ids}::uuid[])) AS attempts,
       (SELECT count(*)::int FROM sous.foreach_item WHERE execution_id = ANY(${ids}::uuid[])) AS foreach_items,
-      (SELECT count(*)::int FROM sous.payload WHERE execution_id = ANY(${ids}::uuid[])) AS payloads,
+      (SELECT count(*)::int FROM sous_payload.payload WHERE execution_id = ANY(${ids}::uuid[])) AS payloads,
       (SELECT count(*)::int FROM sous.processed_message WHERE execution_id = ANY(${ids}::uuid[])) AS processed`.execute(
     db,
   );
@@ -116,7 +116,7 @@ async function extras(id: string): Promise<void> {
   await sql`INSERT INTO sous.foreach_item (execution_id, step_key, item_index, data) VALUES (${id}, 'loop', 0, '{}')`.execute(
     db,
   );
-  await sql`INSERT INTO sous.payload (id, execution_id, data, bytes) VALUES (${randomUUID()}, ${id}, '{}', 2)`.execute(
+  await sql`INSERT INTO sous_payload.payload (id, execution_id, data, bytes) VALUES (${randomUUID()}, ${id}, '{}', 2)`.execute(
     db,
   );
 }

@@ -209,7 +209,7 @@ describe('worker SDK', () => {
     );
     const ref = randomUUID();
     const data = { rows: Array.from({ length: 20_000 }, (_, i) => i) };
-    await sql`INSERT INTO sous.payload (id, data, bytes) VALUES (${ref}, ${JSON.stringify(data)}::jsonb, ${JSON.stringify(data).length})`.execute(
+    await sql`INSERT INTO sous_payload.payload (id, data, bytes) VALUES (${ref}, ${JSON.stringify(data)}::jsonb, ${JSON.stringify(data).length})`.execute(
       db,
     );
     const command = await sendCommand(name, replyTopic, undefined, {

@@ -166,7 +166,8 @@ describe('recipe steps with a region and a contract', () => {
     assert.deepEqual(step.contract, { min: 2, max: 3 });
     assert.throws(
       () => recipe('r').task('charge', 'pay.charge', { contract: '^2' }).build(),
-      (e: Error) => e instanceof RecipeInvalidError && /steps\[0\]\.contract: must be contract versions/.test(e.message),
+      (e: Error) =>
+        e instanceof RecipeInvalidError && /steps\[0\]\.contract: must be contract versions/.test(e.message),
     );
     assert.throws(
       () => recipe('r').task('charge', 'pay.charge', { region: 'EU West' }).build(),
