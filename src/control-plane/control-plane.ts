@@ -500,8 +500,10 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
         await applyOnce(message, span);
         return;
       } catch (error) {
-        if (error instanceof ExecutionNotFoundError && Date.now() + delay <= giveUpAt) {
-          await sleep(delay);
+        const left = giveUpAt - Date.now();
+        if (error instanceof ExecutionNotFoundError && left > 0) {
+          // The last try comes when the grace is over, not before.
+          await sleep(Math.min(delay, left));
           continue;
         }
         return settleFailed(error, message, origin, span);

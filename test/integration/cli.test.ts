@@ -433,6 +433,6 @@ output: outputs.ship
     assert.equal(worker.health(), 'healthy');
     const unknown = await sous(['shards', 'drain', 'no-such-shard']);
     assert.equal(unknown.code, 1, unknown.stderr);
-    assert.match(unknown.stderr, /SOUS_SHARD_NOT_FOUND.*no live shard "no-such-shard"/);
+    assert.match(unknown.stderr, /no live shard "no-such-shard".*SOUS_SHARD_NOT_FOUND/);
   });
 });
