@@ -295,6 +295,8 @@ class Decider {
         return;
       }
       case 'cancel':
+        // Its deadline's job goes too (other timers fire into a finished execution and are ignored).
+        this.#clearTimers((p) => p.kind === 'deadline');
         this.#emit({
           type: 'ExecutionCancelled',
           at: this.#at,
