@@ -85,7 +85,7 @@ const workers = [
   }),
 ];
 await Promise.all(workers.map((w) => w.start()));
-say('[sous] example services running: shop (inventory, payments, shipping), migration');
+say('[sous] example services running: shop (inventory, payments, shipping, customers), migration');
 for (const [name, w] of [
   ['shop', workers[0]],
   ['migration', workers[1]],
@@ -114,7 +114,7 @@ async function follow(executionId: string, label: string) {
         );
       }
     }
-    if (['completed', 'failed', 'cancelled'].includes(view.status)) {
+    if (['completed', 'failed', 'cancelled', 'timed_out'].includes(view.status)) {
       say(`  ${label} → ${view.status}: ${JSON.stringify(view.status === 'completed' ? view.output : view.error)}`);
       return view;
     }
@@ -149,6 +149,13 @@ for (const r of runs) {
   say(`[sous] ${r.label} took ${Math.round(performance.now() - begin)} ms`);
   const expected = r.input.card === '4000-0000-0000-0002' ? 'failed' : 'completed';
   if (view.status !== expected) failures++;
+  // A declined order is compensated first, then its customer is told (the saga's onFailure step).
+  if (expected === 'failed') {
+    const keys = view.steps.map((s) => `${s.stepKey}:${s.status}`);
+    const told = keys.indexOf('notifyCustomer:completed');
+    if (told < 0 || told < keys.indexOf('reserve~compensate:completed')) failures++;
+    else say(`  ${r.label} the customer was notified after the compensations`);
+  }
 }
 
 say(
