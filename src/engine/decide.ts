@@ -612,8 +612,11 @@ class Decider {
     const s = this.#s;
     if ((s.status !== 'running' && s.status !== 'paused') || s.finishing !== undefined) return;
     const reason = deadlineError(s.deadlineAt ?? this.#at);
-    for (const [key, st] of Object.entries(s.steps)) {
-      if (!IN_FLIGHT.includes(st.status)) continue;
+    // In key order, not the record's: a state read back from jsonb has its keys reordered,
+    // and the decision on it must be the same.
+    for (const key of Object.keys(s.steps).sort()) {
+      const st = s.steps[key];
+      if (st === undefined || !IN_FLIGHT.includes(st.status)) continue;
       this.#clearTimers((p) => 'stepKey' in p && p.stepKey === key);
       const inFlight = st.stepExecutionId !== undefined && s.attempts[st.stepExecutionId] === key;
       this.#emit({
