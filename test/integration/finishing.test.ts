@@ -203,6 +203,76 @@ describe('execution deadline', () => {
   });
 });
 
+describe('cancel reaches the sub-recipes', () => {
+  /** The sub-recipe execution a parent's step started, once it has. */
+  const childFor = async (parentId: string, stepKey: string): Promise<string> => {
+    await waitForExecution(cp, parentId, (v) => v.steps.some((s) => s.stepKey === stepKey));
+    const { rows } = await sql<{ child: string | null }>`
+      SELECT child_execution_id AS child FROM sous.step
+      WHERE execution_id = ${parentId} AND step_key = ${stepKey}`.execute(cp.db);
+    const child = rows[0]?.child;
+    assert.ok(child, `step ${stepKey} of ${parentId} started a sub-recipe`);
+    // The child is started in the parent's transaction: it exists now.
+    await waitForExecution(cp, child, () => true);
+    return child;
+  };
+
+  before(async () => {
+    await cp.registerRecipe(
+      parseRecipeYaml(`
+name: ${recipeName('grandchild')}
+steps:
+  - id: wait
+    waitForSignal: never
+`),
+    );
+    await cp.registerRecipe(
+      parseRecipeYaml(`
+name: ${recipeName('child')}
+steps:
+  - id: inner
+    subRecipe: ${recipeName('grandchild')}
+`),
+    );
+    await cp.registerRecipe(
+      parseRecipeYaml(`
+name: ${recipeName('parent')}
+steps:
+  - id: sub
+    subRecipe: ${recipeName('child')}
+`),
+    );
+  });
+
+  it('cancelling a parent cancels its sub-recipe and the sub-recipe of that, in one transaction', async () => {
+    const { executionId } = await cp.startExecution({ recipe: recipeName('parent') });
+    const child = await childFor(executionId, 'sub');
+    const grandchild = await childFor(child, 'inner');
+    assert.equal(await cp.cancelExecution(executionId, 'order withdrawn'), 'cancelled');
+    for (const id of [executionId, child, grandchild]) {
+      const view = await waitForExecution(cp, id, () => true);
+      assert.equal(view.status, 'cancelled', `execution ${id}`);
+    }
+    const cancelled = (await getEvents(cp.db, grandchild)).at(-1);
+    assert.ok(cancelled?.type === 'ExecutionCancelled');
+    assert.equal(cancelled.reason, `parent execution ${child} was cancelled`);
+    // The parent's step stays as it was when the cancel came; the child's late word changes nothing.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    assert.equal((await waitForExecution(cp, executionId, () => true)).status, 'cancelled');
+    for (const id of [executionId, child, grandchild])
+      assert.deepEqual(await verifyExecution(cp.db, cp.environment.plans, id), []);
+  });
+
+  it('a deadline cancels the sub-recipe its step waits for', async () => {
+    const { executionId } = await cp.startExecution({ recipe: recipeName('parent'), deadline: '2s' });
+    const child = await childFor(executionId, 'sub');
+    const done = await waitForExecution(cp, executionId);
+    assert.equal(done.status, 'timed_out');
+    assert.equal(done.steps.find((s) => s.stepKey === 'sub')?.status, 'cancelled');
+    assert.equal((await waitForExecution(cp, child)).status, 'cancelled');
+  });
+});
+
 describe('compensationPlan', () => {
   it('shows what a failure now would undo, in order, with inputs, changing nothing (GraphQL and CLI)', async () => {
     const { executionId } = await cp.startExecution({

@@ -1,6 +1,7 @@
 // onFailure / finally steps, the execution deadline and the compensation plan, on decide alone (no database).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { childrenToCancel } from '../../src/engine/cascade.js';
 import { compensationPlan } from '../../src/engine/compensation.js';
 import { memoryItemSource } from '../../src/engine/item-source.js';
 import { attemptRowsOf, stepRowsOf } from '../../src/engine/projection.js';
@@ -223,6 +224,48 @@ describe('compensationPlan', () => {
     await run.complete('charge~compensate');
     await run.complete('reserve~compensate');
     assert.deepEqual(await compensationPlan(run.s, run.plan, items), [], 'a finished execution runs none');
+  });
+});
+
+describe('childrenToCancel: a cancel reaches the sub-recipes', () => {
+  const parent = (extra: Partial<RecipePlan> = {}) =>
+    saga(extra, [
+      {
+        id: 'split',
+        type: 'parallel',
+        branches: [
+          [{ id: 'childA', type: 'subRecipe', recipe: 'child', output: 'childA' }],
+          [{ id: 'childB', type: 'subRecipe', recipe: 'child', output: 'childB' }],
+        ],
+      },
+    ]);
+
+  it('names every child still awaited by a cancelled execution, not one that finished', async () => {
+    const run = new Run(parent());
+    await run.start();
+    const a = run.s.steps.childA?.childExecutionId;
+    const b = run.s.steps.childB?.childExecutionId;
+    assert.ok(a !== undefined && b !== undefined);
+    await run.send({ kind: 'child.finished', childExecutionId: a, status: 'completed', output: 1 });
+    assert.deepEqual(childrenToCancel(run.s, run.log), [], 'nothing cancelled yet');
+    const cancelled = await run.send({ kind: 'cancel', reason: 'customer' });
+    assert.deepEqual(childrenToCancel(run.s, cancelled), [
+      { childExecutionId: b, reason: `parent execution ${ORDER} was cancelled` },
+    ]);
+  });
+
+  it('names the child of a sub-recipe step the deadline cancelled', async () => {
+    const run = new Run(parent({ deadlineMs: 1000 }));
+    await run.start();
+    const fired = await run.at(1000).fire('deadline');
+    assert.deepEqual(
+      childrenToCancel(run.s, fired).map((c) => [c.childExecutionId, c.reason.endsWith('timeout.execution_deadline')]),
+      [
+        [run.s.steps.childA?.childExecutionId, true],
+        [run.s.steps.childB?.childExecutionId, true],
+      ],
+    );
+    assert.equal(run.s.status, 'timed_out');
   });
 });
 
