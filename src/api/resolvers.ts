@@ -21,6 +21,7 @@ import {
   attemptsOf,
   bucketsOf,
   eventsOf,
+  handlerFailuresOf,
   executionsById,
   listDeadLetters,
   listExecutions,
@@ -317,6 +318,13 @@ export const loaders: MercuriusLoaders = {
         const first = Math.min(int(q.params.first) ?? 1000, 10_000);
         return rows.filter((r) => r.executionId === q.obj.id && r.seq > afterSeq).slice(0, first);
       });
+    },
+    handlerFailures: async (queries: Query<ExecutionNode>[], ctx: MercuriusContext) => {
+      const byId = await handlerFailuresOf(
+        ctx.db,
+        queries.map((q) => q.obj.id),
+      );
+      return queries.map((q) => byId.get(q.obj.id) ?? []);
     },
     buckets: async (queries: Query<ExecutionNode>[], ctx: MercuriusContext) => {
       const byId = await bucketsOf(

@@ -141,6 +141,21 @@ describe('onFailure and finally steps', () => {
       last.handlerFailures?.map((f) => [f.stepKey, f.error.code]),
       [['notify', 'smtp_down']],
     );
+    const api = await gql<{
+      execution: {
+        status: string;
+        error: { code: string };
+        handlerFailures: { stepKey: string; error: { code: string } }[];
+      };
+    }>(`query($id: ID!) { execution(id: $id) { status error handlerFailures { stepKey error } } }`, {
+      id: executionId,
+    });
+    assert.equal(api.execution.status, 'FAILED');
+    assert.equal(api.execution.error.code, 'card_declined');
+    assert.deepEqual(
+      api.execution.handlerFailures.map((f) => [f.stepKey, f.error.code]),
+      [['notify', 'smtp_down']],
+    );
   });
 });
 
@@ -279,7 +294,8 @@ describe('compensationPlan', () => {
       recipe: recipeName('saga'),
       input: { sku: 'S5', card: 'ok', customer: 'c-5' },
     });
-    await waitForExecution(cp, executionId, (v) => v.steps.some((s) => s.stepKey === 'ship'));
+    // ship runs (the worker said so) and never replies: nothing more happens to the execution.
+    await waitForExecution(cp, executionId, (v) => v.steps.some((s) => s.stepKey === 'ship' && s.status === 'running'));
     const lastSeq = async () =>
       (await sql<{ last_seq: number }>`SELECT last_seq FROM sous.execution WHERE id = ${executionId}`.execute(cp.db))
         .rows[0]?.last_seq;
