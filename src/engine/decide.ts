@@ -2,7 +2,7 @@ import type { StepError } from '../protocol/messages.js';
 import { evaluate, evaluateCondition, evaluateInput } from '../recipe/expressions.js';
 import type { ExpressionScope, ForEachStep, RecipePlan, Step, TaskStep } from '../recipe/plan.js';
 import { compensableKeys } from './compensation.js';
-import { DEADLINE_CODE, deadlineError, handlerSteps, IN_FLIGHT } from './finishing.js';
+import { DEADLINE_CODE, deadlineError, finalEvent, handlerSteps, stepsToCancel } from './finishing.js';
 import { outputsOf, scopeOf } from './scope.js';
 import { retryDelayMs } from './backoff.js';
 import type { EngineEvent, Finishing, HandlerFailure, TimerPurpose } from './events.js';
@@ -612,20 +612,9 @@ class Decider {
     const s = this.#s;
     if ((s.status !== 'running' && s.status !== 'paused') || s.finishing !== undefined) return;
     const reason = deadlineError(s.deadlineAt ?? this.#at);
-    // In key order, not the record's: a state read back from jsonb has its keys reordered,
-    // and the decision on it must be the same.
-    for (const key of Object.keys(s.steps).sort()) {
-      const st = s.steps[key];
-      if (st === undefined || !IN_FLIGHT.includes(st.status)) continue;
-      this.#clearTimers((p) => 'stepKey' in p && p.stepKey === key);
-      const inFlight = st.stepExecutionId !== undefined && s.attempts[st.stepExecutionId] === key;
-      this.#emit({
-        type: 'StepCancelled',
-        at: this.#at,
-        stepKey: key,
-        ...(inFlight ? { stepExecutionId: st.stepExecutionId } : {}),
-        reason,
-      });
+    for (const cancelled of stepsToCancel(s, this.#at, reason)) {
+      this.#clearTimers((p) => 'stepKey' in p && p.stepKey === cancelled.stepKey);
+      this.#emit(cancelled);
     }
     await this.#startCompensation(reason, true);
   }
@@ -653,25 +642,13 @@ class Decider {
     const failures: HandlerFailure[] = [];
     for (const step of handlerSteps(this.#ctx.plan, finishing.outcome)) {
       const key = step.id;
-      if (this.#s.steps[key] === undefined) {
-        const begun = await this.#begin(step, key, undefined);
-        if (begun === 'done') continue;
-      }
+      const before = this.#s.steps[key];
+      if (before === undefined) await this.#begin(step, key, undefined);
+      else if (before.status === 'retry_ready') await this.#dispatch(step, key, before.attempt + 1, undefined, false);
       const st = this.#s.steps[key];
       if (st === undefined || st.status === 'completed' || st.status === 'skipped') continue;
-      if (st.status === 'failed') {
-        failures.push({ stepKey: key, error: st.error ?? { code: 'step_failed', message: key, retryable: false } });
-        continue;
-      }
-      if (st.status === 'retry_ready') await this.#dispatch(step, key, st.attempt + 1, undefined, false);
-      if (this.#s.steps[key]?.status === 'failed') {
-        failures.push({
-          stepKey: key,
-          error: this.#s.steps[key].error ?? { code: 'step_failed', message: key, retryable: false },
-        });
-        continue;
-      }
-      return; // In flight.
+      if (st.status !== 'failed') return; // In flight.
+      failures.push({ stepKey: key, error: st.error ?? { code: 'step_failed', message: key, retryable: false } });
     }
     this.#end(finishing, failures);
   }
@@ -679,19 +656,7 @@ class Decider {
   /** The execution's last event, as `finishing` says; the deadline's job goes with it. */
   #end(finishing: Finishing, handlerFailures: readonly HandlerFailure[]): void {
     this.#clearTimers((p) => p.kind === 'deadline');
-    const failures = handlerFailures.length === 0 ? {} : { handlerFailures };
-    if (finishing.outcome === 'completed') {
-      this.#emit({ type: 'ExecutionCompleted', at: this.#at, output: finishing.output ?? null, ...failures });
-      return;
-    }
-    this.#emit({
-      type: 'ExecutionFailed',
-      at: this.#at,
-      error: finishing.error ?? { code: 'step_failed', message: 'a step failed', retryable: false },
-      compensated: finishing.compensated ?? false,
-      ...(finishing.outcome === 'timed_out' ? { timedOut: true } : {}),
-      ...failures,
-    });
+    this.#emit(finalEvent(this.#at, finishing, handlerFailures));
   }
 
   /** New work starts only while running; a paused execution lets what runs finish. */

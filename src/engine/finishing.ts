@@ -1,7 +1,7 @@
 import type { StepError } from '../protocol/messages.js';
 import type { RecipePlan, TaskStep } from '../recipe/plan.js';
-import type { Finishing } from './events.js';
-import type { StepStatus } from './state.js';
+import type { EngineEvent, Finishing, HandlerFailure } from './events.js';
+import type { ExecutionState, StepStatus } from './state.js';
 
 /*
  * How an execution ends: its onFailure and finally steps, and its deadline. `decide`
@@ -38,5 +38,46 @@ export function deadlineError(deadlineAt: string): StepError {
     message: `the execution's deadline (${deadlineAt}) passed: steps in flight were cancelled`,
     retryable: false,
     details: { deadlineAt },
+  };
+}
+
+type Event<T extends EngineEvent['type']> = Extract<EngineEvent, { type: T }>;
+
+/**
+ * What the deadline cancels: every step in flight or waiting, with the attempt it
+ * abandons. In key order, not the record's: a state read back from jsonb has its keys
+ * reordered, and the decision on it must be the same.
+ */
+export function stepsToCancel(state: ExecutionState, at: string, reason: StepError): Event<'StepCancelled'>[] {
+  return Object.keys(state.steps)
+    .sort()
+    .flatMap((stepKey) => {
+      const st = state.steps[stepKey];
+      if (st === undefined || !IN_FLIGHT.includes(st.status)) return [];
+      const attempt = st.stepExecutionId;
+      const inFlight = attempt !== undefined && state.attempts[attempt] === stepKey;
+      return [
+        { type: 'StepCancelled' as const, at, stepKey, ...(inFlight ? { stepExecutionId: attempt } : {}), reason },
+      ];
+    });
+}
+
+/** The execution's last event, as `finishing` says, with the handlers that failed. */
+export function finalEvent(
+  at: string,
+  finishing: Finishing,
+  handlerFailures: readonly HandlerFailure[],
+): Event<'ExecutionCompleted'> | Event<'ExecutionFailed'> {
+  const failures = handlerFailures.length === 0 ? {} : { handlerFailures };
+  if (finishing.outcome === 'completed') {
+    return { type: 'ExecutionCompleted', at, output: finishing.output ?? null, ...failures };
+  }
+  return {
+    type: 'ExecutionFailed',
+    at,
+    error: finishing.error ?? { code: 'step_failed', message: 'a step failed', retryable: false },
+    compensated: finishing.compensated ?? false,
+    ...(finishing.outcome === 'timed_out' ? { timedOut: true } : {}),
+    ...failures,
   };
 }
