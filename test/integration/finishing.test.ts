@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import { createApiToken } from '../../src/api/auth.js';
 import type { ControlPlane } from '../../src/control-plane/control-plane.js';
+import { InvalidStartError } from '../../src/control-plane/errors.js';
 import { getEvents } from '../../src/control-plane/queries.js';
 import { verifyExecution } from '../../src/control-plane/verify.js';
 import { parseRecipeYaml } from '../../src/recipe/index.js';
@@ -187,7 +188,20 @@ describe('execution deadline', () => {
       WHERE execution_id = ${executionId} AND step_key = 'ship'`.execute(cp.db);
     assert.deepEqual(rows, [{ status: 'cancelled', code: 'timeout.execution_deadline' }]);
     assert.deepEqual(await verifyExecution(cp.db, cp.environment.plans, executionId), []);
-    // Its timer job is gone once it fired; a later start of a recipe deadline leaves none behind when done.
+  });
+
+  it('refuses a deadline that is not a positive duration, starting nothing', async () => {
+    await assert.rejects(cp.startExecution({ recipe: recipeName('saga'), deadline: 0 }), InvalidStartError);
+    const response = await fetch(`${url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: JSON.stringify({
+        query: `mutation($recipe: String!) { startRecipe(recipe: $recipe, deadline: "soon") { created } }`,
+        variables: { recipe: recipeName('saga') },
+      }),
+    });
+    const body = (await response.json()) as { errors?: { extensions: { code: string } }[] };
+    assert.equal(body.errors?.[0]?.extensions.code, 'SOUS_INVALID_ARGUMENT');
   });
 
   it("takes the recipe's deadline, and removes its timer job when the execution is cancelled", async () => {
