@@ -93,7 +93,7 @@ const workers = [
   }),
 ];
 await Promise.all(workers.map((w) => w.start()));
-say('[sous] example services running: shop (inventory, payments, shipping) as two shards, migration as one');
+say('[sous] example services running: shop (inventory, payments, shipping, customers) as two shards, migration as one');
 for (const w of workers) {
   say(`[sous] shard ${w.workerId} metrics at ${w.probesUrl ?? '?'}/metrics, health at /healthz and /readyz`);
 }
@@ -131,7 +131,7 @@ async function follow(executionId: string, label: string) {
         );
       }
     }
-    if (['completed', 'failed', 'cancelled'].includes(view.status)) {
+    if (['completed', 'failed', 'cancelled', 'timed_out'].includes(view.status)) {
       say(`  ${label} → ${view.status}: ${JSON.stringify(view.status === 'completed' ? view.output : view.error)}`);
       return view;
     }
@@ -168,6 +168,13 @@ for (const r of runs) {
   say(`[sous] ${r.label} took ${Math.round(performance.now() - begin)} ms`);
   const expected = r.input.card === '4000-0000-0000-0002' ? 'failed' : 'completed';
   if (view.status !== expected) failures++;
+  // A declined order is compensated first, then its customer is told (the saga's onFailure step).
+  if (expected === 'failed') {
+    const keys = view.steps.map((s) => `${s.stepKey}:${s.status}`);
+    const told = keys.indexOf('notifyCustomer:completed');
+    if (told < 0 || told < keys.indexOf('reserve~compensate:completed')) failures++;
+    else say(`  ${r.label} the customer was notified after the compensations`);
+  }
 }
 
 // Which shard ran the shop's steps: all on shop-2 while shop-1 drained. Then shop-1 resumes.

@@ -37,6 +37,8 @@ export {
   type TracingSettings,
 } from './observability/tracing-sdk.js';
 export type { RegisteredRecipe } from './control-plane/recipes.js';
+export type { CompensationPlanView } from './control-plane/compensation-plan.js';
+export type { PlannedCompensation } from './engine/compensation.js';
 export { getExecution, getEvents, type ExecutionView, type StepView } from './control-plane/queries.js';
 export { rebuildExecution } from './control-plane/rebuild.js';
 export {
@@ -62,7 +64,7 @@ export {
   type ContractRange,
 } from './protocol/shards.js';
 export type { ExecutionStatus } from './engine/state.js';
-export type { EngineEvent } from './engine/events.js';
+export type { EngineEvent, HandlerFailure } from './engine/events.js';
 export { createDatabase, type DatabaseOptions } from './db/database.js';
 export { migrate, migrateAll, SqlFileMigrationProvider, MIGRATIONS_FOLDER } from './db/migrate.js';
 export type { Database, OutboxTable } from './db/schema.js';

@@ -2,7 +2,8 @@
 import { recipe } from '../../src/recipe/index.js';
 
 export const orderSaga = recipe('order-saga')
-  .describe('Reserve stock, charge the card, ship; compensate on failure.')
+  .describe('Reserve stock, charge the card, ship; compensate on failure, then notify the customer.')
+  .deadline('10m')
   .task('reserve', 'inventory.reserve', {
     input: { sku: 'input.sku', quantity: 'input.quantity' },
     timeouts: { startToClose: '30s' },
@@ -16,5 +17,14 @@ export const orderSaga = recipe('order-saga')
   .task('ship', 'shipping.ship', {
     input: { orderId: 'input.orderId', reservationId: 'outputs.reserve.reservationId' },
   })
+  .onFailure((steps) =>
+    steps.task('notifyCustomer', 'customers.notify', {
+      input: {
+        orderId: 'input.orderId',
+        reason: 'failure.code',
+        message: '"Your order " & input.orderId & " could not be completed: " & failure.message',
+      },
+    }),
+  )
   .output('{ "orderId": input.orderId, "chargeId": outputs.charge.chargeId, "tracking": outputs.ship.trackingNumber }')
   .build();

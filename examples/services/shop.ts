@@ -39,6 +39,14 @@ export const refund = defineCapability({
   handler: async ({ chargeId }) => ({ refunded: chargeId }),
 });
 
+/** Tells the customer their order failed: the order saga's onFailure step, once it was compensated. */
+export const notify = defineCapability({
+  name: 'customers.notify',
+  input: z.object({ orderId: z.string(), reason: z.string(), message: z.string() }),
+  output: z.object({ notified: z.string() }),
+  handler: async ({ orderId }) => ({ notified: orderId }),
+});
+
 export const ship = defineCapability({
   name: 'shipping.ship',
   input: z.object({ orderId: z.string(), reservationId: z.string() }),

@@ -9,6 +9,7 @@ import {
   selectEventNodes,
   selectExecutionNodes,
   selectExecutionPage,
+  selectHandlerFailures,
   selectRecipeNames,
   selectRecipeVersions,
   selectStepNodes,
@@ -162,6 +163,23 @@ export async function eventsOf(
 ): Promise<EventNode[]> {
   if (executionIds.length === 0) return [];
   return selectEventNodes<EventNode>(db, executionIds, afterSeq);
+}
+
+export interface HandlerFailureNode {
+  readonly stepKey: string;
+  readonly error: unknown;
+}
+
+/** Per execution, its onFailure and finally steps that failed for good (none while it runs). */
+export async function handlerFailuresOf(
+  db: Kysely<Database>,
+  executionIds: readonly string[],
+): Promise<Map<string, HandlerFailureNode[]>> {
+  if (executionIds.length === 0) return new Map();
+  const found = await selectHandlerFailures(db, executionIds);
+  return new Map(
+    [...found].map(([id, failures]) => [id, Array.isArray(failures) ? (failures as HandlerFailureNode[]) : []]),
+  );
 }
 
 export interface BucketNode {

@@ -8,6 +8,7 @@ import type { ControlPlane } from '../control-plane/control-plane.js';
 import { ExecutionNotFoundError } from '../control-plane/errors.js';
 import type { DeadLetterSelection } from '../control-plane/dead-letters.js';
 import type { Database } from '../db/schema.js';
+import { parseDuration } from '../recipe/duration.js';
 import { compileRecipe } from '../recipe/schema.js';
 import { parseRecipeYaml } from '../recipe/parse-yaml.js';
 import { isUuid } from '../uuid.js';
@@ -20,6 +21,7 @@ import {
   attemptsOf,
   bucketsOf,
   eventsOf,
+  handlerFailuresOf,
   executionsById,
   listDeadLetters,
   listExecutions,
@@ -140,6 +142,11 @@ export const resolvers: IResolvers = {
     },
     recipes: (_root, _args, ctx) => recipeNames(ctx.db),
     recipe: async (_root, args: Args, ctx) => (await recipeNames(ctx.db, str(args.name)))[0] ?? null,
+    compensationPlan: async (_root, args: Args, ctx) => {
+      const id = executionId(args.execution, 'execution');
+      const view = await ctx.controlPlane.compensationPlan(id);
+      return view === undefined ? null : { ...view, status: view.status.toUpperCase() };
+    },
     deadLetters: (_root, args: Args, ctx) =>
       // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- args are unknown; GraphQL validated their shape
       listDeadLetters(ctx.db, (args.filter ?? {}) as DeadLetterFilter, int(args.first) ?? 100),
@@ -160,6 +167,11 @@ export const resolvers: IResolvers = {
       mutation(ctx, 'startRecipe', 'operator', args, async () => {
         const version = int(args.version);
         const key = str(args.idempotencyKey);
+        const deadline = args.deadline == null ? undefined : parseDuration(args.deadline);
+        if (args.deadline != null && (deadline === undefined || deadline <= 0))
+          throw new InvalidArgumentError(
+            `deadline: ${JSON.stringify(args.deadline)} is not a positive duration (e.g. 30s, 2h)`,
+          );
         // The request's context, explicitly: it reaches the execution even in a process
         // without an SDK (whose no-op context manager keeps no active context).
         const traceparent = traceparentOf(ctx.trace);
@@ -169,6 +181,7 @@ export const resolvers: IResolvers = {
           ...(traceparent === undefined ? {} : { traceparent }),
           ...(version === undefined ? {} : { version }),
           ...(key === undefined ? {} : { idempotencyKey: key }),
+          ...(deadline === undefined ? {} : { deadline }),
         });
         return { created: started.created, execution: await loadExecution(ctx, started.executionId) };
       }),
@@ -305,6 +318,13 @@ export const loaders: MercuriusLoaders = {
         const first = Math.min(int(q.params.first) ?? 1000, 10_000);
         return rows.filter((r) => r.executionId === q.obj.id && r.seq > afterSeq).slice(0, first);
       });
+    },
+    handlerFailures: async (queries: Query<ExecutionNode>[], ctx: MercuriusContext) => {
+      const byId = await handlerFailuresOf(
+        ctx.db,
+        queries.map((q) => q.obj.id),
+      );
+      return queries.map((q) => byId.get(q.obj.id) ?? []);
     },
     buckets: async (queries: Query<ExecutionNode>[], ctx: MercuriusContext) => {
       const byId = await bucketsOf(

@@ -1,4 +1,4 @@
-// sous start | executions list | executions show
+// sous start | executions list | executions show | executions compensation-plan
 import type { Command } from 'commander';
 import { clientOf, integer, jsonValue, POLL_MS, readJsonFile, sleep, usage } from './common.js';
 import { CliError, EXIT } from './exit-codes.js';
@@ -49,7 +49,7 @@ export const EXECUTION_FIELDS = `id recipe version status input output error ide
   steps { key kind status attemptCount output error createdAt finishedAt
     attempts { attempt capability status workerId region error scheduledAt startedAt finishedAt } }`;
 
-const TERMINAL = ['COMPLETED', 'FAILED', 'CANCELLED'];
+const TERMINAL = ['COMPLETED', 'FAILED', 'CANCELLED', 'TIMED_OUT'];
 
 const errorText = (error: unknown): string =>
   error !== null && typeof error === 'object' && 'message' in error ? brief(error.message, 50) : brief(error, 50);
@@ -149,6 +149,7 @@ interface StartOptions {
   inputFile?: string;
   version?: number;
   idempotencyKey?: string;
+  deadline?: string;
   wait?: boolean;
   json?: boolean;
 }
@@ -162,7 +163,7 @@ interface ListOptions {
   json?: boolean;
 }
 
-const STATUSES = ['RUNNING', 'PAUSED', 'COMPENSATING', 'COMPLETED', 'FAILED', 'CANCELLED'];
+const STATUSES = ['RUNNING', 'PAUSED', 'COMPENSATING', 'COMPLETED', 'FAILED', 'CANCELLED', 'TIMED_OUT'];
 
 export function registerExecutionCommands(program: Command, io: Io): void {
   program
@@ -173,6 +174,7 @@ export function registerExecutionCommands(program: Command, io: Io): void {
     .option('--input-file <path>', 'read the input from a JSON file ("-": stdin)')
     .option('--version <n>', 'recipe version', integer(1))
     .option('--idempotency-key <key>', 'starting again with the same key returns the same execution')
+    .option('--deadline <duration>', "this execution's deadline (e.g. 2h) instead of the recipe's")
     .option('--wait', 'follow the execution until it ends (exit 1 unless it completes)')
     .option('--json', 'print the execution as JSON')
     .action(async (recipe: string, options: StartOptions, command: Command) => {
@@ -181,10 +183,16 @@ export function registerExecutionCommands(program: Command, io: Io): void {
       }
       const input = options.inputFile !== undefined ? readJsonFile(options.inputFile) : (options.input ?? {});
       const data = await clientOf(command).request<{ startRecipe: { created: boolean; execution: ExecutionData } }>(
-        `mutation($recipe: String!, $version: Int, $input: JSON, $key: String) {
-          startRecipe(recipe: $recipe, version: $version, input: $input, idempotencyKey: $key) {
+        `mutation($recipe: String!, $version: Int, $input: JSON, $key: String, $deadline: String) {
+          startRecipe(recipe: $recipe, version: $version, input: $input, idempotencyKey: $key, deadline: $deadline) {
             created execution { ${EXECUTION_FIELDS} } } }`,
-        { recipe, version: options.version ?? null, input, key: options.idempotencyKey ?? null },
+        {
+          recipe,
+          version: options.version ?? null,
+          input,
+          key: options.idempotencyKey ?? null,
+          deadline: options.deadline ?? null,
+        },
       );
       let execution = data.startRecipe.execution;
       if (options.json !== true) {
@@ -274,4 +282,59 @@ export function registerExecutionCommands(program: Command, io: Io): void {
       if (options.json === true) printJson(io, e);
       else printExecution(io, e);
     });
+
+  executions
+    .command('compensation-plan')
+    .description('the compensations the execution would run if it failed now, in order, with their inputs')
+    .argument('<id>', 'execution id')
+    .option('--json', 'print the plan as JSON')
+    .action(async (id: string, options: { json?: boolean }, command: Command) => {
+      const data = await clientOf(command).request<{ compensationPlan: CompensationPlanData | null }>(
+        `query($id: ID!) { compensationPlan(execution: $id) { executionId status
+          compensations { order stepKey compensationKey stepId itemIndex capability input inputError status } } }`,
+        { id },
+      );
+      const plan = data.compensationPlan;
+      if (plan === null) {
+        throw new CliError(
+          EXIT.refused,
+          'SOUS_EXECUTION_NOT_FOUND',
+          `no execution ${id} (list them with "sous executions list")`,
+        );
+      }
+      if (options.json === true) {
+        printJson(io, plan);
+        return;
+      }
+      if (plan.compensations.length === 0) {
+        printLine(io, `execution ${plan.executionId} (${plan.status}) would run no compensation if it failed now`);
+        return;
+      }
+      printLine(
+        io,
+        table(
+          ['ORDER', 'STEP', 'CAPABILITY', 'STATUS', 'INPUT'],
+          plan.compensations.map((c) => [
+            String(c.order),
+            c.stepKey,
+            c.capability,
+            c.status,
+            c.inputError === null ? brief(c.input, 80) : `(fails: ${errorText(c.inputError)})`,
+          ]),
+        ),
+      );
+    });
+}
+
+interface CompensationPlanData {
+  executionId: string;
+  status: string;
+  compensations: {
+    order: number;
+    stepKey: string;
+    capability: string;
+    status: string;
+    input: unknown;
+    inputError: unknown;
+  }[];
 }

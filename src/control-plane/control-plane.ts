@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { compensationPlanOf, type CompensationPlanView } from './compensation-plan.js';
 import { ROOT_CONTEXT, trace, type Context, type Span } from '@opentelemetry/api';
 import { run as runGraphile, type Runner, type Task } from 'graphile-worker';
 import type { Kysely } from 'kysely';
@@ -335,6 +336,11 @@ export interface ControlPlane {
   retryStep(executionId: string, stepKey: string): Promise<string>;
   skipStep(executionId: string, stepKey: string, output?: unknown): Promise<string>;
   rerunFromStep(executionId: string, stepId: string): Promise<string>;
+  /**
+   * The compensations the execution would run if it failed now, in order, with their
+   * inputs; changes nothing. Undefined when there is no such execution.
+   */
+  compensationPlan(executionId: string): Promise<CompensationPlanView | undefined>;
   /** Publishes dead letters again (optionally with a replacement payload); a parked step resumes. */
   reprocessDeadLetters(selection: DeadLetterSelection, actor: string, payload?: unknown): Promise<ReprocessOutcome[]>;
   discardDeadLetters(selection: DeadLetterSelection, actor: string): Promise<string[]>;
@@ -784,6 +790,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     retryStep: (id, stepKey) => observer.run('operator', () => retryStep(db, environment, id, stepKey)),
     skipStep: (id, stepKey, output) => observer.run('operator', () => skipStep(db, environment, id, stepKey, output)),
     rerunFromStep: (id, stepId) => observer.run('operator', () => rerunFromStep(db, environment, id, stepId)),
+    compensationPlan: (id) => compensationPlanOf(db, plans, id),
     reprocessDeadLetters: (selection, actor, payload) =>
       observer.run('operator', () => reprocessDeadLetters(db, environment, selection, actor, payload)),
     discardDeadLetters: (selection, actor) => discardDeadLetters(db, selection, actor),

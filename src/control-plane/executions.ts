@@ -11,6 +11,7 @@ import { ATTR } from '../observability/span-attributes.js';
 import { contextFromTraceparent, traceparentOf } from '../observability/trace-context.js';
 import { endSpan, tracer } from '../observability/tracing.js';
 import { latestVersion, subRecipeVersions } from './recipes.js';
+import { parseDuration, type Duration } from '../recipe/duration.js';
 import { runDecision, runDecisions, type DecisionEnvironment, type DecisionRequest } from './run-decision.js';
 
 export interface StartOptions {
@@ -25,6 +26,24 @@ export interface StartOptions {
    * process. @default the span active in the caller (a new trace when there is none)
    */
   readonly traceparent?: string;
+  /**
+   * This execution's deadline, from its start (e.g. `2h`), instead of its recipe's: then
+   * its steps in flight are cancelled, its compensations run and it ends `timed_out`.
+   * @default the recipe's `deadline` (none when it has none)
+   */
+  readonly deadline?: Duration;
+}
+
+/** A start's deadline in milliseconds; InvalidStartError when it is not a positive duration. */
+function deadlineMsOf(start: StartOptions): number | undefined {
+  if (start.deadline === undefined) return undefined;
+  const ms = parseDuration(start.deadline);
+  if (ms === undefined || ms <= 0) {
+    throw new InvalidStartError(
+      `deadline ${JSON.stringify(start.deadline)} of a start of ${start.recipe} must be a positive duration (e.g. 30s, 2h)`,
+    );
+  }
+  return ms;
 }
 
 export interface Started {
@@ -79,6 +98,7 @@ export async function startExecutions(
     version: number;
     pinned: Readonly<Record<string, number>> | undefined;
   }[] = [];
+  const deadlines = starts.map(deadlineMsOf);
   for (const start of starts) {
     let version = start.version ?? latest.get(start.recipe);
     if (version === undefined) {
@@ -140,6 +160,7 @@ export async function startExecutions(
                 input: start.input ?? {},
                 ...(key === undefined ? {} : { idempotencyKey: key }),
                 ...(pinned === undefined ? {} : { subRecipeVersions: pinned }),
+                ...(deadlines[i] === undefined ? {} : { deadlineMs: deadlines[i] }),
               },
             ],
             parents: [context],

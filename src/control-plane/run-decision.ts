@@ -4,6 +4,7 @@ import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
 import { decide, type Decision } from '../engine/decide.js';
 import type { EngineEvent } from '../engine/events.js';
+import { childrenToCancel } from '../engine/cascade.js';
 import type { ItemSource, OpenedItems } from '../engine/item-source.js';
 import {
   attemptChanges,
@@ -14,7 +15,7 @@ import {
   type AttemptUpdate,
   type StepRow,
 } from '../engine/projection.js';
-import type { ExecutionState } from '../engine/state.js';
+import { type ExecutionState, TERMINAL_STATUSES } from '../engine/state.js';
 import type { Trigger } from '../engine/triggers.js';
 import type { RecipePlan } from '../recipe/plan.js';
 import { commitDecision, type DecisionWrites } from '../store/decisions.js';
@@ -86,6 +87,8 @@ interface Pending {
   readonly itemCache: Map<string, Map<number, unknown>>;
   /** Events already looked at for sub-recipe starts. */
   childrenScanned: number;
+  /** Events already looked at for sub-recipes to cancel. */
+  cancelsScanned: number;
 }
 
 /** The columns an attempt update sets (undefined ones left out, so a merge never erases). */
@@ -122,6 +125,7 @@ class DecisionBatch {
       await this.#decideOne(pending, trigger, request.parents?.[index]);
     }
     await this.#startChildren(pending);
+    await this.#cancelChildren(pending);
   }
 
   async #open(request: DecisionRequest, locked: LockedExecution | undefined): Promise<Pending | undefined> {
@@ -160,6 +164,7 @@ class DecisionBatch {
       forgotten: new Set(),
       itemCache: new Map(),
       childrenScanned: 0,
+      cancelsScanned: 0,
     };
     this.#pending.set(pending.id, pending);
     return pending;
@@ -359,6 +364,29 @@ class DecisionBatch {
         },
         undefined,
       );
+    }
+  }
+
+  /**
+   * Sub-recipe executions whose parent stopped waiting for them are cancelled in the same
+   * batch: every running child of a cancelled execution, and the child of a sub-recipe
+   * step the deadline cancelled. Each child's own decision cancels its children in turn.
+   * The parent's lock is held, then the child's: a child's decisions never lock its
+   * parent (a finished child tells it through the reply topic), so this order cannot
+   * deadlock.
+   */
+  async #cancelChildren(p: Pending): Promise<void> {
+    if (p.state === undefined || p.cancelsScanned >= p.events.length) return;
+    const abandoned = childrenToCancel(p.state, p.events.slice(p.cancelsScanned));
+    p.cancelsScanned = p.events.length;
+    for (const { childExecutionId: id, reason } of abandoned) {
+      const known = this.#pending.get(id);
+      const locked =
+        known === undefined ? (await this.env.states.lock(this.trx, this.env.plans, [id])).get(id) : undefined;
+      const state = known?.state ?? locked?.state;
+      // Gone (purged with its tree) or finished already: nothing runs.
+      if (state === undefined || TERMINAL_STATUSES.includes(state.status)) continue;
+      await this.decide({ executionId: id, triggers: [{ kind: 'cancel', reason }] }, locked);
     }
   }
 

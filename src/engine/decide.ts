@@ -1,8 +1,11 @@
 import type { StepError } from '../protocol/messages.js';
 import { evaluate, evaluateCondition, evaluateInput } from '../recipe/expressions.js';
 import type { ExpressionScope, ForEachStep, RecipePlan, Step, TaskStep } from '../recipe/plan.js';
+import { compensableKeys } from './compensation.js';
+import { DEADLINE_CODE, deadlineError, finalEvent, handlerSteps, stepsToCancel } from './finishing.js';
+import { outputsOf, scopeOf } from './scope.js';
 import { retryDelayMs } from './backoff.js';
-import type { EngineEvent, TimerPurpose } from './events.js';
+import type { EngineEvent, Finishing, HandlerFailure, TimerPurpose } from './events.js';
 import { ActionRefusedError } from './action-refused.js';
 import { StateDraft } from './evolve.js';
 import type { ItemSource, OpenedItems } from './item-source.js';
@@ -54,6 +57,8 @@ export const ENGINE_ERROR_CODES = {
   signalTimeout: 'signal_timeout',
   childCancelled: 'child_cancelled',
   childFailed: 'child_failed',
+  /** The execution's deadline passed (the execution ends `timed_out`). */
+  deadline: DEADLINE_CODE,
 } as const;
 
 /** A step's failure from an error of its expressions: the message names the step (and the expression). */
@@ -125,7 +130,10 @@ class Decider {
         ...(trigger.idempotencyKey === undefined ? {} : { idempotencyKey: trigger.idempotencyKey }),
         ...(trigger.parent === undefined ? {} : { parent: trigger.parent }),
         ...(trigger.subRecipeVersions === undefined ? {} : { subRecipeVersions: trigger.subRecipeVersions }),
+        ...this.#deadlineOf(trigger.deadlineMs),
       });
+      const deadlineAt = this.#s.deadlineAt;
+      if (deadlineAt !== undefined) this.#timer(Date.parse(deadlineAt) - this.#ctx.now.getTime(), { kind: 'deadline' });
     } else {
       if (this.#state === undefined) return this.#result();
       if (TERMINAL_STATUSES.includes(this.#state.status)) {
@@ -287,6 +295,8 @@ class Decider {
         return;
       }
       case 'cancel':
+        // Its deadline's job goes too (other timers fire into a finished execution and are ignored).
+        this.#clearTimers((p) => p.kind === 'deadline');
         this.#emit({
           type: 'ExecutionCancelled',
           at: this.#at,
@@ -327,7 +337,7 @@ class Decider {
         `step "${stepKey}" is ${st.status}: only a step that is dead-lettered, waiting to retry or in flight can be retried`,
       );
     }
-    this.#clearTimers((p) => p.stepKey === stepKey);
+    this.#clearTimers((p) => 'stepKey' in p && p.stepKey === stepKey);
     const abandoned = ['dead_lettered', 'scheduled', 'running'].includes(st.status) ? st.stepExecutionId : undefined;
     this.#emit({
       type: 'StepRetryReady',
@@ -347,7 +357,7 @@ class Decider {
         `step "${stepKey}" (${kind ?? 'unknown'}, ${st.status}) cannot be skipped: only a task step that is dead-lettered, waiting to retry or in flight, or a sleep or signal wait, can`,
       );
     }
-    this.#clearTimers((p) => p.stepKey === stepKey);
+    this.#clearTimers((p) => 'stepKey' in p && p.stepKey === stepKey);
     const abandoned = ['dead_lettered', 'scheduled', 'running'].includes(st.status) ? st.stepExecutionId : undefined;
     this.#emit({
       type: 'StepCompleted',
@@ -378,6 +388,8 @@ class Decider {
       }
     };
     collect(this.#ctx.plan.steps.slice(top));
+    // The handlers run again when the execution is over again.
+    collect([...(this.#ctx.plan.onFailure ?? []), ...(this.#ctx.plan.finally ?? [])]);
     const keys = Object.keys(this.#s.steps);
     const undone = keys.filter((k) => {
       const { stepId: id, compensation } = parseStepKey(k);
@@ -393,7 +405,7 @@ class Decider {
     const removedStepKeys = [
       ...new Set([...keys.filter((k) => forgotten.has(parseStepKey(k).stepId)), ...retired.keys()]),
     ];
-    this.#clearTimers((p) => removedStepKeys.includes(p.stepKey));
+    this.#clearTimers((p) => 'stepKey' in p && removedStepKeys.includes(p.stepKey));
     this.#emit({ type: 'ExecutionRewound', at: this.#at, fromStepId: stepId, removedStepKeys });
   }
 
@@ -428,6 +440,10 @@ class Decider {
     const purpose = this.#s.timers[timerId];
     if (purpose === undefined) return; // Cleared or already handled: a duplicate job run.
     this.#emit({ type: 'TimerCleared', at: this.#at, timerId });
+    if (purpose.kind === 'deadline') {
+      await this.#deadlinePassed();
+      return;
+    }
     const step = this.#s.steps[purpose.stepKey];
     switch (purpose.kind) {
       case 'retry':
@@ -550,6 +566,10 @@ class Decider {
 
   async #progress(): Promise<void> {
     const status = this.#s.status;
+    if (this.#s.finishing !== undefined) {
+      if (status === 'running' || status === 'compensating') await this.#finish();
+      return;
+    }
     if (status === 'running' || status === 'paused') {
       const result = await this.#sequence(this.#ctx.plan.steps, undefined);
       if (result === 'done') {
@@ -557,18 +577,86 @@ class Decider {
         try {
           output =
             this.#ctx.plan.output === undefined
-              ? this.#outputs(undefined)
+              ? outputsOf(this.#s, this.#ctx.plan, undefined)
               : await evaluate(this.#ctx.plan.output, await this.#scope(undefined));
         } catch (error) {
-          this.#emit({ type: 'ExecutionFailed', at: this.#at, error: errorOf(error), compensated: false });
+          await this.#conclude({ outcome: 'failed', error: errorOf(error), compensated: false });
           return;
         }
-        this.#emit({ type: 'ExecutionCompleted', at: this.#at, output: output ?? null });
+        await this.#conclude({ outcome: 'completed', output: output ?? null });
       } else if (result === 'failed') {
-        this.#startCompensation();
+        await this.#startCompensation();
       }
     }
-    if (this.#s.status === 'compensating') await this.#compensate();
+    // Not when the compensation just ended it: its handlers run instead (FinishingStarted).
+    if (this.#s.status === 'compensating' && !this.#finishing) await this.#compensate();
+  }
+
+  /** Whether the execution is running its onFailure and finally steps (read afresh: events change it). */
+  get #finishing(): boolean {
+    return this.#draft.state?.finishing !== undefined;
+  }
+
+  /** `deadlineAt` of a new execution: the start's deadline, else its recipe's, from now. */
+  #deadlineOf(startMs: number | undefined): { deadlineAt?: string } {
+    const ms = startMs ?? this.#ctx.plan.deadlineMs;
+    return ms === undefined ? {} : { deadlineAt: new Date(this.#ctx.now.getTime() + ms).toISOString() };
+  }
+
+  /**
+   * The deadline passed: every step in flight or waiting is cancelled (its replies are
+   * stale from now on) and the saga unwinds as after a failure, to end `timed_out`. An
+   * execution already unwinding (compensating, or running its handlers) finishes that.
+   */
+  async #deadlinePassed(): Promise<void> {
+    const s = this.#s;
+    if ((s.status !== 'running' && s.status !== 'paused') || s.finishing !== undefined) return;
+    const reason = deadlineError(s.deadlineAt ?? this.#at);
+    for (const cancelled of stepsToCancel(s, this.#at, reason)) {
+      this.#clearTimers((p) => 'stepKey' in p && p.stepKey === cancelled.stepKey);
+      this.#emit(cancelled);
+    }
+    await this.#startCompensation(reason, true);
+  }
+
+  /**
+   * The execution is over: it ends now, or first runs its onFailure and finally steps
+   * (FinishingStarted), and ends once they did.
+   */
+  async #conclude(finishing: Finishing): Promise<void> {
+    if (handlerSteps(this.#ctx.plan, finishing.outcome).length === 0) {
+      this.#end(finishing, []);
+      return;
+    }
+    this.#emit({ type: 'FinishingStarted', at: this.#at, finishing });
+    await this.#finish();
+  }
+
+  /**
+   * Runs the onFailure and finally steps one after the other. One that fails for good
+   * is recorded and the next runs: a handler's failure never hides the execution's.
+   */
+  async #finish(): Promise<void> {
+    const finishing = this.#s.finishing;
+    if (finishing === undefined) return;
+    const failures: HandlerFailure[] = [];
+    for (const step of handlerSteps(this.#ctx.plan, finishing.outcome)) {
+      const key = step.id;
+      const before = this.#s.steps[key];
+      if (before === undefined) await this.#begin(step, key, undefined);
+      else if (before.status === 'retry_ready') await this.#dispatch(step, key, before.attempt + 1, undefined, false);
+      const st = this.#s.steps[key];
+      if (st === undefined || st.status === 'completed' || st.status === 'skipped') continue;
+      if (st.status !== 'failed') return; // In flight.
+      failures.push({ stepKey: key, error: st.error ?? { code: 'step_failed', message: key, retryable: false } });
+    }
+    this.#end(finishing, failures);
+  }
+
+  /** The execution's last event, as `finishing` says; the deadline's job goes with it. */
+  #end(finishing: Finishing, handlerFailures: readonly HandlerFailure[]): void {
+    this.#clearTimers((p) => p.kind === 'deadline');
+    this.#emit(finalEvent(this.#at, finishing, handlerFailures));
   }
 
   /** New work starts only while running; a paused execution lets what runs finish. */
@@ -817,29 +905,25 @@ class Decider {
 
   /** Completed steps that have a compensation, latest completion first. */
   #compensable(): string[] {
-    return Object.entries(this.#s.steps)
-      .filter(([key, st]) => {
-        const { compensation, stepId } = parseStepKey(key);
-        return !compensation && st.status === 'completed' && taskStep(this.#ctx.plan, stepId)?.compensate !== undefined;
-      })
-      .sort(([, a], [, b]) => (b.completionSeq ?? 0) - (a.completionSeq ?? 0))
-      .map(([key]) => key);
+    return compensableKeys(this.#s, this.#ctx.plan);
   }
 
-  #startCompensation(): void {
+  /** The saga unwinds: for a failed step (the first found), or for the deadline (`timedOut`). */
+  async #startCompensation(given?: StepError, timedOut = false): Promise<void> {
     const failed = Object.values(this.#s.steps).find((st) => st.status === 'failed');
-    const reason = failed?.error ?? { code: 'step_failed', message: 'a step failed', retryable: false };
+    const reason = given ?? failed?.error ?? { code: 'step_failed', message: 'a step failed', retryable: false };
     const stepKeys = this.#compensable();
     if (stepKeys.length === 0) {
-      this.#emit({ type: 'ExecutionFailed', at: this.#at, error: reason, compensated: false });
+      await this.#conclude({ outcome: timedOut ? 'timed_out' : 'failed', error: reason, compensated: false });
       return;
     }
-    this.#emit({ type: 'CompensationStarted', at: this.#at, reason, stepKeys });
+    this.#emit({ type: 'CompensationStarted', at: this.#at, reason, stepKeys, ...(timedOut ? { timedOut } : {}) });
   }
 
   /** Runs compensations one at a time, latest-completed step first. */
   async #compensate(): Promise<void> {
     const reason = this.#s.compensation?.reason ?? { code: 'step_failed', message: 'a step failed', retryable: false };
+    const outcome = this.#s.compensation?.timedOut === true ? 'timed_out' : 'failed';
     // Recomputed each time so a step that completed late (a parallel branch still in
     // flight when the saga failed) is compensated too.
     for (const key of this.#compensable()) {
@@ -859,9 +943,8 @@ class Decider {
         return;
       }
       if (st.status === 'failed') {
-        this.#emit({
-          type: 'ExecutionFailed',
-          at: this.#at,
+        await this.#conclude({
+          outcome,
           error: { ...reason, details: { compensationFailed: ck, compensationError: st.error } },
           compensated: false,
         });
@@ -873,9 +956,8 @@ class Decider {
       ([k, st]) => parseStepKey(k).compensation && st.status === 'failed',
     );
     if (failedCompensation !== undefined) {
-      this.#emit({
-        type: 'ExecutionFailed',
-        at: this.#at,
+      await this.#conclude({
+        outcome,
         error: {
           ...reason,
           details: { compensationFailed: failedCompensation[0], compensationError: failedCompensation[1].error },
@@ -884,41 +966,16 @@ class Decider {
       });
       return;
     }
-    this.#emit({ type: 'ExecutionFailed', at: this.#at, error: reason, compensated: true });
+    await this.#conclude({ outcome, error: reason, compensated: true });
   }
 
   // ---- expressions --------------------------------------------------------------------
 
-  /** Outputs visible to expressions: completed steps by output name, plus the item's own. */
-  #outputs(item: number | undefined, forEachKey?: string): Record<string, unknown> {
-    const outputs: Record<string, unknown> = {};
-    for (const [id, entry] of indexPlan(this.#ctx.plan)) {
-      const step = entry.step;
-      if (!('output' in step)) continue;
-      if (entry.forEach !== undefined) {
-        if (item === undefined || entry.forEach.key !== forEachKey) continue;
-        const st = this.#s.steps[itemKey(id, item)];
-        if (st?.status === 'completed') outputs[step.output] = st.output;
-        continue;
-      }
-      const st = this.#s.steps[id];
-      if (st?.status === 'completed') outputs[step.output] = st.output;
-    }
-    return outputs;
-  }
-
-  /** The scope of a step; for a forEach body step, with its item and the item's outputs. */
-  async #scope(item: number | undefined, stepId?: string): Promise<ExpressionScope> {
-    const s = this.#s;
-    const forEachKey = stepId === undefined ? undefined : indexPlan(this.#ctx.plan).get(stepId)?.forEach?.key;
-    const base = {
-      input: s.input,
-      outputs: this.#outputs(item, forEachKey),
-      execution: { id: s.executionId, recipe: s.recipe, version: s.version },
-    };
-    if (item === undefined || forEachKey === undefined) return base;
-    const opened = this.#opened.get(forEachKey);
-    const value = opened !== undefined ? opened[item] : await this.#ctx.items.get(forEachKey, item);
-    return { ...base, item: value, index: item };
+  /** The scope of a step (see scopeOf): items this decision opened are read before they are stored. */
+  #scope(item: number | undefined, stepId?: string): Promise<ExpressionScope> {
+    return scopeOf(this.#s, this.#ctx.plan, item, stepId, (forEachKey, index) => {
+      const opened = this.#opened.get(forEachKey);
+      return opened !== undefined ? Promise.resolve(opened[index]) : this.#ctx.items.get(forEachKey, index);
+    });
   }
 }

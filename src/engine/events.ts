@@ -18,7 +18,26 @@ export type TimerPurpose =
       readonly kind: 'schedule-to-start' | 'start-to-close' | 'heartbeat';
       readonly stepKey: string;
       readonly stepExecutionId: string;
-    };
+    }
+  /** The execution's deadline: when it fires, steps in flight are cancelled and the saga unwinds. */
+  | { readonly kind: 'deadline' };
+
+/** How a finished execution ended, as its onFailure and finally steps see it. */
+export interface Finishing {
+  readonly outcome: 'completed' | 'failed' | 'timed_out';
+  /** The execution's output (completed). */
+  readonly output?: unknown;
+  /** The failure it ends with (failed, timed_out). */
+  readonly error?: StepError;
+  /** Whether every compensation completed (failed, timed_out). */
+  readonly compensated?: boolean;
+}
+
+/** An onFailure or finally step that failed for good: recorded beside the execution's own outcome. */
+export interface HandlerFailure {
+  readonly stepKey: string;
+  readonly error: StepError;
+}
 
 /**
  * Set on an attempt's completion, failure or dead-lettering when no StepStarted came
@@ -48,6 +67,8 @@ export type EngineEvent =
       readonly parent?: { readonly executionId: string; readonly stepKey: string };
       /** Versions of the sub-recipes its steps name without one, fixed at start (absent before pinning). */
       readonly subRecipeVersions?: Readonly<Record<string, number>>;
+      /** When the execution times out (its recipe's or its start's deadline); absent: never. */
+      readonly deadlineAt?: string;
     })
   | (Base & {
       readonly type: 'StepScheduled';
@@ -100,6 +121,14 @@ export type EngineEvent =
       readonly retryAt?: string;
     } & StartOfAttempt)
   | (Base & { readonly type: 'StepSkipped'; readonly stepKey: string; readonly reason: 'condition' })
+  /** A step in flight or waiting was stopped (the execution's deadline passed): late replies are ignored. */
+  | (Base & {
+      readonly type: 'StepCancelled';
+      readonly stepKey: string;
+      /** The attempt in flight it abandons, for a task step. */
+      readonly stepExecutionId?: string;
+      readonly reason: StepError;
+    })
   /** A container (parallel, forEach, sleep, waitForSignal, subRecipe) began. */
   | (Base & {
       readonly type: 'StepOpened';
@@ -150,11 +179,31 @@ export type EngineEvent =
       readonly version?: number;
       readonly input: unknown;
     })
-  | (Base & { readonly type: 'CompensationStarted'; readonly reason: StepError; readonly stepKeys: readonly string[] })
+  | (Base & {
+      readonly type: 'CompensationStarted';
+      readonly reason: StepError;
+      readonly stepKeys: readonly string[];
+      /** The deadline passed: the execution ends `timed_out`, not `failed`. */
+      readonly timedOut?: boolean;
+    })
+  /** The execution is over; its onFailure and finally steps run before it ends as `finishing` says. */
+  | (Base & { readonly type: 'FinishingStarted'; readonly finishing: Finishing })
   | (Base & { readonly type: 'ExecutionPaused' })
   | (Base & { readonly type: 'ExecutionResumed' })
-  | (Base & { readonly type: 'ExecutionCompleted'; readonly output: unknown })
-  | (Base & { readonly type: 'ExecutionFailed'; readonly error: StepError; readonly compensated: boolean })
+  | (Base & {
+      readonly type: 'ExecutionCompleted';
+      readonly output: unknown;
+      readonly handlerFailures?: readonly HandlerFailure[];
+    })
+  | (Base & {
+      readonly type: 'ExecutionFailed';
+      readonly error: StepError;
+      readonly compensated: boolean;
+      /** Its deadline passed: the execution is `timed_out`. */
+      readonly timedOut?: boolean;
+      /** onFailure or finally steps that failed; `error` stays the execution's own. */
+      readonly handlerFailures?: readonly HandlerFailure[];
+    })
   | (Base & { readonly type: 'ExecutionCancelled'; readonly reason?: string });
 
 export type EngineEventType = EngineEvent['type'];

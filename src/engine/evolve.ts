@@ -158,6 +158,7 @@ export class StateDraft {
         ...(event.idempotencyKey === undefined ? {} : { idempotencyKey: event.idempotencyKey }),
         ...(event.parent === undefined ? {} : { parent: event.parent }),
         ...(event.subRecipeVersions === undefined ? {} : { subRecipeVersions: event.subRecipeVersions }),
+        ...(event.deadlineAt === undefined ? {} : { deadlineAt: event.deadlineAt }),
         steps: {},
         attempts: {},
         forEach: {},
@@ -183,7 +184,11 @@ export class StateDraft {
         updatedAt: event.at,
       };
       const next: StepState = { ...previous, ...change, updatedAt: event.at };
-      const finished = next.status === 'completed' || next.status === 'skipped' || next.status === 'failed';
+      const finished =
+        next.status === 'completed' ||
+        next.status === 'skipped' ||
+        next.status === 'failed' ||
+        next.status === 'cancelled';
       const steps = this.#record('steps');
       if (finished) {
         steps[key] = { ...next, finishedAt: event.at };
@@ -257,6 +262,11 @@ export class StateDraft {
         setStep(event.stepKey, { status: event.retryAt === undefined ? 'failed' : 'retry_wait', error: event.error });
         withoutAttempt(event.stepExecutionId);
         return;
+      case 'StepCancelled':
+        // Its forEach (cancelled too) keeps its buckets: nothing reads them any more.
+        setStep(event.stepKey, { status: 'cancelled', error: event.reason });
+        withoutAttempt(event.stepExecutionId);
+        return;
       case 'StepRetryReady':
         setStep(event.stepKey, { status: 'retry_ready' });
         withoutAttempt(event.abandonedStepExecutionId);
@@ -275,6 +285,8 @@ export class StateDraft {
         delete s.output;
         delete s.error;
         delete s.compensation;
+        delete s.finishing;
+        delete s.handlerFailures;
         s.status = s.status === 'paused' ? 'paused' : 'running';
         this.#replace(
           'steps',
@@ -290,7 +302,7 @@ export class StateDraft {
         );
         this.#replace(
           'timers',
-          keep(s.timers, (purpose) => purpose.stepKey),
+          keep(s.timers, (purpose) => ('stepKey' in purpose ? purpose.stepKey : undefined)),
         );
         return;
       }
@@ -333,7 +345,17 @@ export class StateDraft {
         return;
       case 'CompensationStarted':
         s.status = 'compensating';
-        s.compensation = { reason: event.reason, queue: event.stepKeys };
+        s.compensation = {
+          reason: event.reason,
+          queue: event.stepKeys,
+          ...(event.timedOut === true ? { timedOut: true } : {}),
+        };
+        return;
+      case 'FinishingStarted':
+        // A completed execution runs its finally steps as it ran its steps; a failed one
+        // stays `compensating` (winding down) until its handlers ran.
+        s.status = event.finishing.outcome === 'completed' ? 'running' : 'compensating';
+        s.finishing = event.finishing;
         return;
       case 'ExecutionPaused':
         s.status = 'paused';
@@ -344,11 +366,15 @@ export class StateDraft {
       case 'ExecutionCompleted':
         s.status = 'completed';
         s.output = event.output;
+        delete s.finishing;
+        if (event.handlerFailures !== undefined) s.handlerFailures = event.handlerFailures;
         this.#replace('timers', {});
         return;
       case 'ExecutionFailed':
-        s.status = 'failed';
+        s.status = event.timedOut === true ? 'timed_out' : 'failed';
         s.error = event.error;
+        delete s.finishing;
+        if (event.handlerFailures !== undefined) s.handlerFailures = event.handlerFailures;
         this.#replace('timers', {});
         return;
       case 'ExecutionCancelled':

@@ -21,6 +21,9 @@ export function indexPlan(plan: RecipePlan): ReadonlyMap<string, IndexedStep> {
     }
   };
   visit(plan.steps);
+  // onFailure and finally steps: tasks, with retries and outputs like any other.
+  visit(plan.onFailure ?? []);
+  visit(plan.finally ?? []);
   cache.set(plan, index);
   return index;
 }

@@ -2,7 +2,7 @@ import type { RecipePlan } from '../recipe/plan.js';
 import type { EngineEvent } from './events.js';
 import { StateDraft } from './evolve.js';
 import { indexPlan, parseStepKey } from './plan-index.js';
-import type { ExecutionState, StepState } from './state.js';
+import { type ExecutionState, type StepState, TERMINAL_STATUSES } from './state.js';
 
 /*
  * The state tables as pure functions of the event log: the control plane writes these
@@ -28,7 +28,7 @@ export interface ExecutionRow {
 }
 
 export function executionRow(state: ExecutionState, lastSeq: number): ExecutionRow {
-  const terminal = state.status === 'completed' || state.status === 'failed' || state.status === 'cancelled';
+  const terminal = TERMINAL_STATUSES.includes(state.status);
   return {
     id: state.executionId,
     recipe_name: state.recipe,
@@ -161,8 +161,11 @@ export interface AttemptRow {
   readonly capability: string;
   readonly input: unknown;
   readonly region: string | null;
-  /** dead_lettered: parked in a dead-letter topic, neither in flight nor finished. */
-  readonly status: 'scheduled' | 'running' | 'dead_lettered' | 'completed' | 'failed';
+  /**
+   * dead_lettered: parked in a dead-letter topic, neither in flight nor finished;
+   * cancelled: abandoned when the execution's deadline passed (its reply is ignored).
+   */
+  readonly status: 'scheduled' | 'running' | 'dead_lettered' | 'completed' | 'failed' | 'cancelled';
   readonly worker_id: string | null;
   readonly error: unknown;
   readonly scheduled_at: string;
@@ -231,6 +234,10 @@ export function attemptChanges(executionId: string, events: readonly EngineEvent
         // be reprocessed (StepRequeued makes it scheduled again). Not in flight either: no
         // worker holds it, so it is not left `running`.
         updates.push({ id: e.stepExecutionId, status: 'dead_lettered', error: e.error, ...startOf(e) });
+        break;
+      case 'StepCancelled':
+        if (e.stepExecutionId !== undefined)
+          updates.push({ id: e.stepExecutionId, status: 'cancelled', error: e.reason, finished_at: e.at });
         break;
       case 'StepRequeued':
         updates.push({ id: e.stepExecutionId, status: 'scheduled' });

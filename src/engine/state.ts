@@ -1,9 +1,17 @@
 import type { StepError } from '../protocol/messages.js';
-import type { TimerPurpose } from './events.js';
+import type { Finishing, HandlerFailure, TimerPurpose } from './events.js';
 
-export type ExecutionStatus = 'running' | 'paused' | 'compensating' | 'completed' | 'failed' | 'cancelled';
+export type ExecutionStatus =
+  | 'running'
+  | 'paused'
+  | 'compensating'
+  | 'completed'
+  | 'failed'
+  | 'cancelled'
+  /** Its deadline passed: steps in flight were cancelled and its compensations ran. */
+  | 'timed_out';
 
-export const TERMINAL_STATUSES: readonly ExecutionStatus[] = ['completed', 'failed', 'cancelled'];
+export const TERMINAL_STATUSES: readonly ExecutionStatus[] = ['completed', 'failed', 'cancelled', 'timed_out'];
 
 export type StepStatus =
   /** A command is in the outbox / on Kafka, not yet taken by a worker. */
@@ -19,7 +27,9 @@ export type StepStatus =
   | 'open'
   | 'completed'
   | 'skipped'
-  | 'failed';
+  | 'failed'
+  /** Stopped while in flight or waiting (the execution's deadline passed). */
+  | 'cancelled';
 
 export interface StepState {
   readonly stepId: string;
@@ -79,7 +89,18 @@ export interface ExecutionState {
   /** Signals received before a step waited for them, oldest first. */
   readonly signals: Readonly<Record<string, readonly unknown[]>>;
   readonly completions: number;
-  readonly compensation?: { readonly reason: StepError; readonly queue: readonly string[] };
+  readonly compensation?: {
+    readonly reason: StepError;
+    readonly queue: readonly string[];
+    /** The deadline passed: the execution ends `timed_out`. */
+    readonly timedOut?: boolean;
+  };
+  /** When the execution times out; absent: never. */
+  readonly deadlineAt?: string;
+  /** Set while its onFailure and finally steps run: how the execution ends once they did. */
+  readonly finishing?: Finishing;
+  /** onFailure or finally steps that failed for good (the execution's outcome is its own). */
+  readonly handlerFailures?: readonly HandlerFailure[];
   readonly output?: unknown;
   readonly error?: StepError;
   readonly createdAt: string;

@@ -25,6 +25,8 @@ export type Trigger =
        * it starts: those steps start that version whatever is registered later.
        */
       readonly subRecipeVersions?: Readonly<Record<string, number>>;
+      /** This start's deadline, from now, instead of the recipe's. @default the recipe's `deadlineMs` */
+      readonly deadlineMs?: number;
     }
   | {
       readonly kind: 'step.started';

@@ -83,7 +83,7 @@ export class ControlPlaneMetrics {
   });
   readonly executionsFinished = new Counter({
     name: 'sous_executions_finished_total',
-    help: 'Executions finished, by status: completed, failed or cancelled.',
+    help: 'Executions finished, by status: completed, failed, cancelled or timed_out.',
     labelNames: ['status'] as const,
     registers: [this.registry],
   });

@@ -12,7 +12,7 @@ export interface StepTransition {
 export interface ObservedChanges {
   readonly steps: StepTransition[];
   readonly executionsStarted: number;
-  readonly executionsFinished: ('completed' | 'failed' | 'cancelled')[];
+  readonly executionsFinished: ('completed' | 'failed' | 'cancelled' | 'timed_out')[];
 }
 
 /** Label of a step whose capability cannot be found (its plan is not at hand). */
@@ -76,7 +76,7 @@ export function observedChanges(
           executionsFinished.push('completed');
           break;
         case 'ExecutionFailed':
-          executionsFinished.push('failed');
+          executionsFinished.push(e.timedOut === true ? 'timed_out' : 'failed');
           break;
         case 'ExecutionCancelled':
           executionsFinished.push('cancelled');

@@ -113,6 +113,9 @@ export class RecipeBuilder extends StepsBuilder {
   #description: string | undefined;
   #output: string | undefined;
   #retention: Duration | 'forever' | undefined;
+  #deadline: Duration | undefined;
+  #onFailure: StepAuthoring[] | undefined;
+  #finally: StepAuthoring[] | undefined;
   constructor(readonly name: string) {
     super();
   }
@@ -138,13 +141,41 @@ export class RecipeBuilder extends StepsBuilder {
     return this;
   }
 
+  /**
+   * Task steps run after a failed or timed-out execution, once its compensations ran;
+   * their expressions see `failure` (code, message, details). Their own failure is
+   * recorded without hiding the execution's.
+   */
+  onFailure(steps: (steps: StepsBuilder) => StepsBuilder): this {
+    this.#onFailure = steps(new StepsBuilder()).list();
+    return this;
+  }
+
+  /** Task steps run after every finished execution (completed, failed, timed out), after `onFailure`. */
+  finally(steps: (steps: StepsBuilder) => StepsBuilder): this {
+    this.#finally = steps(new StepsBuilder()).list();
+    return this;
+  }
+
+  /**
+   * Longest an execution may run: then its steps in flight are cancelled, its
+   * compensations run and it ends `timed_out`. A start may give its own. @default none
+   */
+  deadline(deadline: Duration): this {
+    this.#deadline = deadline;
+    return this;
+  }
+
   /** Validates and compiles, exactly as a YAML recipe is: throws RecipeInvalidError. */
   build(): RecipePlan {
     return compileRecipe({
       name: this.name,
       ...(this.#description === undefined ? {} : { description: this.#description }),
       steps: this.list(),
+      ...(this.#onFailure === undefined ? {} : { onFailure: this.#onFailure }),
+      ...(this.#finally === undefined ? {} : { finally: this.#finally }),
       ...(this.#output === undefined ? {} : { output: this.#output }),
+      ...(this.#deadline === undefined ? {} : { deadline: this.#deadline }),
       ...(this.#retention === undefined ? {} : { retention: this.#retention }),
     });
   }

@@ -1,6 +1,6 @@
 import { formatContractRange } from '../protocol/shards.js';
 import { z } from 'zod';
-import type { InputMapping, RecipePlan, Step } from './plan.js';
+import type { InputMapping, RecipePlan, Step, TaskStep } from './plan.js';
 import type { RecipeAuthoring, StepAuthoring } from './schema.js';
 
 /*
@@ -78,12 +78,18 @@ const stepPlan: z.ZodType<Step> = z.lazy(() =>
   ]),
 ) as z.ZodType<Step>;
 
+// Only tasks are valid as handlers; other steps are parsed so validatePlan can say so.
+const handlersPlan = z.array(stepPlan) as z.ZodType as z.ZodType<TaskStep[]>;
+
 /** Every key of the plan form, at any depth. */
 export const planSchema: z.ZodType<RecipePlan> = z.strictObject({
   name: z.string(),
   description: z.string().optional(),
   steps: z.array(stepPlan),
+  onFailure: handlersPlan.optional(),
+  finally: handlersPlan.optional(),
   output: z.string().optional(),
+  deadlineMs: z.number().optional(),
   retention: z.union([z.literal('forever'), z.strictObject({ maxAgeMs: z.number() })]).optional(),
 });
 
@@ -97,6 +103,7 @@ const PLAN_ONLY_KEYS = new Set([
   'durationMs',
   'timeoutMs',
   'maxAgeMs',
+  'deadlineMs',
 ]);
 
 /** Whether a JSON document uses keys only the plan form has (to report the plan's issues). */
@@ -189,7 +196,10 @@ export function planToAuthoring(plan: RecipePlan): RecipeAuthoring {
     name: plan.name,
     description: plan.description,
     steps: plan.steps.map(toAuthoringStep),
+    onFailure: plan.onFailure?.map(toAuthoringStep),
+    finally: plan.finally?.map(toAuthoringStep),
     output: plan.output,
+    deadline: plan.deadlineMs,
     retention: plan.retention === undefined || plan.retention === 'forever' ? plan.retention : plan.retention.maxAgeMs,
   });
 }

@@ -28,6 +28,13 @@ export interface ExpressionScope {
   readonly item?: unknown;
   readonly index?: number;
   readonly execution: { readonly id: string; readonly recipe: string; readonly version: number };
+  /**
+   * In `onFailure` and `finally` steps only: the error the execution failed (or timed
+   * out) with, `null` after a completed execution.
+   */
+  readonly failure?: { readonly code: string; readonly message: string; readonly details?: unknown } | null;
+  /** In `onFailure` and `finally` steps only: how the execution ended (completed, failed, timed_out). */
+  readonly outcome?: 'completed' | 'failed' | 'timed_out';
 }
 
 export interface RetryPolicy {
@@ -141,6 +148,18 @@ export interface RecipePlan {
   readonly steps: readonly Step[];
   /** The execution's output. @default all outputs, by name */
   readonly output?: Expression;
+  /**
+   * Steps run after a failed or timed-out execution, once its compensations ran, in order;
+   * their scope has `failure`. One failing does not stop the next, nor hide the failure.
+   */
+  readonly onFailure?: readonly TaskStep[];
+  /** Steps run after every finished execution (completed, failed, timed out), after `onFailure`. */
+  readonly finally?: readonly TaskStep[];
+  /**
+   * Longest an execution may run: then its steps in flight are cancelled, its
+   * compensations run, and it ends `timed_out`. A start may give its own. @default none
+   */
+  readonly deadlineMs?: number;
   /** @default the control plane's retention (option `retention`, SOUS_RETENTION) */
   readonly retention?: Retention;
 }

@@ -197,6 +197,10 @@ export const recipeSchema = z.strictObject({
   description: z.string().optional(),
   steps: z.array(stepSchema, { error: 'steps must be a list of steps' }),
   output: expression.optional(),
+  // Handlers are parsed as any step so validatePlan can say that only tasks are allowed.
+  onFailure: z.array(stepSchema, { error: 'onFailure must be a list of steps' }).optional(),
+  finally: z.array(stepSchema, { error: 'finally must be a list of steps' }).optional(),
+  deadline: duration.optional(),
   retention: retention.optional(),
 });
 export type RecipeAuthoring = z.input<typeof recipeSchema>;
@@ -361,7 +365,10 @@ function compileAuthoring(value: unknown): RecipePlan {
     ['name', r.name],
     ['description', r.description],
     ['steps', r.steps.map(toStep)],
+    ['onFailure', r.onFailure?.map(toStep)],
+    ['finally', r.finally?.map(toStep)],
     ['output', r.output],
+    ['deadlineMs', ms(r.deadline)],
     ['retention', toRetention(r.retention)],
   ]);
   const issues = validatePlan(plan);

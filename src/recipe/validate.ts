@@ -37,6 +37,9 @@ function declaredOutputs(plan: RecipePlan): Map<string, { at: string; order: num
     });
   };
   visit(plan.steps, 'steps');
+  // Handlers run after every step: they come last in document order.
+  visit(plan.onFailure ?? [], 'onFailure');
+  visit(plan.finally ?? [], 'finally');
   return declared;
 }
 
@@ -153,6 +156,17 @@ export function validatePlan(plan: RecipePlan): RecipeIssue[] {
     add('name', `recipe name ${JSON.stringify(plan.name)} must be lower-case: a-z, 0-9, ., _ and -`);
   if (plan.steps.length === 0) add('steps', 'a recipe needs at least one step');
   visit(plan.steps, 'steps');
+  for (const name of ['onFailure', 'finally'] as const) {
+    const handlers = plan[name] ?? [];
+    handlers.forEach((step, i) => {
+      if ((step as Step).type !== 'task')
+        add(`${name}[${i}]`, `${name} may hold only task steps (they run once the execution is over)`);
+      else if (step.compensate !== undefined)
+        add(`${name}[${i}].compensate`, `a ${name} step has nothing to compensate: it runs after the compensations`);
+    });
+    visit(handlers, name);
+  }
+  if (plan.deadlineMs !== undefined && plan.deadlineMs <= 0) add('deadline', 'must be more than 0');
   expr('output', plan.output, false);
   return issues;
 }

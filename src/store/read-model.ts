@@ -88,6 +88,23 @@ export async function selectEventNodes<Row>(
   return rows;
 }
 
+/**
+ * The handler failures each execution's last event records (its final event once it has
+ * finished: nothing is appended after it but a rerun), one index probe per execution.
+ */
+export async function selectHandlerFailures(
+  db: Kysely<Database>,
+  executionIds: readonly string[],
+): Promise<Map<string, unknown>> {
+  const { rows } = await sql<{ id: string; failures: unknown }>`
+    SELECT ids.id, last.data->'handlerFailures' AS failures
+    FROM unnest(${[...executionIds]}::uuid[]) AS ids(id)
+    CROSS JOIN LATERAL (
+      SELECT data FROM sous.execution_event e WHERE e.execution_id = ids.id ORDER BY e.seq DESC LIMIT 1
+    ) AS last`.execute(db);
+  return new Map(rows.map((r) => [r.id, r.failures]));
+}
+
 /** Recipe names (one, or all) with their newest version. */
 export async function selectRecipeNames(
   db: Kysely<Database>,

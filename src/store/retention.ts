@@ -46,7 +46,7 @@ export interface ExpiredExecutionRow {
   readonly finishedAt: Date;
 }
 
-const FINISHED = ['completed', 'failed', 'cancelled'];
+const FINISHED = ['completed', 'failed', 'cancelled', 'timed_out'];
 
 /**
  * Locks up to `limit` root executions of `recipeNames` that finished before

@@ -34,7 +34,7 @@ export async function startTestControlPlane(
 export async function waitForExecution(
   controlPlane: ControlPlane,
   executionId: string,
-  done: (view: ExecutionView) => boolean = (v) => ['completed', 'failed', 'cancelled'].includes(v.status),
+  done: (view: ExecutionView) => boolean = (v) => ['completed', 'failed', 'cancelled', 'timed_out'].includes(v.status),
   timeoutMs = 60_000,
 ): Promise<ExecutionView> {
   const deadline = Date.now() + timeoutMs;

@@ -75,7 +75,8 @@ const SUBJECTS: Readonly<Record<string, Subject>> = {
     reaches: ['StepRetryReady', 'StepDeadLettered', 'StepSkipped', 'ExecutionRewound', 'ExecutionCompleted'],
   },
   // A saga: compensable steps, one of them in a parallel branch beside a sleep, then a
-  // step that fails for good on its first failure.
+  // step that fails for good on its first failure; onFailure and finally steps reading
+  // the failure, and a deadline that cancels what is in flight.
   saga: {
     plan: recipe('prop-saga')
       .task('reserve', 'inv.reserve', {
@@ -87,9 +88,19 @@ const SUBJECTS: Readonly<Record<string, Subject>> = {
         (b) => b.task('notify', 'mail.notify').sleep('cool', { duration: '5s' }),
       ])
       .task('ship', 'ship.send', { retry: { maxAttempts: 1 } })
+      .onFailure((b) => b.task('tell', 'mail.tell', { input: { code: 'failure.code' }, retry: { maxAttempts: 2 } }))
+      .finally((b) => b.task('audit', 'audit.write', { input: { outcome: 'outcome' }, when: 'outcome != "completed"' }))
+      .deadline('4m')
       .build(),
     input: fc.constant({}),
-    reaches: ['StepOpened', 'CompensationStarted', 'StepDeadLettered', 'ExecutionCompleted'],
+    reaches: [
+      'StepOpened',
+      'CompensationStarted',
+      'StepDeadLettered',
+      'FinishingStarted',
+      'StepCancelled',
+      'ExecutionCompleted',
+    ],
   },
   // A forEach without compensation (finished items leave the state), two body steps,
   // the last one skipped for one index, concurrency 2; items from the input, sometimes
