@@ -3,6 +3,7 @@ import type { EngineEvent } from '../engine/events.js';
 import type { ExecutionState } from '../engine/state.js';
 import { builtOutboxRow } from '../outbox/write-outbox.js';
 import type { StepCommand, StepError } from '../protocol/messages.js';
+import { SHARD_CONTROL_TOPIC, type StepCancel } from '../protocol/shards.js';
 import { encodeCompletionToken } from '../protocol/completion-token.js';
 import type { ChildFinishedMessage } from '../protocol/control-messages.js';
 import type { OutboxRow } from '../store/outbox.js';
@@ -89,6 +90,20 @@ export function commandMessage(
     idempotencyKey,
   });
   return payload === undefined ? { outbox } : { outbox, payload };
+}
+
+/** Tells the shards an attempt was cancelled: the one running it aborts its handler's signal. */
+export function stepCancelMessage(executionId: string, stepExecutionId: string, reason: string): OutboxRow {
+  const messageId = newId();
+  const payload: StepCancel = { kind: 'step.cancel', messageId, executionId, stepExecutionId, reason };
+  return builtOutboxRow({
+    id: messageId,
+    topic: SHARD_CONTROL_TOPIC,
+    key: executionId,
+    aggregateType: 'execution',
+    eventType: 'step.cancel',
+    payload: JSON.stringify(payload),
+  });
 }
 
 /** Tells a parent execution, through its reply topic, that a sub-recipe execution ended. */

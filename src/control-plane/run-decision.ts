@@ -33,7 +33,7 @@ import { endSpan, hasSpan, linkIfOtherTrace, producerSpan, tracer } from '../obs
 import type { StepError } from '../protocol/messages.js';
 import { commandTopicFor } from '../protocol/shards.js';
 import type { WaitingCommandRow } from '../store/waiting-commands.js';
-import { childFinishedMessage, commandMessage, idempotencyKeyOf } from './command-message.js';
+import { childFinishedMessage, commandMessage, idempotencyKeyOf, stepCancelMessage } from './command-message.js';
 import type { DecisionEnvironment } from './decision-environment.js';
 import { ExecutionNotFoundError, RecipeNotFoundError } from './errors.js';
 import { subRecipeVersions } from './recipes.js';
@@ -468,6 +468,13 @@ class DecisionBatch {
     const timers = new Map<string, TimerJob>();
     const cleared = new Set<string>();
     for (const [index, event] of p.events.entries()) {
+      if (event.type === 'ExecutionCancelled') {
+        // Attempts in flight are told, so their handlers can stop (ctx.signal).
+        for (const step of Object.values(state.steps)) {
+          if ((step.status === 'scheduled' || step.status === 'running') && step.stepExecutionId !== undefined)
+            out.outbox.push(stepCancelMessage(p.id, step.stepExecutionId, 'the execution was cancelled'));
+        }
+      }
       if (event.type === 'StepScheduled') {
         const route = this.env.route({
           capability: event.capability,
@@ -498,6 +505,8 @@ class DecisionBatch {
           });
         }
         if (rows.payload !== undefined) out.payloads.push(rows.payload);
+      } else if (event.type === 'StepCancelled' && event.stepExecutionId !== undefined) {
+        out.outbox.push(stepCancelMessage(p.id, event.stepExecutionId, event.reason.message));
       } else if (event.type === 'TimerScheduled') {
         timers.set(event.timerId, { executionId: p.id, timerId: event.timerId, fireAt: event.fireAt });
       } else if (event.type === 'TimerCleared') {

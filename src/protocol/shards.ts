@@ -91,6 +91,20 @@ export const shardControlSchema = z.strictObject({
 export type ShardControl = z.infer<typeof shardControlSchema>;
 
 /**
+ * The control plane cancelled an attempt (its execution was cancelled, or its deadline
+ * passed): every shard reads it, and the one running the attempt aborts its handler's
+ * `ctx.signal`. Whatever the handler replies afterwards changes nothing.
+ */
+export const stepCancelSchema = z.strictObject({
+  kind: z.literal('step.cancel'),
+  messageId: z.uuid(),
+  executionId: z.uuid(),
+  stepExecutionId: z.uuid(),
+  reason: z.string().max(500),
+});
+export type StepCancel = z.infer<typeof stepCancelSchema>;
+
+/**
  * The contract versions a step accepts: a capability's version is a positive integer,
  * and a step may ask for `2` (exactly), `>=2`, or `2..3` (inclusive).
  */

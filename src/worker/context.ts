@@ -12,7 +12,11 @@ export interface StepContext {
   readonly idempotencyKey: string;
   readonly traceparent: string | undefined;
   readonly correlationId: string | undefined;
-  /** Aborted at the command's deadline, or when the worker stops past its drain timeout. */
+  /**
+   * Aborted at the command's deadline, when the control plane cancels the step (its
+   * execution cancelled, or its deadline passed: the reason is a StepCancelledError), or
+   * when the worker stops past its drain timeout. A reply after a cancel changes nothing.
+   */
   readonly signal: AbortSignal;
   readonly logger: Logger;
   /** Reports progress; keeps a step with a heartbeat timeout alive. */

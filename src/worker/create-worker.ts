@@ -19,11 +19,13 @@ import {
   SHARD_REGISTRY_TOPIC,
   shardCommandTopics,
   shardControlSchema,
+  stepCancelSchema,
   type ShardHealth,
 } from '../protocol/shards.js';
 import { ensureCompactedTopic } from '../kafka/compacted-topic-reader.js';
 import { runOutboxConsumer, type OutboxConsumer } from '../kafka/outbox-consumer.js';
 import { ShardPresence } from './shard-presence.js';
+import { StepCancelledError } from './errors.js';
 import { AdminHandle, describeCluster } from '../kafka/consumer-lag.js';
 import { CheckFailedError } from '../observability/errors.js';
 import { serveProbes, type ProbeServer } from '../observability/probe-server.js';
@@ -132,6 +134,7 @@ export function createWorker(options: WorkerOptions): Worker {
     },
     startedReplyAfterMs: config.startedReplyAfterMs,
     inFlight,
+    running: new Map(),
     log,
   };
   let consumer: ConcurrentConsumer | undefined;
@@ -322,6 +325,15 @@ export function createWorker(options: WorkerOptions): Worker {
         topics: [SHARD_CONTROL_TOPIC],
         fromBeginning: true,
         handle: async (record) => {
+          const cancel = stepCancelSchema.safeParse(record.payload);
+          if (cancel.success) {
+            const controller = env.running.get(cancel.data.stepExecutionId);
+            if (controller !== undefined) {
+              log.info({ stepExecutionId: cancel.data.stepExecutionId, reason: cancel.data.reason }, 'step cancelled');
+              controller.abort(new StepCancelledError(`step cancelled: ${cancel.data.reason}`));
+            }
+            return;
+          }
           const parsed = shardControlSchema.safeParse(record.payload);
           if (!parsed.success) {
             log.error({ id: record.id, reason: parsed.error.message }, 'shard control request ignored: malformed');

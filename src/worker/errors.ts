@@ -61,3 +61,9 @@ export class OutputNotStoredError extends SousError {
   readonly code = 'output_not_stored';
   readonly retryable = true;
 }
+
+/** The reason of `ctx.signal` when the control plane cancelled the step (its execution, or its deadline). */
+export class StepCancelledError extends SousError {
+  readonly code = 'SOUS_STEP_CANCELLED';
+  readonly retryable = false;
+}

@@ -14,6 +14,7 @@ export {
   retryableError,
   terminalError,
   WorkerConfigError,
+  StepCancelledError,
   CommandInvalidError,
   InputInvalidError,
   OutputInvalidError,

@@ -38,6 +38,8 @@ export interface RunEnvironment {
   readonly startedReplyAfterMs: number;
   /** Handlers running now, aborted when the worker stops past its drain timeout. */
   readonly inFlight: Set<AbortController>;
+  /** The same handlers by attempt (step execution id): a cancel from the control plane aborts one. */
+  readonly running: Map<string, AbortController>;
   readonly log: Logger;
 }
 
@@ -107,6 +109,7 @@ export async function runCommand(env: RunEnvironment, record: OutboxRecord, span
   const started = startReport(env, command, startedAt, send);
   const controller = new AbortController();
   env.inFlight.add(controller);
+  env.running.set(command.stepExecutionId, controller);
   const deadline = command.deadline === undefined ? undefined : Date.parse(command.deadline) - Date.now();
   const timer =
     deadline === undefined
@@ -147,6 +150,7 @@ export async function runCommand(env: RunEnvironment, record: OutboxRecord, span
     started.cancel();
     if (timer !== undefined) clearTimeout(timer);
     env.inFlight.delete(controller);
+    if (env.running.get(command.stepExecutionId) === controller) env.running.delete(command.stepExecutionId);
   }
 
   if (completion.deferred && 'output' in outcome) {

@@ -49,6 +49,7 @@ export async function startTestWorker(kafka: Kafka, handlers: Record<string, Han
   };
   // Announced in the shard registry as any worker must be: control planes hold the
   // commands of capabilities no live shard serves.
+  const announcer = createRecordProducer(kafka);
   const presence = new ShardPresence(
     {
       shardId: workerId,
@@ -59,7 +60,7 @@ export async function startTestWorker(kafka: Kafka, handlers: Record<string, Han
       capabilities: Object.keys(handlers).map((name) => ({ name, version: 1 })),
       concurrency: 6,
     },
-    createRecordProducer(kafka),
+    announcer,
     1_000,
     () => 0,
     logger,
@@ -96,6 +97,7 @@ export async function startTestWorker(kafka: Kafka, handlers: Record<string, Han
     stop: async () => {
       await Promise.all(consumers.map((c) => c.stop()));
       await presence.stop();
+      await announcer.disconnect();
       await producer.disconnect();
     },
   };

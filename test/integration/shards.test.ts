@@ -402,4 +402,58 @@ describe('shard registry', () => {
       ['LEFT', null],
     ]);
   });
+
+  it('aborts a running handler’s ctx.signal when its execution is cancelled; its late reply changes nothing', async () => {
+    const capability = cap('cancelled');
+    const seen: { started: number; aborted?: { code: unknown; message: string } }[] = [];
+    const worker = createWorker({
+      kafka,
+      capabilities: [
+        defineCapability({
+          name: capability,
+          input: z.object({}),
+          output: z.object({ late: z.boolean() }),
+          handler: async (_input, ctx) => {
+            const entry: (typeof seen)[number] = { started: Date.now() };
+            seen.push(entry);
+            await new Promise<void>((resolve) => {
+              const timer = setTimeout(resolve, 30_000);
+              ctx.signal.addEventListener('abort', () => {
+                clearTimeout(timer);
+                resolve();
+              });
+            });
+            const reason: unknown = ctx.signal.reason;
+            if (reason instanceof Error)
+              entry.aborted = { code: (reason as { code?: unknown }).code, message: reason.message };
+            // Replies anyway, as a handler ignoring the signal would.
+            return { late: true };
+          },
+        }),
+      ],
+      groupId: uniqueName('test-shards'),
+      handleSignals: false,
+    });
+    await worker.start();
+    cleanup.push(() => worker.stop());
+    const plan = recipe(`${ns}.cancelled`).task('long', capability).build();
+    await cp.registerRecipe(plan);
+    const { executionId } = await cp.startExecution({ recipe: plan.name, input: {} });
+    await until('the handler to start', async () => (seen.length > 0 ? true : undefined));
+    await cp.cancelExecution(executionId, 'testing the signal');
+    const aborted = await until('the handler to see the cancel', async () => seen[0]?.aborted, 15_000);
+    assert.equal(aborted.code, 'SOUS_STEP_CANCELLED');
+    assert.match(aborted.message, /step cancelled: the execution was cancelled/);
+    // The handler's late reply arrives and changes nothing.
+    await sleep(1_500);
+    const events = await cp.db
+      .selectFrom('sous.execution_event')
+      .select(['seq', 'type'])
+      .where('execution_id', '=', executionId)
+      .orderBy('seq')
+      .execute();
+    assert.equal(events.at(-1)?.type, 'ExecutionCancelled');
+    const view = await waitForExecution(cp, executionId, (v) => v.status === 'cancelled');
+    assert.equal(view.status, 'cancelled');
+  });
 });
