@@ -55,10 +55,17 @@ export async function runSupervisedConsumer(
     markReady = resolve;
   });
 
+  // Read through a function: stop() changes it while start() awaits.
+  const isStopped = () => stopped;
   const start = async (): Promise<void> => {
     const consumer = kafka.consumer(config);
     current = consumer;
     consumer.on(consumer.events.GROUP_JOIN, (event) => {
+      // The same for a restart kafkajs began before stop() and that joined after it.
+      if (isStopped()) {
+        void consumer.disconnect().catch(() => undefined);
+        return;
+      }
       joined = true;
       backoffMs = 1000;
       hooks.onGroupJoin?.(event.payload.memberAssignment);
@@ -70,6 +77,12 @@ export async function runSupervisedConsumer(
     consumer.on(consumer.events.REBALANCING, left);
     consumer.on(consumer.events.STOP, left);
     consumer.on(consumer.events.DISCONNECT, left);
+    consumer.on(consumer.events.CONNECT, () => {
+      // kafkajs restarts a consumer that crashed on a retriable error (a broker outage) on
+      // a timer of its own, even when the crash came from our disconnect: a consumer that
+      // connects after stop() must not live on (its sockets keep the process alive).
+      if (isStopped()) void consumer.disconnect().catch(() => undefined);
+    });
     consumer.on(consumer.events.CRASH, (event) => {
       left();
       if (event.payload.restart || stopped) return;
@@ -77,8 +90,18 @@ export async function runSupervisedConsumer(
       restartLater();
     });
     await consumer.connect();
+    // stop() may come while this consumer connects (a restart after a crash): it must not
+    // outlive it, or its connections keep the process alive.
+    if (isStopped()) {
+      await consumer.disconnect();
+      return;
+    }
     await consumer.subscribe(topics);
     await consumer.run(run);
+    if (isStopped()) {
+      await consumer.disconnect();
+      return;
+    }
     // A consumer started again after a crash while paused stays paused.
     if (paused) pauseAll(consumer);
   };
