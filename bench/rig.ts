@@ -89,6 +89,8 @@ export async function startRig({ config, name, slowMs, workerConcurrency }: RigO
     consume: false,
     migrate: false, // the bench migrated as sous; this role must create nothing
     poolSize: 4,
+    // Routed as the control plane child is (SOUS_ROUTING), so an A/B of routing covers every step.
+    ...(process.env.SOUS_ROUTING === 'static' ? { routing: 'static' as const } : {}),
   });
   try {
     await starter.start();
