@@ -414,7 +414,13 @@ describe('tracing across processes', () => {
 
   it('without an SDK, passes a caller\u2019s traceparent through to the commands unchanged', async () => {
     // This test process registers no SDK: its control plane's spans are the API's no-ops.
-    const controlPlane = await startTestControlPlane({ consume: false, sampleGauges: false, processMetrics: false });
+    // Static routing: the test reads the command itself, as a worker that does not announce itself would.
+    const controlPlane = await startTestControlPlane({
+      consume: false,
+      sampleGauges: false,
+      processMetrics: false,
+      routing: 'static',
+    });
     cleanup.push(() => controlPlane.stop());
     const quiet = `test${ns}.quiet`;
     const listener = await listen(testKafka(), [`sous.cmd.${quiet}`], cleanup);
