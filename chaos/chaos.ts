@@ -98,6 +98,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     brokers: kafkaBrokers(config),
     consume: false,
     replyTopic,
+    // Its starts go straight to the command topic (the workers come and go with the
+    // faults; the consuming control plane routes the later steps by the registry). It
+    // keeps no registry consumer in this process: a kafkajs consumer restarted by the
+    // broker faults can outlive stop() and keep the test's process alive.
+    routing: 'static',
   });
   await starter.start();
   await sql`CREATE SCHEMA IF NOT EXISTS sous_worker`.execute(db);

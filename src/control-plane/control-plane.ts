@@ -278,7 +278,8 @@ export interface ControlPlaneOptions {
    * and waits visibly when no shard can take it. `static`: every command goes to its
    * capability's (or region's) topic at once and is never held — for workers that do not
    * announce themselves (e.g. written against the protocol in another language); contract
-   * versions are then not routed. @default 'registry' (SOUS_ROUTING)
+   * versions are then not routed, and this process keeps no view of the shards (its
+   * `shards()` is empty). @default 'registry' (SOUS_ROUTING)
    */
   readonly routing?: 'registry' | 'static';
   /** Least time between two writes of mere heartbeats to sous.shard (changes are written at once). @default 5000 */
@@ -676,7 +677,8 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
       }
       if (config.migrate) await migrateAll(db, config.databaseUrl);
       // Routing needs the whole registry: read up to its end before any decision is made.
-      await registry.start();
+      // Static routing needs none, and keeps no Kafka consumer for it.
+      if (config.routing === 'registry') await registry.start();
       releaser.start();
       releaser.poke();
       if (sampleGauges) sampler.start();
