@@ -218,8 +218,8 @@ export interface ControlPlaneOptions {
    */
   readonly stateCacheSize?: number;
   /**
-   * Events between two snapshots of an execution's state (one is also written at start
-   * and at the end): the most a decision without the state cached replays. @default 128
+   * Events between two snapshots of an execution's state (none is written at start or at
+   * the end): the most a decision without the state cached replays. @default 128
    */
   readonly stateSnapshotEvery?: number;
   /**

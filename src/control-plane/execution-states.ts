@@ -21,9 +21,9 @@ export interface ExecutionStatesOptions {
    */
   readonly cacheSize?: number;
   /**
-   * A snapshot of the state is written when an execution starts, when it finishes, and
-   * once this many events have been appended since the last one: a decision without the
-   * state cached replays at most this many events. @default 128
+   * A snapshot of the state (sous.execution_snapshot) is written once this many events
+   * have been appended since the last one (or since the start): a decision without the
+   * state cached replays fewer than this many events. @default 128
    */
   readonly snapshotEvery?: number;
 }
@@ -35,8 +35,8 @@ interface Cached {
 }
 
 /**
- * The execution state as decisions see it. The event log is the truth and the row holds a
- * snapshot written every `snapshotEvery` events, so a step does not rewrite the whole
+ * The execution state as decisions see it. The event log is the truth and a snapshot is
+ * written every `snapshotEvery` events, so a step does not rewrite the whole
  * state. Between decisions the state is cached under the id of the decision batch that
  * wrote it (`written_by`, a fresh id per batch): the cached copy is used only when the
  * locked row still carries that id and seq. Any other writer — another control-plane
@@ -104,11 +104,14 @@ export class ExecutionStates {
     return out;
   }
 
-  /** Whether a decision writing up to `lastSeq` stores a snapshot of its state. */
-  snapshotDue(head: LockedHead | undefined, lastSeq: number, state: ExecutionState): boolean {
-    return (
-      head === undefined || TERMINAL_STATUSES.includes(state.status) || lastSeq - head.state_seq >= this.snapshotEvery
-    );
+  /**
+   * Whether a decision writing up to `lastSeq` stores a snapshot of its state: once
+   * `snapshotEvery` events have passed since the last one (a new execution has none). Not
+   * at start or at the end: replaying fewer than `snapshotEvery` events is cheaper than
+   * writing a snapshot nobody may read.
+   */
+  snapshotDue(head: LockedHead | undefined, lastSeq: number): boolean {
+    return lastSeq - (head?.state_seq ?? 0) >= this.snapshotEvery;
   }
 
   /**
@@ -135,9 +138,9 @@ export class ExecutionStates {
 
 /** The state at last_seq: the snapshot with the events after it replayed. */
 async function stateOf(db: Kysely<Database>, plans: PlanCache, snapshot: StateSnapshot): Promise<ExecutionState> {
-  if (snapshot.events.length === 0) return snapshot.state;
+  if (snapshot.events.length === 0 && snapshot.state !== null) return snapshot.state;
   const plan = await plans.get(db, snapshot.recipe_name, snapshot.recipe_version);
-  const state = replay(snapshot.events, plan, snapshot.state);
+  const state = replay(snapshot.events, plan, snapshot.state ?? undefined);
   if (state === undefined) throw new ExecutionNotFoundError(`execution ${snapshot.id} has no state`);
   return state;
 }

@@ -20,7 +20,7 @@ import type { Trigger } from '../engine/triggers.js';
 import type { RecipePlan } from '../recipe/plan.js';
 import { commitDecision, type DecisionWrites } from '../store/decisions.js';
 import type { AttemptUpdateRow } from '../store/attempts.js';
-import type { ExecutionChange, ExecutionWrite, LockedExecution } from '../store/executions.js';
+import type { ExecutionChange, ExecutionWrite, LockedExecution, SnapshotWrite } from '../store/executions.js';
 import { selectItemWindow } from '../store/foreach-items.js';
 import type { OutboxRow } from '../store/outbox.js';
 import type { PayloadRow } from '../store/payloads.js';
@@ -414,6 +414,7 @@ class DecisionBatch {
     const writes = {
       newExecutions,
       changedExecutions: [] as ExecutionChange[],
+      snapshots: [] as SnapshotWrite[],
       events: [] as DecisionWrites['events'][number][],
       forgotten: [] as DecisionWrites['forgotten'][number][],
       items: [] as DecisionWrites['items'][number][],
@@ -435,12 +436,13 @@ class DecisionBatch {
       const row = executionRow(state, lastSeq);
       // The batch's id on the row: the cache entry made here is good only once it commits.
       const writtenBy = newId();
+      const snapshotDue = this.env.states.snapshotDue(p.locked, lastSeq);
       if (p.locked === undefined) {
         newExecutions.push({ ...row, traceparent: p.traceparent, reply_topic: p.replyTopic, written_by: writtenBy });
       } else {
-        const snapshot = this.env.states.snapshotDue(p.locked, lastSeq, state);
-        writes.changedExecutions.push({ ...row, written_by: writtenBy, snapshot });
+        writes.changedExecutions.push({ ...row, written_by: writtenBy, snapshot: snapshotDue });
       }
+      if (snapshotDue) writes.snapshots.push({ execution_id: p.id, seq: lastSeq, state });
       this.env.states.remember(p.id, writtenBy, lastSeq, state);
       writes.events.push({ executionId: p.id, firstSeq, events: p.events });
       if (p.forgotten.size > 0) writes.forgotten.push({ executionId: p.id, stepKeys: [...p.forgotten] });

@@ -5,6 +5,7 @@ import { replay } from '../engine/evolve.js';
 import { attemptRowsOf, executionRow, stepRowsOf } from '../engine/projection.js';
 import { selectProjectionForShare } from '../store/consistency.js';
 import { selectEvents } from '../store/events.js';
+import { selectStateSnapshots } from '../store/executions.js';
 import { ExecutionNotFoundError } from './errors.js';
 import type { PlanCache } from './plan-cache.js';
 
@@ -104,21 +105,28 @@ export async function verifyExecution(
       'updated_at',
       'finished_at',
     ]);
-    // The stored state is a snapshot: the replay of the log up to state_seq (a row
-    // written before 0010 has none, its state is at last_seq).
-    const stateSeq = typeof row.state_seq === 'number' ? row.state_seq : events.length;
-    if (stateSeq < 1 || stateSeq > events.length) {
+    // The stored state is a snapshot: the replay of the log up to its seq (sous.execution_snapshot,
+    // or the row's own state when written before 0017). Seq 0: none yet, and none stored.
+    const snapshotRow = (await selectStateSnapshots(trx, [executionId])).get(executionId);
+    const stateSeq = snapshotRow?.state_seq ?? 0;
+    const headSeq = typeof row.state_seq === 'number' ? row.state_seq : events.length;
+    if (
+      stateSeq < 0 ||
+      stateSeq > events.length ||
+      (stateSeq === 0 && (snapshotRow?.state ?? null) !== null) ||
+      headSeq !== stateSeq
+    ) {
       out.push({
         executionId,
         table: 'execution',
         key: executionId,
         column: 'state_seq',
-        fromLog: events.length,
-        inTable: stateSeq,
+        fromLog: stateSeq,
+        inTable: headSeq,
       });
-    } else {
+    } else if (stateSeq > 0) {
       const snapshot = { state: replay(events.slice(0, stateSeq), plan) };
-      compare(out, executionId, 'execution', executionId, snapshot, { state: row.state }, ['state']);
+      compare(out, executionId, 'execution', executionId, snapshot, { state: snapshotRow?.state }, ['state']);
     }
 
     const stepRows = new Map(stored.steps.map((r) => [r.step_key, r]));

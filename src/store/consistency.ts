@@ -1,6 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
 import type { AttemptRow, ExecutionRow, StepRow } from '../engine/projection.js';
+import { upsertSnapshots } from './executions.js';
 
 /*
  * The projection tables of one execution as a whole: read for verification, replaced
@@ -42,10 +43,11 @@ export async function replaceProjection(
   await sql`
     UPDATE sous.execution SET status = ${row.status}, input = ${JSON.stringify(row.input)}::jsonb,
       output = ${JSON.stringify(row.output)}::jsonb, error = ${JSON.stringify(row.error)}::jsonb,
-      state = ${JSON.stringify(row.state)}::jsonb, last_seq = ${row.last_seq}, state_seq = ${row.last_seq},
+      state = NULL, last_seq = ${row.last_seq}, state_seq = ${row.last_seq},
       written_by = NULL, created_at = ${row.created_at},
       updated_at = ${row.updated_at}, finished_at = ${row.finished_at}
     WHERE id = ${row.id}`.execute(trx);
+  await upsertSnapshots(trx, [{ execution_id: row.id, seq: row.last_seq, state: row.state }]);
   if (steps.length > 0) {
     await sql`
       INSERT INTO sous.step (execution_id, step_key, step_id, item_index, compensation, kind, status, attempts, output,

@@ -3,7 +3,14 @@ import type { Database } from '../db/schema.js';
 import type { AttemptRow, StepRow } from '../engine/projection.js';
 import { insertAttempts, updateAttempts, type AttemptUpdateRow } from './attempts.js';
 import { appendEvents, type EventAppend } from './events.js';
-import { insertExecutions, updateExecutions, type ExecutionChange, type ExecutionWrite } from './executions.js';
+import {
+  insertExecutions,
+  updateExecutions,
+  upsertSnapshots,
+  type ExecutionChange,
+  type ExecutionWrite,
+  type SnapshotWrite,
+} from './executions.js';
 import { insertForeachItems, type ItemList } from './foreach-items.js';
 import { insertOutboxRows, type OutboxRow } from './outbox.js';
 import { insertWaitingCommands, type WaitingCommandRow } from './waiting-commands.js';
@@ -21,6 +28,8 @@ export interface DecisionWrites {
   readonly newExecutions: readonly ExecutionWrite[];
   /** Executions that existed and were locked (updated). */
   readonly changedExecutions: readonly ExecutionChange[];
+  /** State snapshots due (sous.execution_snapshot). */
+  readonly snapshots: readonly SnapshotWrite[];
   readonly events: readonly EventAppend[];
   readonly forgotten: readonly ForgottenSteps[];
   readonly items: readonly ItemList[];
@@ -45,6 +54,7 @@ export interface DecisionWrites {
 export async function commitDecision(trx: Kysely<Database>, writes: DecisionWrites, timerTask: string): Promise<void> {
   await insertExecutions(trx, writes.newExecutions);
   await updateExecutions(trx, writes.changedExecutions);
+  await upsertSnapshots(trx, writes.snapshots);
   await appendEvents(trx, writes.events);
   await deleteForgottenSteps(trx, writes.forgotten);
   await insertForeachItems(trx, writes.items);

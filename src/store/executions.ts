@@ -31,7 +31,7 @@ export interface ExecutionWrite extends ExecutionRow {
   readonly written_by: string;
 }
 
-/** An execution row as a decision updates it: the state is written only when a snapshot is due. */
+/** An execution row as a decision updates it; `snapshot`: a snapshot of its state is written with it. */
 export interface ExecutionChange extends ExecutionRow {
   readonly written_by: string;
   readonly snapshot: boolean;
@@ -61,7 +61,8 @@ export interface StateSnapshot {
   readonly id: string;
   readonly recipe_name: string;
   readonly recipe_version: number;
-  readonly state: ExecutionState;
+  /** Null when there is no snapshot yet (state_seq 0). */
+  readonly state: ExecutionState | null;
   readonly state_seq: number;
   readonly last_seq: number;
   readonly written_by: string | null;
@@ -79,12 +80,20 @@ export async function selectStateSnapshots(
   executionIds: readonly string[],
 ): Promise<Map<string, StateSnapshot>> {
   if (executionIds.length === 0) return new Map();
+  // The snapshot is the sous.execution_snapshot row (0017) when there is one; else the state
+  // a row written before 0017 carries (at state_seq, or at last_seq before 0010); else none
+  // (seq 0: the whole log is replayed).
   const { rows } = await sql<StateSnapshot>`/* sous:selectStateSnapshots */
-    SELECT e.id, e.recipe_name, e.recipe_version, e.state, coalesce(e.state_seq, e.last_seq) AS state_seq, e.last_seq,
-      e.written_by,
+    SELECT e.id, e.recipe_name, e.recipe_version, b.state, b.state_seq, e.last_seq, e.written_by,
       coalesce((SELECT jsonb_agg(v.data ORDER BY v.seq) FROM sous.execution_event v
-        WHERE v.execution_id = e.id AND v.seq > coalesce(e.state_seq, e.last_seq) AND v.seq <= e.last_seq), '[]') AS events
-    FROM sous.execution e WHERE e.id = ANY(${[...executionIds]}::uuid[])`.execute(db);
+        WHERE v.execution_id = e.id AND v.seq > b.state_seq AND v.seq <= e.last_seq), '[]') AS events
+    FROM sous.execution e
+    LEFT JOIN sous.execution_snapshot s ON s.execution_id = e.id
+    CROSS JOIN LATERAL (SELECT
+      CASE WHEN s.execution_id IS NOT NULL THEN s.state ELSE e.state END AS state,
+      CASE WHEN s.execution_id IS NOT NULL THEN s.seq WHEN e.state IS NULL THEN 0
+        ELSE coalesce(e.state_seq, e.last_seq) END AS state_seq) AS b
+    WHERE e.id = ANY(${[...executionIds]}::uuid[])`.execute(db);
   return new Map(rows.map((r) => [r.id, r]));
 }
 
@@ -93,7 +102,16 @@ export function jsonText(value: unknown): string {
   return JSON.stringify(value ?? null);
 }
 
-/** New executions (a start, sub-recipes a decision started), in one statement. */
+/** A row's columns without its state, which is never stored on the row (snapshots have their own table). */
+function withoutState<T extends { readonly state: unknown }>(row: T): Omit<T, 'state'> {
+  const { state: _state, ...rest } = row;
+  return rest;
+}
+
+/**
+ * New executions (a start, sub-recipes a decision started), in one statement. They start
+ * with no snapshot (state_seq 0): their state is their log until the first is due.
+ */
 export async function insertExecutions(trx: Kysely<Database>, rows: readonly ExecutionWrite[]): Promise<void> {
   if (rows.length === 0) return;
   // jsonb_to_recordset reads a JSON null as SQL NULL: output and error stay JSON null, as
@@ -104,19 +122,20 @@ export async function insertExecutions(trx: Kysely<Database>, rows: readonly Exe
        parent_step_key, traceparent, reply_topic, state, last_seq, state_seq, written_by, created_at, updated_at,
        finished_at)
     SELECT id, recipe_name, recipe_version, status, coalesce(input, 'null'), coalesce(output, 'null'),
-      coalesce(error, 'null'), idempotency_key, parent_execution_id, parent_step_key, traceparent, reply_topic, state,
-      last_seq, last_seq, written_by, created_at, updated_at, finished_at
-    FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS r(id uuid, recipe_name text, recipe_version int,
-      status text, input jsonb, output jsonb, error jsonb, idempotency_key text, parent_execution_id uuid,
-      parent_step_key text, traceparent text, reply_topic text, state jsonb, last_seq int, written_by uuid,
-      created_at timestamptz, updated_at timestamptz, finished_at timestamptz)`.execute(trx);
+      coalesce(error, 'null'), idempotency_key, parent_execution_id, parent_step_key, traceparent, reply_topic, NULL,
+      last_seq, 0, written_by, created_at, updated_at, finished_at
+    FROM jsonb_to_recordset(${JSON.stringify(rows.map(withoutState))}::jsonb) AS r(id uuid, recipe_name text,
+      recipe_version int, status text, input jsonb, output jsonb, error jsonb, idempotency_key text,
+      parent_execution_id uuid, parent_step_key text, traceparent text, reply_topic text, last_seq int,
+      written_by uuid, created_at timestamptz, updated_at timestamptz, finished_at timestamptz)`.execute(trx);
 }
 
 /**
- * The columns a decision changes on executions it locked, in one statement. The state
- * and state_seq change only where a snapshot is due; elsewhere the row keeps its
- * snapshot (a row written before 0010 gets state_seq = its last_seq before this write,
- * which is where its state is).
+ * The columns a decision changes on executions it locked, in one statement. Where a
+ * snapshot is due (written by upsertSnapshots in the same transaction) state_seq moves to
+ * last_seq and a state left on the row by a version before 0017 is cleared; elsewhere the
+ * row keeps its state_seq (a row written before 0010 gets its last_seq before this
+ * write, which is where its state is).
  */
 export async function updateExecutions(trx: Kysely<Database>, rows: readonly ExecutionChange[]): Promise<void> {
   if (rows.length === 0) return;
@@ -125,7 +144,7 @@ export async function updateExecutions(trx: Kysely<Database>, rows: readonly Exe
     status: r.status,
     output: r.output,
     error: r.error,
-    state: r.snapshot ? r.state : null,
+    snapshot: r.snapshot,
     last_seq: r.last_seq,
     written_by: r.written_by,
     updated_at: r.updated_at,
@@ -133,12 +152,31 @@ export async function updateExecutions(trx: Kysely<Database>, rows: readonly Exe
   }));
   await sql`/* sous:updateExecutions */
     UPDATE sous.execution e SET status = u.status, output = coalesce(u.output, 'null'), error = coalesce(u.error, 'null'),
-      state = coalesce(u.state, e.state),
-      state_seq = CASE WHEN u.state IS NULL THEN coalesce(e.state_seq, e.last_seq) ELSE u.last_seq END,
+      state = CASE WHEN u.snapshot THEN NULL ELSE e.state END,
+      state_seq = CASE WHEN u.snapshot THEN u.last_seq ELSE coalesce(e.state_seq, e.last_seq) END,
       last_seq = u.last_seq, written_by = u.written_by, updated_at = u.updated_at, finished_at = u.finished_at
     FROM jsonb_to_recordset(${JSON.stringify(changes)}::jsonb) AS u(id uuid, status text, output jsonb, error jsonb,
-      state jsonb, last_seq int, written_by uuid, updated_at timestamptz, finished_at timestamptz)
+      snapshot boolean, last_seq int, written_by uuid, updated_at timestamptz, finished_at timestamptz)
     WHERE e.id = u.id`.execute(trx);
+}
+
+/** A state snapshot to store: the state after event `seq`. */
+export interface SnapshotWrite {
+  readonly execution_id: string;
+  readonly seq: number;
+  readonly state: ExecutionState;
+}
+
+/** Stores snapshots (replacing each execution's previous one), in one statement. */
+export async function upsertSnapshots(trx: Kysely<Database>, rows: readonly SnapshotWrite[]): Promise<void> {
+  if (rows.length === 0) return;
+  await sql`/* sous:upsertSnapshots */
+    INSERT INTO sous.execution_snapshot (execution_id, seq, state, written_at)
+    SELECT execution_id, seq, state, now()
+    FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS r(execution_id uuid, seq int, state jsonb)
+    ON CONFLICT (execution_id) DO UPDATE SET seq = EXCLUDED.seq, state = EXCLUDED.state, written_at = EXCLUDED.written_at`.execute(
+    trx,
+  );
 }
 
 /**

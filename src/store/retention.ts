@@ -158,6 +158,8 @@ export async function deleteExecutions(
       at AS (DELETE FROM sous.step_attempt WHERE execution_id = ANY(${[...ids]}::uuid[]) RETURNING 1),
       st AS (DELETE FROM sous.step WHERE execution_id = ANY(${[...ids]}::uuid[]) RETURNING 1),
       fi AS (DELETE FROM sous.foreach_item WHERE execution_id = ANY(${[...ids]}::uuid[]) RETURNING 1),
+      -- Run though not counted: a data-modifying WITH runs whether or not it is read.
+      sn AS (DELETE FROM sous.execution_snapshot WHERE execution_id = ANY(${[...ids]}::uuid[]) RETURNING 1),
       pl AS (DELETE FROM sous_payload.payload WHERE execution_id = ANY(${[...ids]}::uuid[]) RETURNING 1),
       pm AS (
         DELETE FROM sous.processed_message

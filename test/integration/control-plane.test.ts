@@ -8,6 +8,7 @@ import { sql } from 'kysely';
 import type { ControlPlane } from '../../src/control-plane/control-plane.js';
 import { ExecutionFinishedError, RecipeNotFoundError } from '../../src/control-plane/errors.js';
 import { getEvents, getExecution } from '../../src/control-plane/queries.js';
+import { currentStates } from '../../src/control-plane/execution-states.js';
 import { rebuildExecution } from '../../src/control-plane/rebuild.js';
 import { verifyExecution } from '../../src/control-plane/verify.js';
 import type { RecipePlan, RetryPolicy, Step, TaskStep } from '../../src/recipe/plan.js';
@@ -296,10 +297,10 @@ describe('control plane', () => {
         [4, 'e'],
       ],
     );
-    const state = await sql<{ fe: Record<string, unknown> }>`
-      SELECT state->'forEach'->'each' AS fe FROM sous.execution WHERE id = ${executionId}`.execute(cp.db);
-    assert.equal(state.rows[0]?.fe.count, 5);
-    assert.equal(state.rows[0].fe.items, undefined);
+    const state = (await currentStates(cp.db, cp.environment.plans, [executionId])).get(executionId);
+    const fe = state?.forEach.each as unknown as Record<string, unknown> | undefined;
+    assert.equal(fe?.count, 5);
+    assert.equal(fe.items, undefined);
   });
 
   it('sends an input over the inline limit by reference (claim check)', async () => {

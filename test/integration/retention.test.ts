@@ -102,7 +102,8 @@ async function rowsOf(ids: readonly string[]) {
       (SELECT count(*)::int FROM sous.step_attempt WHERE execution_id = ANY(${ids}::uuid[])) AS attempts,
       (SELECT count(*)::int FROM sous.foreach_item WHERE execution_id = ANY(${ids}::uuid[])) AS foreach_items,
       (SELECT count(*)::int FROM sous_payload.payload WHERE execution_id = ANY(${ids}::uuid[])) AS payloads,
-      (SELECT count(*)::int FROM sous.processed_message WHERE execution_id = ANY(${ids}::uuid[])) AS processed`.execute(
+      (SELECT count(*)::int FROM sous.processed_message WHERE execution_id = ANY(${ids}::uuid[])) AS processed,
+      (SELECT count(*)::int FROM sous.execution_snapshot WHERE execution_id = ANY(${ids}::uuid[])) AS snapshots`.execute(
     db,
   );
   return rows[0] ?? {};
@@ -111,8 +112,9 @@ async function rowsOf(ids: readonly string[]) {
 const purge = (recipeNames: readonly string[], options: Partial<PurgeOptions> = {}) =>
   purgeExpiredExecutions(db, { retention: 30 * DAY, batchSize: 500, recipeNames, ...options });
 
-/** Adds a forEach item and a claim-check payload to an execution (rows the purge must find too). */
+/** Adds a forEach item, a claim-check payload and a state snapshot to an execution (rows the purge must find too). */
 async function extras(id: string): Promise<void> {
+  await sql`INSERT INTO sous.execution_snapshot (execution_id, seq, state) VALUES (${id}, 1, '{}')`.execute(db);
   await sql`INSERT INTO sous.foreach_item (execution_id, step_key, item_index, data) VALUES (${id}, 'loop', 0, '{}')`.execute(
     db,
   );
@@ -139,8 +141,8 @@ describe('retention purge', () => {
     const before = await rowsOf([oldDone]);
     assert.ok(before.events !== undefined && before.events >= 6, 'the execution has its events');
     assert.deepEqual(
-      [before.steps, before.attempts, before.foreach_items, before.payloads, before.processed],
-      [2, 2, 1, 1, 2],
+      [before.steps, before.attempts, before.foreach_items, before.payloads, before.processed, before.snapshots],
+      [2, 2, 1, 1, 2, 1],
     );
     const kept = await rowsOf([oldRunning, youngDone]);
 
@@ -154,6 +156,7 @@ describe('retention purge', () => {
       foreach_items: 0,
       payloads: 0,
       processed: 0,
+      snapshots: 0,
     });
     assert.deepEqual(await rowsOf([oldRunning, youngDone]), kept, 'nothing of the others is touched');
     assert.equal((await purge([r])).executions, 0, 'a second run finds nothing');
@@ -297,6 +300,7 @@ describe('retention purge', () => {
         foreach_items: 0,
         payloads: 0,
         processed: 0,
+        snapshots: 0,
       });
     });
 

@@ -19,9 +19,10 @@ import { databaseUrl } from '../../src/stack/config.js';
 import { stackConfig, uniqueName } from '../helpers/stack.js';
 
 /*
- * The execution state is a snapshot plus the event log (0010_state_snapshots.sql): the
- * row's state is written at start, every `snapshotEvery` events and at the end, and a
- * control plane's cached copy is used only while the row names the batch that cached it.
+ * The execution state is a snapshot plus the event log (0010_state_snapshots.sql, and
+ * 0017_snapshot_table.sql, which moved the snapshot off the execution row): a snapshot is
+ * written every `snapshotEvery` events, and a control plane's cached copy is used only
+ * while the row names the batch that cached it.
  * Against a real PostgreSQL, without Kafka: replies are applied as the consumer would.
  */
 
@@ -86,18 +87,35 @@ describe('execution state snapshots', () => {
     return rows.map((r) => r.data);
   }
 
-  it('writes the state at start, every N events and at the end; the snapshot and the log agree at every step', async () => {
+  async function snapshotRow(id: string) {
+    const { rows } = await sql<{ seq: number; state: unknown }>`
+      SELECT seq, state FROM sous.execution_snapshot WHERE execution_id = ${id}`.execute(db);
+    return rows[0];
+  }
+
+  async function rowState(id: string): Promise<unknown> {
+    const { rows } = await sql<{ state: unknown }>`SELECT state FROM sous.execution WHERE id = ${id}`.execute(db);
+    return rows[0]?.state;
+  }
+
+  it('writes a snapshot every N events, none at start or end; the snapshot and the log agree at every step', async () => {
     const env = environment(5);
     const name = await register(12);
     const { executionId } = await startExecution(db, env, { recipe: name, input: {} });
     const start = await row(executionId);
-    assert.equal(start.state_seq, start.last_seq, 'a new execution stores its state');
+    assert.equal(start.state_seq, 0, 'a new execution has no snapshot: its few events are its state');
+    assert.equal(await snapshotRow(executionId), undefined);
+    assert.equal(await rowState(executionId), null, 'the execution row carries no state');
     const snapshotsAt = new Set<number>();
     while (await completeNext(env, executionId)) {
       const now = await row(executionId);
       assert.ok(now.state_seq !== null);
       assert.ok(now.last_seq - now.state_seq < 5, `at most 4 events after the snapshot, got ${JSON.stringify(now)}`);
-      snapshotsAt.add(now.state_seq);
+      if (now.state_seq > 0) {
+        assert.equal((await snapshotRow(executionId))?.seq, now.state_seq, 'the row names the stored snapshot');
+        snapshotsAt.add(now.state_seq);
+      }
+      assert.equal(await rowState(executionId), null);
       // verify compares the snapshot with the log up to its seq, the rest with the whole log.
       assert.deepEqual(await verifyExecution(db, plans, executionId), []);
       // The state the next decision starts from, read without the cache, is the log's.
@@ -109,7 +127,7 @@ describe('execution state snapshots', () => {
     }
     const end = await row(executionId);
     assert.equal(end.status, 'completed');
-    assert.equal(end.state_seq, end.last_seq, 'a finished execution stores its final state');
+    assert.ok(end.last_seq - (end.state_seq ?? 0) < 5, 'the end wrote no snapshot of its own');
     // Not every decision wrote the state: far fewer snapshots than steps.
     assert.ok(snapshotsAt.size < 12 && snapshotsAt.size >= 3, `snapshots at ${[...snapshotsAt].join(',')}`);
     // Every decision but the first found its state cached.
@@ -119,8 +137,9 @@ describe('execution state snapshots', () => {
 
   it('does not trust a state cached by a batch that rolled back when another process wrote the same seq', async () => {
     const name = await register(1);
-    const a = environment();
-    const b = environment();
+    // A snapshot with every decision: A's last decision stores the state it computed.
+    const a = environment(1);
+    const b = environment(1);
     const { executionId } = await startExecution(db, a, { recipe: name, input: {} });
     // A decides a signal in a transaction that then fails: its cache holds seq n+1 with x.
     await assert.rejects(
@@ -135,7 +154,7 @@ describe('execution state snapshots', () => {
     const missesBefore = a.states.misses;
     await signalExecution(db, a, executionId, 'z', 'z');
     assert.equal(a.states.misses, missesBefore + 1, 'A rebuilt the state instead of using its cache');
-    // The end writes A's state as the snapshot: it must be the log's (y then z, no x).
+    // A's cancel stores its state as the snapshot: it must be the log's (y then z, no x).
     await cancelExecution(db, a, executionId);
     assert.deepEqual(await verifyExecution(db, plans, executionId), []);
     const state = (await currentStates(db, plans, [executionId])).get(executionId);
@@ -151,6 +170,7 @@ describe('execution state snapshots', () => {
     // The row as the 0009 code left it: the whole state rewritten with every event.
     const plan = await plans.get(db, name, 1);
     const full = replay(await events(executionId), plan);
+    await sql`DELETE FROM sous.execution_snapshot WHERE execution_id = ${executionId}`.execute(db);
     await sql`UPDATE sous.execution SET state = ${JSON.stringify(full)}::jsonb, state_seq = NULL, written_by = NULL
       WHERE id = ${executionId}`.execute(db);
     assert.deepEqual(await verifyExecution(db, plans, executionId), []);
@@ -161,6 +181,33 @@ describe('execution state snapshots', () => {
     while (await completeNext(env, executionId));
     const end = await row(executionId);
     assert.equal(end.status, 'completed');
+    assert.deepEqual(await verifyExecution(db, plans, executionId), []);
+  });
+
+  it('continues an execution whose row carries a snapshot written between 0010 and 0017, then moves it to its table', async () => {
+    const env = environment(4);
+    const name = await register(8);
+    const { executionId } = await startExecution(db, env, { recipe: name, input: {} });
+    assert.ok(await completeNext(env, executionId));
+    assert.ok(await completeNext(env, executionId));
+    // The row as the 0010-0016 code left it: a snapshot on the row at state_seq, a few events behind.
+    const plan = await plans.get(db, name, 1);
+    const log = await events(executionId);
+    const stateSeq = log.length - 2;
+    await sql`DELETE FROM sous.execution_snapshot WHERE execution_id = ${executionId}`.execute(db);
+    await sql`UPDATE sous.execution SET state = ${JSON.stringify(replay(log.slice(0, stateSeq), plan))}::jsonb,
+      state_seq = ${stateSeq}, written_by = NULL WHERE id = ${executionId}`.execute(db);
+    assert.deepEqual(await verifyExecution(db, plans, executionId), []);
+    assert.deepEqual((await currentStates(db, plans, [executionId])).get(executionId), replay(log, plan));
+    // A control plane that never saw it carries on from the row's snapshot and, at the next
+    // snapshot, moves it to sous.execution_snapshot and clears the row's.
+    const fresh = environment(4);
+    while (await completeNext(fresh, executionId));
+    const end = await row(executionId);
+    assert.equal(end.status, 'completed');
+    assert.ok((end.state_seq ?? 0) > stateSeq, 'a newer snapshot was written');
+    assert.equal((await snapshotRow(executionId))?.seq, end.state_seq);
+    assert.equal(await rowState(executionId), null);
     assert.deepEqual(await verifyExecution(db, plans, executionId), []);
   });
 });
