@@ -4,7 +4,6 @@ import type { ExecutionState } from '../engine/state.js';
 import { builtOutboxRow } from '../outbox/write-outbox.js';
 import type { StepCommand, StepError } from '../protocol/messages.js';
 import { SHARD_CONTROL_TOPIC, type StepCancel } from '../protocol/shards.js';
-import { encodeCompletionToken } from '../protocol/completion-token.js';
 import type { ChildFinishedMessage } from '../protocol/control-messages.js';
 import type { OutboxRow } from '../store/outbox.js';
 import type { PayloadRow } from '../store/payloads.js';
@@ -59,12 +58,6 @@ export function commandMessage(
     ...carried,
     replyTopic,
     idempotencyKey,
-    completionToken: encodeCompletionToken({
-      executionId: state.executionId,
-      stepExecutionId: event.stepExecutionId,
-      replyTopic,
-      capability: event.capability,
-    }),
     ...(startToCloseMs === undefined
       ? {}
       : { deadline: new Date(Date.parse(event.at) + (scheduleToStartMs ?? 0) + startToCloseMs).toISOString() }),

@@ -24,3 +24,22 @@ export function encodeCompletionToken(data: CompletionTokenData): string {
 export function decodeCompletionToken(token: string): CompletionTokenData {
   return completionTokenSchema.parse(JSON.parse(Buffer.from(token, 'base64url').toString('utf8')));
 }
+
+/** The completion token of a step command: the one it carries, or the one its fields make. */
+export function completionTokenOf(command: {
+  readonly executionId: string;
+  readonly stepExecutionId: string;
+  readonly replyTopic: string;
+  readonly capability: string;
+  readonly completionToken?: string | undefined;
+}): string {
+  return (
+    command.completionToken ??
+    encodeCompletionToken({
+      executionId: command.executionId,
+      stepExecutionId: command.stepExecutionId,
+      replyTopic: command.replyTopic,
+      capability: command.capability,
+    })
+  );
+}

@@ -9,7 +9,7 @@ import {
 import type { OutboxRecord } from '../kafka/outbox-record.js';
 import { ATTR } from '../observability/span-attributes.js';
 import { traceparentOf } from '../observability/trace-context.js';
-import { decodeCompletionToken, encodeCompletionToken } from '../protocol/completion-token.js';
+import { completionTokenOf, decodeCompletionToken, encodeCompletionToken } from '../protocol/completion-token.js';
 import type { Logger } from '../logger.js';
 import { nulPath } from '../nul-path.js';
 import { capabilityOfTopic, contractAccepts, formatContractRange } from '../protocol/shards.js';
@@ -136,7 +136,7 @@ export async function runCommand(env: RunEnvironment, record: OutboxRecord, span
     },
     deferCompletion: () => {
       completion.deferred = true;
-      return withTraceparent(command.completionToken, traceparentOf(traced));
+      return withTraceparent(completionTokenOf(command), traceparentOf(traced));
     },
   };
   let outcome: { output: unknown } | { failure: StepError };
