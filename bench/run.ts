@@ -27,6 +27,7 @@ import { cpuPerStep, memoryOf, readCpu } from './proc.js';
 import { startRig, type Rig, type WorkerTimes } from './rig.js';
 import { distribution, format, spread, type Spread } from './stats.js';
 import { targetsTable } from './targets.js';
+import { walBreakdown, type WalShare } from './wal-breakdown.js';
 
 const settingsSchema = z.object({
   BENCH_RUNS: z.coerce.number().int().min(1).default(3),
@@ -66,6 +67,9 @@ const forEachConcurrency = settings.BENCH_FOREACH_CONCURRENCY ?? settings.BENCH_
 const config = loadStackConfig();
 
 type Figures = Record<string, number>;
+
+/** Per workload, where its last run's WAL went (pg_waldump). */
+const walShares: Record<string, WalShare[]> = {};
 
 // ---------------------------------------------------------------- measuring
 
@@ -198,6 +202,12 @@ async function sequentialWorkload(
       }
     }
     figures = await close(probe, rig, window, count * steps);
+    if (mode === 'at-once') {
+      // The last run's: where the WAL went, by table and record kind.
+      const to = window.marks.walBytes + (figures.walBytesPerStep ?? 0) * count * steps;
+      const shares = await walBreakdown(config, probe, window.marks.walBytes, to, count * steps);
+      if (shares !== undefined) walShares[key] = shares;
+    }
     figures.controlPlanePeakMiB = memoryOf(rig.controlPlanePid).peakMiB;
     topStatements[key] = await probe.topStatements(config.pgUser, 15);
     topStatements[`${key}:start`] = await probe.topStatements(STARTER_ROLE, 10);
@@ -384,6 +394,15 @@ for (const plan of plans) {
     figures[figure] = s;
     console.log(`  ${figure.padEnd(28)} ${format(s.median).padStart(10)}  ${format(s.min)}–${format(s.max)}`);
   }
+  const shares = walShares[plan.key];
+  if (shares !== undefined) {
+    console.log(`  WAL by relation and record, per step (last run, pg_waldump):`);
+    for (const w of shares) {
+      console.log(
+        `    ${`${w.relation} ${w.record}`.padEnd(40)} ${format(w.bytesPerStep).padStart(7)} B  ${format(w.recordsPerStep).padStart(5)} records`,
+      );
+    }
+  }
 }
 const shortPerStep = summary.saturation?.stepsPerSecond?.median;
 const longPerStep = summary.long?.stepsPerSecond?.median;
@@ -406,7 +425,7 @@ mkdirSync(out, { recursive: true });
 const file = join(out, 'results.json');
 writeFileSync(
   file,
-  `${JSON.stringify({ at: new Date().toISOString(), cores: cpus().length, settings, controlPlaneSettings, summary, raw, topStatements }, null, 2)}\n`,
+  `${JSON.stringify({ at: new Date().toISOString(), cores: cpus().length, settings, controlPlaneSettings, summary, raw, topStatements, walShares }, null, 2)}\n`,
 );
 console.log(`written to ${file}`);
 process.exit(0);

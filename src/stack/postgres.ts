@@ -12,14 +12,15 @@ import { assertPortFree, isAlive, StackError, tail } from './process.js';
  * service other programs on the machine rely on. The machine's PostgreSQL binaries are used.
  */
 
-interface PgPaths {
+export interface PgPaths {
   readonly bindir: string;
   readonly dataDir: string;
   readonly socketDir: string;
   readonly logFile: string;
 }
 
-function paths(config: StackConfig): PgPaths {
+/** Where the stack's PostgreSQL binaries and data are (the bench reads the WAL with pg_waldump). */
+export function postgresPaths(config: StackConfig): PgPaths {
   let bindir = config.pgBindir;
   if (bindir === undefined) {
     const result = spawnSync('pg_config', ['--bindir'], { encoding: 'utf8' });
@@ -62,7 +63,7 @@ function asServerUser(): { uid: number; gid: number } | undefined {
 }
 
 function runPgTool(config: StackConfig, tool: string, args: string[]): { status: number; output: string } {
-  const p = paths(config);
+  const p = postgresPaths(config);
   const owner = asServerUser();
   const command = owner === undefined ? join(p.bindir, tool) : 'runuser';
   const fullArgs = owner === undefined ? args : ['-u', 'postgres', '--', join(p.bindir, tool), ...args];
@@ -78,7 +79,7 @@ function ensureOwned(path: string, kind: 'dir' | 'file', owner: { uid: number; g
 
 /** The postmaster's pid while the cluster runs. */
 export function postgresPid(config: StackConfig): number | undefined {
-  const pidFile = join(paths(config).dataDir, 'postmaster.pid');
+  const pidFile = join(postgresPaths(config).dataDir, 'postmaster.pid');
   if (!existsSync(pidFile)) return undefined;
   const pid = Number.parseInt(readFileSync(pidFile, 'utf8').split('\n')[0] ?? '', 10);
   return Number.isInteger(pid) && isAlive(pid) ? pid : undefined;
@@ -99,7 +100,7 @@ async function query<R extends pg.QueryResultRow = Record<string, unknown>>(
 }
 
 export async function startPostgres(config: StackConfig, log: (line: string) => void): Promise<void> {
-  const p = paths(config);
+  const p = postgresPaths(config);
   const owner = asServerUser();
   mkdirSync(join(config.stackDir, 'logs'), { recursive: true });
   mkdirSync(join(config.stackDir, 'pg'), { recursive: true });
@@ -216,7 +217,7 @@ async function ensureStatementStats(config: StackConfig, log: (line: string) => 
 
 export function stopPostgres(config: StackConfig, { immediate = false }: { immediate?: boolean } = {}): boolean {
   if (postgresPid(config) === undefined) return false;
-  const p = paths(config);
+  const p = postgresPaths(config);
   const stop = runPgTool(config, 'pg_ctl', [
     '-D',
     p.dataDir,

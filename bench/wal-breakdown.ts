@@ -1,0 +1,77 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { StackConfig } from '../src/stack/config.js';
+import { postgresPaths } from '../src/stack/postgres.js';
+import type { Probe } from './probe.js';
+
+/** WAL of one table (or index) and record kind, per step. */
+export interface WalShare {
+  readonly relation: string;
+  readonly record: string;
+  readonly bytesPerStep: number;
+  readonly recordsPerStep: number;
+}
+
+/** A WAL position as PostgreSQL writes it (`hi/lo`), from bytes since 0/0. */
+function lsnOf(bytes: number): string {
+  const hi = Math.floor(bytes / 2 ** 32);
+  const lo = bytes - hi * 2 ** 32;
+  return `${hi.toString(16).toUpperCase()}/${lo.toString(16).toUpperCase()}`;
+}
+
+const RECORD = /len \(rec\/tot\):\s*\d+\/\s*(\d+),.*desc: ([A-Z0-9_+]+)/;
+const RELATION = /rel \d+\/\d+\/(\d+)/;
+
+/**
+ * Where a window's WAL went, by relation and record kind (pg_waldump over the window, the
+ * relation's name from pg_class): what to cut next when the WAL per step is too high.
+ * Undefined when pg_waldump is not there or the WAL of the window was recycled.
+ */
+export async function walBreakdown(
+  config: StackConfig,
+  probe: Probe,
+  fromBytes: number,
+  toBytes: number,
+  steps: number,
+  top = 14,
+): Promise<WalShare[] | undefined> {
+  const { bindir, dataDir } = postgresPaths(config);
+  const waldump = join(bindir, 'pg_waldump');
+  if (!existsSync(waldump)) return undefined;
+  const run = spawnSync(waldump, ['-p', join(dataDir, 'pg_wal'), '-s', lsnOf(fromBytes), '-e', lsnOf(toBytes)], {
+    encoding: 'utf8',
+    maxBuffer: 1024 * 1024 * 1024,
+  });
+  if (run.status !== 0 && run.stdout.length === 0) return undefined;
+  const totals = new Map<string, { bytes: number; records: number; node: string; record: string }>();
+  for (const line of run.stdout.split('\n')) {
+    const m = RECORD.exec(line);
+    if (m === null) continue;
+    const [, size, record = '?'] = m;
+    const node = RELATION.exec(line)?.[1] ?? '-';
+    const key = `${node} ${record}`;
+    const t = totals.get(key) ?? { bytes: 0, records: 0, node, record };
+    t.bytes += Number(size);
+    t.records++;
+    totals.set(key, t);
+  }
+  const nodes = [...new Set([...totals.values()].map((t) => t.node).filter((n) => n !== '-'))];
+  const names = new Map(
+    (
+      await probe.query<{ node: string; name: string }>(
+        `SELECT relfilenode::text AS node, relname AS name FROM pg_class WHERE relfilenode = ANY($1::oid[])`,
+        [nodes],
+      )
+    ).map((r) => [r.node, r.name]),
+  );
+  return [...totals.values()]
+    .sort((a, b) => b.bytes - a.bytes)
+    .slice(0, top)
+    .map((t) => ({
+      relation: t.node === '-' ? '(none)' : (names.get(t.node) ?? `relfilenode ${t.node}`),
+      record: t.record,
+      bytesPerStep: t.bytes / steps,
+      recordsPerStep: t.records / steps,
+    }));
+}
