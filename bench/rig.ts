@@ -38,10 +38,18 @@ export interface RigOptions {
   readonly name: string;
   readonly slowMs: number;
   readonly workerConcurrency: number;
+  /** Whether the worker notes when each command arrived and was handled (stop() returns them). @default true */
+  readonly recordTimes?: boolean;
 }
 
 /** A control plane, a worker and a starter, on topics, groups and a capability of their own. */
-export async function startRig({ config, name, slowMs, workerConcurrency }: RigOptions): Promise<Rig> {
+export async function startRig({
+  config,
+  name,
+  slowMs,
+  workerConcurrency,
+  recordTimes = true,
+}: RigOptions): Promise<Rig> {
   const tag = `${session}-${name}-${++rigs}`;
   const replyTopic = `sous.bench.replies.${tag}`;
   const capability = `bench${tag.replace(/[^a-z0-9]/g, '')}.step`;
@@ -76,6 +84,7 @@ export async function startRig({ config, name, slowMs, workerConcurrency }: RigO
       BENCH_RECEIVED_FILE: receivedFile,
       BENCH_SLOW_MS: String(slowMs),
       BENCH_WORKER_CONCURRENCY: String(workerConcurrency),
+      BENCH_RECORD_TIMES: recordTimes ? '1' : '0',
     },
     'worker ready',
     join(logs, `worker-${tag}.log`),

@@ -15,9 +15,12 @@ const env = z
     BENCH_RECEIVED_FILE: z.string().min(1),
     BENCH_SLOW_MS: z.coerce.number().int().min(0),
     BENCH_WORKER_CONCURRENCY: z.coerce.number().int().min(1),
+    // 0: note no times (the soak: an hour of them would grow the worker's memory).
+    BENCH_RECORD_TIMES: z.enum(['0', '1']).default('1'),
   })
   .parse(process.env);
 
+const recordTimes = env.BENCH_RECORD_TIMES === '1';
 const received = new Map<string, number>();
 const handled = new Map<string, number>();
 const step = defineCapability({
@@ -26,9 +29,9 @@ const step = defineCapability({
   output: z.object({ n: z.number() }),
   handler: async ({ n }, ctx) => {
     const key = ctx.itemIndex === undefined ? ctx.stepId : `${ctx.stepId}[${ctx.itemIndex}]`;
-    received.set(`${ctx.executionId}/${key}`, Date.now());
+    if (recordTimes) received.set(`${ctx.executionId}/${key}`, Date.now());
     if (env.BENCH_SLOW_MS > 0) await sleep(env.BENCH_SLOW_MS);
-    handled.set(`${ctx.executionId}/${key}`, Date.now());
+    if (recordTimes) handled.set(`${ctx.executionId}/${key}`, Date.now());
     return { n: n + 1 };
   },
 });
