@@ -1,5 +1,5 @@
 import { isMap, LineCounter, parseDocument, type Document } from 'yaml';
-import { RecipeInvalidError, type RecipeIssue } from './errors.js';
+import { formatPath, RecipeInvalidError, type RecipeIssue } from './errors.js';
 import type { RecipePlan } from './plan.js';
 import { compileRecipe } from './schema.js';
 
@@ -46,6 +46,14 @@ export function parseRecipeYaml(text: string): RecipePlan {
       { cause: error },
     );
   }
+  // An alias inside the node it names (`a: &x [*x]`) makes a cyclic value, which no
+  // recipe is and which validation would follow until the stack overflows.
+  const cycle = cyclePath(value, []);
+  if (cycle !== undefined) {
+    throw new RecipeInvalidError([
+      { path: formatPath(cycle), message: 'a YAML alias refers to a node that contains it (a cycle)' },
+    ]);
+  }
   try {
     return compileRecipe(value);
   } catch (error) {
@@ -58,4 +66,24 @@ export function parseRecipeYaml(text: string): RecipePlan {
       { cause: error },
     );
   }
+}
+
+/** The path of the first place where `value` contains one of its own ancestors, if any. */
+function cyclePath(
+  value: unknown,
+  path: (string | number)[],
+  ancestors = new Set<object>(),
+): (string | number)[] | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  if (ancestors.has(value)) return path;
+  ancestors.add(value);
+  const entries: [string | number, unknown][] = Array.isArray(value)
+    ? value.map((v, i): [number, unknown] => [i, v])
+    : Object.entries(value);
+  for (const [key, child] of entries) {
+    const found = cyclePath(child, [...path, key], ancestors);
+    if (found !== undefined) return found;
+  }
+  ancestors.delete(value);
+  return undefined;
 }
