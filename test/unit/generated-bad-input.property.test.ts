@@ -25,7 +25,7 @@ import { defineCapability } from '../../src/worker/index.js';
 import { Poison, runCommand, type RunEnvironment } from '../../src/worker/run-command.js';
 import { logger } from '../../src/logger.js';
 
-const RUNS = 1000;
+const RUNS = Number(process.env.SOUS_PROPERTY_RUNS ?? 1000);
 const SEED = Number(process.env.SOUS_PROPERTY_SEED ?? Date.now() % 2 ** 31);
 const params = { numRuns: RUNS, seed: SEED };
 
