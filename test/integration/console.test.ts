@@ -8,6 +8,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { sql } from 'kysely';
 import { z } from 'zod';
 import { createApiToken } from '../../src/api/auth.js';
 import type { ControlPlane } from '../../src/control-plane/control-plane.js';
@@ -73,6 +74,17 @@ async function signIn(context: BrowserContext, token: string): Promise<Page> {
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.getByRole('navigation', { name: 'Pages' }).waitFor();
   return page;
+}
+
+async function gql<T>(query: string, variables: Record<string, unknown> = {}): Promise<T> {
+  const response = await fetch(`${base}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${tokens.viewer}` },
+    body: JSON.stringify({ query, variables }),
+  });
+  const body = (await response.json()) as { data: T; errors?: unknown[] };
+  assert.equal(body.errors, undefined, JSON.stringify(body.errors));
+  return body.data;
 }
 
 async function waitForDeadLetter(executionId: string): Promise<string> {
@@ -277,5 +289,61 @@ describe('operator console', () => {
     } finally {
       await context.close();
     }
+  });
+
+  it('serves the page and its assets from the package, and the API fields the console reads', async () => {
+    const page = await fetch(`${base}/console`);
+    assert.equal(page.status, 200);
+    assert.match(page.headers.get('content-security-policy') ?? '', /default-src 'self'/);
+    const html = await page.text();
+    for (const [asset, type] of [
+      ['/console/assets/console.js', 'text/javascript'],
+      ['/console/assets/console.css', 'text/css'],
+    ] as const) {
+      assert.ok(html.includes(asset), `the page loads ${asset}`);
+      const response = await fetch(`${base}${asset}`);
+      assert.equal(response.status, 200);
+      assert.match(response.headers.get('content-type') ?? '', new RegExp(type));
+    }
+    assert.ok(!/https?:\/\//.test(html), 'nothing is loaded from another origin');
+
+    // Dead letters by ingestion time: the one reprocessed above is inside [an hour ago, now].
+    const letters = (after: string | null, before: string | null) =>
+      gql<{ deadLetters: { id: string }[] }>(
+        `query($c: String, $a: DateTime, $b: DateTime) {
+          deadLetters(filter: { status: REPROCESSED, capability: $c }, ingestedAfter: $a, ingestedBefore: $b) { id } }`,
+        { c: cap('ship'), a: after, b: before },
+      );
+    const hourAgo = new Date(Date.now() - 3_600_000).toISOString();
+    const later = new Date(Date.now() + 60_000).toISOString();
+    assert.equal((await letters(hourAgo, later)).deadLetters.length, 1);
+    assert.equal((await letters(later, null)).deadLetters.length, 0, 'none ingested after now');
+    assert.equal((await letters(null, hourAgo)).deadLetters.length, 0, 'none ingested an hour ago');
+
+    // A dead-lettered execution idle past sous.stuck_after (5 minutes) is stuck, with its reason.
+    const parked = (await cp.startExecution({ recipe: ship, input: { address: 222 } })).executionId;
+    await waitForExecution(cp, parked, (v) =>
+      v.steps.some((st) => st.stepKey === 'ship' && st.status === 'dead_lettered'),
+    );
+    // Ten minutes pass for this execution only: its last change is dated back.
+    await sql`UPDATE sous.execution SET updated_at = now() - interval '10 minutes' WHERE id = ${parked}`.execute(cp.db);
+    const { overview } = await gql<{
+      overview: {
+        executionsByStatus: { status: string; count: number }[];
+        stuck: { executionId: string; reason: string; waitingOn: string[]; idleSeconds: number }[];
+        stuckAfterSeconds: number;
+      };
+    }>(
+      `{ overview { executionsByStatus { status count } stuck(first: 200) { executionId reason waitingOn idleSeconds } stuckAfterSeconds } }`,
+    );
+    assert.equal(overview.executionsByStatus.length, 7, 'every status, zero included');
+    assert.ok((overview.executionsByStatus.find((c) => c.status === 'COMPLETED')?.count ?? 0) >= 2);
+    assert.equal(overview.stuckAfterSeconds, 300);
+    const stuck = overview.stuck.find((e) => e.executionId === parked);
+    assert.deepEqual(stuck && { reason: stuck.reason, waitingOn: stuck.waitingOn, idle: stuck.idleSeconds >= 600 }, {
+      reason: 'dead_lettered',
+      waitingOn: ['ship'],
+      idle: true,
+    });
   });
 });
