@@ -256,8 +256,13 @@ export function DeadLettersPage({ session }: { session: Session }) {
                   </td>
                   <td>{l.reprocessCount}×</td>
                   <td>
-                    <button type="button" onClick={() => setPreviewId(l.id)} aria-pressed={previewId === l.id}>
-                      Preview {l.id.slice(0, 8)}
+                    <button
+                      type="button"
+                      onClick={() => setPreviewId(l.id)}
+                      aria-pressed={previewId === l.id}
+                      aria-label={`Preview dead letter ${l.id.slice(0, 8)}`}
+                    >
+                      Preview
                     </button>
                   </td>
                 </tr>

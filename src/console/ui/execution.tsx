@@ -15,6 +15,12 @@ import {
 } from './queries.js';
 import { RecipeGraph, type Plan } from './recipe-graph.js';
 
+/** The step an event is about, when it is about one. */
+const stepKeyOf = (data: unknown): string => {
+  const key = (data as { stepKey?: unknown } | null)?.stepKey;
+  return typeof key === 'string' ? key : '';
+};
+
 type PlanNode = { id: string; steps?: readonly PlanNode[]; branches?: readonly (readonly PlanNode[])[] };
 
 /** The index of the top-level step of the plan that holds `stepId` (itself, or its parallel/forEach). */
@@ -248,10 +254,11 @@ export function ExecutionPage({ id, session }: { id: string; session: Session })
       </div>
       <section aria-labelledby="events-title">
         <h2 id="events-title">Events</h2>
-        <ol className="timeline">
+        <ol className="timeline" tabIndex={0} aria-label="Event log, oldest first">
           {execution.events.map((e) => (
             <li key={e.seq}>
-              <span className="mono">#{e.seq}</span> <strong>{e.type}</strong> <Time at={e.at} />
+              <span className="mono">#{e.seq}</span> <strong>{e.type}</strong>{' '}
+              <span className="mono">{stepKeyOf(e.data)}</span> <Time at={e.at} />
               <details>
                 <summary>data</summary>
                 <Json value={e.data} label={`Event ${e.seq} data`} />

@@ -68,7 +68,7 @@ function countsOf(rows: readonly StepRow[], items: number | undefined): string {
   const done = rows.filter((r) => r.status === 'completed' || r.status === 'skipped').length;
   const running = rows.filter((r) => ['running', 'scheduled', 'retry_wait', 'retry_ready'].includes(r.status)).length;
   const failed = rows.filter((r) => r.status === 'failed' || r.status === 'dead_lettered').length;
-  return `${done}/${items ?? rows.length} done · ${running} in flight · ${failed} failed`;
+  return `${done}/${items ?? rows.length} done · ${running} running · ${failed} failed`;
 }
 
 export function buildGraph(plan: Plan, steps: readonly StepRow[], buckets: readonly Bucket[]) {
@@ -164,7 +164,7 @@ export function buildGraph(plan: Plan, steps: readonly StepRow[], buckets: reado
   return { nodes, edges };
 }
 
-const WIDTH = 200;
+const WIDTH = 230;
 const clip = (text: string, max: number) => (text.length > max ? `${text.slice(0, max - 1)}…` : text);
 const HEIGHT = 58;
 
@@ -247,10 +247,10 @@ export function RecipeGraph(props: {
               <title>{`${n.title}: ${n.counts ?? n.detail} (${n.state.replaceAll('_', ' ')})`}</title>
               <rect width={placed.width} height={placed.height} rx={6} />
               <text x={10} y={18} className="title">
-                {clip(n.title, 24)}
+                {clip(n.title, 30)}
               </text>
               <text x={10} y={34} className="detail">
-                {clip(n.counts ?? n.detail, 28)}
+                {clip(n.counts ?? n.detail, 34)}
               </text>
               <text x={10} y={50} className="detail">
                 {n.state.replaceAll('_', ' ')}
