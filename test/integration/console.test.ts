@@ -25,6 +25,7 @@ const ns = uniqueName('console').replaceAll('-', '');
 const cap = (name: string) => `test${ns}.${name}`;
 const tour = `${ns}.tour`;
 const ship = `${ns}.ship`;
+const gate = `${ns}.gate`;
 const SHOTS = process.env.SOUS_SCREENSHOT_DIR ?? join(import.meta.dirname, '..', '..', '.cache', 'console-screenshots');
 
 let cp: ControlPlane & { replyTopic: string };
@@ -139,6 +140,18 @@ before(async () => {
     parseRecipeYaml(
       `name: ${ship}\nsteps:\n  - id: ship\n    capability: ${cap('ship')}\n    input: { address: input.address }\noutput: outputs.ship\n`,
     ),
+  );
+  await cp.registerRecipe(
+    parseRecipeYaml(`
+name: ${gate}
+steps:
+  - id: approval
+    waitForSignal: go
+  - id: after
+    capability: ${cap('echo')}
+    input: { approved: outputs.approval.ok }
+output: outputs.after
+`),
   );
   browser = await launchChromium();
   cleanup.push(() => browser.close());
@@ -345,5 +358,49 @@ describe('operator console', () => {
       waitingOn: ['ship'],
       idle: true,
     });
+  });
+
+  it('shows a new execution live, pauses, resumes and signals it, and drains and resumes a shard', async () => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    try {
+      const page = await signIn(context, tokens.operator);
+      await page.getByRole('link', { name: 'Executions', exact: true }).click();
+      await page.getByLabel('Recipe', { exact: true }).fill(gate);
+      await page.getByRole('button', { name: 'Apply filters' }).click();
+      await page.getByText('No execution matches these filters.').waitFor();
+      // Started elsewhere: the list shows it through executionsChanged, without a reload.
+      const id = (await cp.startExecution({ recipe: gate, input: {} })).executionId;
+      await page.locator(`tr[data-execution="${id}"]`).getByRole('link').click();
+      const status = (s: string) => page.locator(`.execution-status[data-status="${s}"]`).waitFor();
+      await status('RUNNING');
+      const act = async (button: string, confirm: string) => {
+        await page.getByRole('button', { name: button, exact: true }).click();
+        await page.getByRole('dialog', { name: button }).getByRole('button', { name: confirm }).click();
+      };
+      await act('Pause', 'Pause execution');
+      await status('PAUSED');
+      await act('Resume', 'Resume execution');
+      await status('RUNNING');
+      await page.getByRole('button', { name: 'Signal', exact: true }).click();
+      const dialog = page.getByRole('dialog', { name: 'Signal' });
+      await dialog.getByLabel('Signal name').fill('go');
+      await dialog.getByLabel('Payload (JSON)').fill('{ "ok": true }');
+      await dialog.getByRole('button', { name: 'Send signal' }).click();
+      await status('COMPLETED');
+      assert.deepEqual((await waitForExecution(cp, id)).output, { approved: true });
+
+      await page.getByRole('link', { name: 'Shards' }).click();
+      const row = page.getByRole('row').filter({ hasText: cap('ship') });
+      await row.getByRole('button', { name: /^Drain / }).click();
+      await page.getByRole('dialog').getByRole('button', { name: 'Drain shard' }).click();
+      await row.getByRole('button', { name: /^Resume / }).waitFor();
+      await row.getByText('draining').waitFor({ timeout: 30_000 });
+      await row.getByRole('button', { name: /^Resume / }).click();
+      await page.getByRole('dialog').getByRole('button', { name: 'Resume shard' }).click();
+      await row.getByRole('button', { name: /^Drain / }).waitFor();
+      await row.getByText('healthy').waitFor({ timeout: 30_000 });
+    } finally {
+      await context.close();
+    }
   });
 });
