@@ -172,6 +172,10 @@ describe('operator console', () => {
       const page = await signIn(context, tokens.operator);
       await page.getByRole('heading', { name: 'Overview' }).waitFor();
       await shot(page, 'overview');
+      // A status tile opens the list filtered by that status.
+      await page.getByRole('link', { name: / failed$/ }).click();
+      await page.getByRole('heading', { name: 'Executions' }).waitFor();
+      assert.ok(await page.getByLabel('failed', { exact: true }).isChecked(), 'the tile filters by its status');
 
       await page.getByRole('link', { name: 'Executions', exact: true }).click();
       await page.getByLabel('failed', { exact: true }).check();

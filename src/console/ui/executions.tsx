@@ -42,9 +42,12 @@ function toFilter(f: Filters): Record<string, unknown> {
   return out;
 }
 
-/** Filters read from the page's address (the overview links to a status this way). */
+/**
+ * Filters read from the page's address (the overview links to a status this way): the
+ * hash router puts a link's `?query` in the address's search part, before the hash.
+ */
 function fromAddress(): Filters {
-  const query = new URLSearchParams(window.location.hash.split('?')[1] ?? '');
+  const query = new URLSearchParams(window.location.search);
   const status = query.getAll('status').filter((s): s is ExecutionStatus => STATUSES.includes(s as ExecutionStatus));
   return { ...EMPTY, status, recipe: query.get('recipe') ?? '' };
 }
