@@ -203,6 +203,7 @@ const tokenFile = join(config.stackDir, 'admin-token');
 const admin = await storedAdminToken(db, tokenFile, 'npm-start');
 say(`[sous] GraphQL API at ${url} (GraphiQL: ${url.replace(/graphql$/, 'graphiql')})`);
 const base = url.replace(/\/graphql$/, '');
+say(`[sous] operator console at ${base}/console (sign in with the admin token below)`);
 say(
   `[sous] control-plane and API metrics at ${base}/metrics (Prometheus), liveness at ${base}/healthz, readiness at ${base}/readyz`,
 );

@@ -43,6 +43,7 @@ const app = await buildApi({
 const url = await serveApi(app, { host: config.SOUS_API_HOST, port: config.SOUS_API_PORT });
 process.stdout.write(`sous api listening at ${url}\n`);
 const base = url.replace(/\/graphql$/, '');
+process.stdout.write(`sous api console at ${base}/console\n`);
 process.stdout.write(`sous api metrics at ${base}/metrics, health at ${base}/healthz and ${base}/readyz\n`);
 const stop = async () => {
   await app.close();

@@ -2,6 +2,7 @@ import { cp, readdir, readFile, rm } from 'node:fs/promises';
 import { builtinModules } from 'node:module';
 import { join, relative } from 'node:path';
 import { execFileSync } from 'node:child_process';
+import { writeConsoleAssets } from '../src/console/bundle.js';
 
 /*
  * Builds the two packages of this repository from the one source tree in src/:
@@ -17,6 +18,7 @@ import { execFileSync } from 'node:child_process';
 const ROOT = join(import.meta.dirname, '..');
 const SRC = join(ROOT, 'src');
 const WORKER_PACKAGE = join(ROOT, 'packages', 'worker');
+const CONSOLE_UI = join('console', 'ui') + '/';
 
 function tsc(project: string): void {
   execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', project], {
@@ -35,6 +37,8 @@ async function filesUnder(dir: string): Promise<string[]> {
 async function copyAssets(outDir: string, only?: string): Promise<void> {
   for (const file of await filesUnder(SRC)) {
     if (file.endsWith('.ts')) continue;
+    // The console's browser source is bundled below, not shipped as it is.
+    if (file.startsWith(CONSOLE_UI)) continue;
     if (only !== undefined && !file.startsWith(`${only}/`)) continue;
     await cp(join(SRC, file), join(outDir, file));
   }
@@ -80,6 +84,8 @@ await rm(join(ROOT, 'dist'), { recursive: true, force: true });
 await rm(join(WORKER_PACKAGE, 'dist'), { recursive: true, force: true });
 tsc('tsconfig.build.json');
 await copyAssets(join(ROOT, 'dist'));
+// The operator console's script and stylesheet, served from the package (dist/console/assets).
+await writeConsoleAssets(join(ROOT, 'dist', 'console', 'assets'));
 tsc('tsconfig.worker.json');
 await copyAssets(join(WORKER_PACKAGE, 'dist'), 'worker');
 await checkWorkerDependencies();

@@ -15,6 +15,8 @@ import {
   type ErrorExtensions,
 } from './errors.js';
 import { registerGraphiql } from './graphiql.js';
+import { registerConsole } from '../console/serve.js';
+import { withOverviewResolvers } from './overview-resolvers.js';
 import { nulArgumentRule } from './nul-arguments.js';
 import { listenForExecutionChanges, type ChangeListener } from './notifications.js';
 import { loaders, resolvers } from './resolvers.js';
@@ -37,6 +39,11 @@ export interface ApiOptions {
   readonly databaseUrl: string;
   /** Serve GraphiQL at /graphiql. @default false */
   readonly graphiql?: boolean;
+  /**
+   * Serve the operator console at /console. It holds no data itself: every request it
+   * makes carries the token its user signs in with. @default true
+   */
+  readonly console?: boolean;
   /** Deepest query accepted. @default 10 */
   readonly maxDepth?: number;
   /**
@@ -110,7 +117,9 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   await app.register(mercurius, {
     schema: SCHEMA,
     resolvers: {
-      ...withScheduleResolvers(withShardResolvers(withObservabilityResolvers(withDeadLetterJobResolvers(resolvers)))),
+      ...withOverviewResolvers(
+        withScheduleResolvers(withShardResolvers(withObservabilityResolvers(withDeadLetterJobResolvers(resolvers)))),
+      ),
       JSON: JsonScalar,
       DateTime: DateTimeScalar,
     },
@@ -212,6 +221,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     await listener?.close();
   });
   if (options.graphiql === true) registerGraphiql(app);
+  if (options.console !== false) registerConsole(app);
   // /metrics, /healthz, /readyz: unauthenticated, as scrapers and orchestrators call them;
   // they show counts and dependency states, never execution data.
   for (const path of PROBE_PATHS) {

@@ -249,6 +249,7 @@ export async function listDeadLetters(
   db: Kysely<Database>,
   filter: DeadLetterFilter,
   first: number,
+  ingested: { readonly after?: string | undefined; readonly before?: string | undefined } = {},
 ): Promise<Record<string, unknown>[]> {
   if (!Number.isInteger(first) || first < 1 || first > MAX_PAGE) {
     throw new InvalidArgumentError(`first must be between 1 and ${MAX_PAGE}, got ${first}`);
@@ -263,6 +264,8 @@ export async function listDeadLetters(
     errorCode: filter.errorCode ?? null,
     originalTopic: filter.originalTopic ?? null,
     executionId: filter.executionId ?? null,
+    ingestedAfter: ingested.after ?? null,
+    ingestedBefore: ingested.before ?? null,
     limit: first,
   });
 }

@@ -149,7 +149,11 @@ export const resolvers: IResolvers = {
     },
     deadLetters: (_root, args: Args, ctx) =>
       // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- args are unknown; GraphQL validated their shape
-      listDeadLetters(ctx.db, (args.filter ?? {}) as DeadLetterFilter, int(args.first) ?? 100),
+      listDeadLetters(ctx.db, (args.filter ?? {}) as DeadLetterFilter, int(args.first) ?? 100, {
+        // DateTime arguments arrive as ISO strings (the scalar parsed them).
+        after: str(args.ingestedAfter),
+        before: str(args.ingestedBefore),
+      }),
   },
 
   Mutation: {

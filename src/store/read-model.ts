@@ -134,6 +134,8 @@ export async function selectDeadLetterPage(
     readonly errorCode: string | null;
     readonly originalTopic: string | null;
     readonly executionId: string | null;
+    readonly ingestedAfter: string | null;
+    readonly ingestedBefore: string | null;
     readonly limit: number;
   },
 ): Promise<Record<string, unknown>[]> {
@@ -152,6 +154,8 @@ export async function selectDeadLetterPage(
       AND (${q.errorCode}::text IS NULL OR error_code = ${q.errorCode})
       AND (${q.originalTopic}::text IS NULL OR original_topic = ${q.originalTopic})
       AND (${q.executionId}::uuid IS NULL OR execution_id = ${q.executionId}::uuid)
+      AND (${q.ingestedAfter}::timestamptz IS NULL OR ingested_at >= ${q.ingestedAfter}::timestamptz)
+      AND (${q.ingestedBefore}::timestamptz IS NULL OR ingested_at < ${q.ingestedBefore}::timestamptz)
     ORDER BY ingested_at DESC, dlt_offset DESC
     LIMIT ${q.limit}`.execute(db);
   return rows;

@@ -82,6 +82,8 @@ describe('the packages a service installs', { timeout: 600_000 }, () => {
       'dist/recipe/index.js',
       'dist/recipe/index.d.ts',
       'dist/api/schema.graphql',
+      'dist/console/assets/console.js',
+      'dist/console/assets/console.css',
       'dist/worker/sql/exactly-once.sql',
       'migrations/0001_outbox.sql',
       'connectors/pom.xml',
@@ -192,5 +194,16 @@ describe('the packages a service installs', { timeout: 600_000 }, () => {
       engines: { node: string };
     };
     assert.match(manifest.engines.node, />=\s*2[2-9]/);
+    // The console is served from the bundle the package ships: no bundler is installed here.
+    const consoleJs = await nodeEval(
+      dir,
+      [
+        "const { loadConsoleAssets } = await import('./node_modules/sous/dist/console/bundle.js');",
+        'const assets = await loadConsoleAssets();',
+        'console.log(assets.js.length > 1000 && assets.css.length > 100);',
+      ].join('\n'),
+    );
+    assert.equal(consoleJs, 'true');
+    assert.ok(!existsSync(join(dir, 'node_modules', 'esbuild')), 'esbuild is not a runtime dependency');
   });
 });
