@@ -6,7 +6,7 @@ import { StackConfigError, type StackConfig } from '../stack/config.js';
  * Kafka broker, Kafka Connect), as it would be in its own data centre. The first region
  * listed uses the configured ports and folder (SOUS_PG_PORT, ...): a one-region stack is
  * the stack as before. Region `i` (0-based) adds `i * portStep` to every port and keeps
- * its data in `<stackDir>-<region>`.
+ * its data in `<stackDir>-r<i>` (by position, like its ports: a folder always matches its ports).
  *
  * Why a step of 1000 by default: the profiles' base ports (15xxx dev, 25xxx CI and tests)
  * are 10000 apart and the four ports of one stack span 3661 (5432 to 9093), so a
@@ -71,7 +71,7 @@ export function regionStacks(
       kafkaPort: base.kafkaPort + shift,
       kafkaControllerPort: base.kafkaControllerPort + shift,
       connectPort: base.connectPort + shift,
-      stackDir: index === 0 ? base.stackDir : `${base.stackDir}-${region}`,
+      stackDir: index === 0 ? base.stackDir : `${base.stackDir}-r${index}`,
     };
     return { region, index, config };
   });

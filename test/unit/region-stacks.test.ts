@@ -21,7 +21,7 @@ describe('region stacks', () => {
       [eu?.config.pgPort, eu?.config.kafkaPort, eu?.config.kafkaControllerPort, eu?.config.connectPort],
       [26432, 30092, 30093, 29083],
     );
-    assert.equal(eu?.config.stackDir, `${base.stackDir}-eu-west`);
+    assert.equal(eu?.config.stackDir, `${base.stackDir}-r1`);
   });
 
   it("never lands a derived region on another profile's ports (CI's second region meets no dev or test port)", () => {
