@@ -75,9 +75,11 @@ const positionKey = (prefix: string, topic: string, partition: number) => `${pre
 function headersOf(headers: IHeaders | undefined): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [name, value] of Object.entries(headers ?? {})) {
-    if (value === undefined) continue;
-    const first = Array.isArray(value) ? value[0] : value;
-    if (first !== undefined) out[name] = Buffer.isBuffer(first) ? first.toString('utf8') : first;
+    // The outbox router writes a header without a value for a NULL column (no traceparent):
+    // a header without a value is not copied.
+    const first: unknown = Array.isArray(value) ? value[0] : value;
+    if (typeof first === 'string') out[name] = first;
+    else if (Buffer.isBuffer(first)) out[name] = first.toString('utf8');
   }
   return out;
 }

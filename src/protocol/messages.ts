@@ -24,6 +24,10 @@ export const REPLY_TOPIC = 'sous.replies';
 export const payloadRefSchema = z.strictObject({ ref: z.uuid(), bytes: z.number().int().nonnegative() });
 export type PayloadRef = z.infer<typeof payloadRefSchema>;
 
+/** Where a cross-region step's replies go first: the home region's relay topic. */
+export const replyViaSchema = z.strictObject({ region: z.string().min(1), topic: z.string().min(1) });
+export type ReplyVia = z.infer<typeof replyViaSchema>;
+
 export const stepCommandSchema = z.strictObject({
   kind: z.literal('step.command'),
   executionId: z.uuid(),
@@ -39,6 +43,12 @@ export const stepCommandSchema = z.strictObject({
   input: z.unknown().optional(),
   inputRef: payloadRefSchema.optional(),
   replyTopic: z.string().min(1),
+  /**
+   * A step run in another region than its execution's: replies go to `topic` (the relay
+   * topic of the execution's region, in the worker's own cluster) with routing headers
+   * naming `region` and `replyTopic`, and the relay carries them home (docs/regions.md).
+   */
+  replyVia: replyViaSchema.optional(),
   /** Same on every attempt and redelivery of this step (also the Kafka header). */
   idempotencyKey: z.string().min(1),
   /** Lets any instance complete this attempt later (long commands). */
