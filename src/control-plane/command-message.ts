@@ -68,7 +68,7 @@ export function commandMessage(
     attempt: event.attempt,
     ...carried,
     replyTopic,
-    ...(replyVia === undefined ? {} : { replyVia }),
+    ...(replyVia === undefined ? {} : { replyVia, resident: true }),
     idempotencyKey,
     completionToken: encodeCompletionToken({
       executionId: state.executionId,

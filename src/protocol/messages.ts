@@ -21,7 +21,12 @@ export function deadLetterTopic(topic: string): string {
 export const REPLY_TOPIC = 'sous.replies';
 
 /** A payload stored in PostgreSQL instead of travelling in the message (claim check). */
-export const payloadRefSchema = z.strictObject({ ref: z.uuid(), bytes: z.number().int().nonnegative() });
+export const payloadRefSchema = z.strictObject({
+  ref: z.uuid(),
+  bytes: z.number().int().nonnegative(),
+  /** A resident output: stored in this region's payload store, never read by the home region. */
+  region: z.string().min(1).optional(),
+});
 export type PayloadRef = z.infer<typeof payloadRefSchema>;
 
 /** Where a cross-region step's replies go first: the home region's relay topic. */
@@ -49,6 +54,8 @@ export const stepCommandSchema = z.strictObject({
    * naming `region` and `replyTopic`, and the relay carries them home (docs/regions.md).
    */
   replyVia: replyViaSchema.optional(),
+  /** The output stays in the worker's region: stored there and replied by reference (src/protocol/resident.ts). */
+  resident: z.boolean().optional(),
   /** Same on every attempt and redelivery of this step (also the Kafka header). */
   idempotencyKey: z.string().min(1),
   /** Lets any instance complete this attempt later (long commands). */
