@@ -13,22 +13,31 @@ import { stackConfig } from './stack.js';
  * A file that needs it brings it up and stops it after its tests when it started it.
  */
 
-/** The second region's stack: ports derived from the test stack's, small heaps (two JVMs more). */
+/** The second region's stack: ports derived from the test stack's, smaller heaps (two JVMs more). */
 export const remoteStack: StackConfig = {
   ...(regionStacks(stackConfig, ['home', 'remote'])[1]?.config ?? stackConfig),
-  jvmHeap: '256m',
+  // 384 MiB: the broker's log cleaner alone takes 128 MiB at start (256 MiB ran out once).
+  jvmHeap: '384m',
 };
 
-/** Brings the second region up (idempotent) and, when this file started it, down after its tests. */
+let startedHere = false;
+
+/**
+ * Brings the second region up (idempotent). Register `after(stopRemoteRegion)` at the
+ * top of the file: an `after` registered inside a `before` hook would run right after it.
+ */
 export async function useRemoteRegion(): Promise<void> {
   const status = stackStatus(remoteStack);
   const wasRunning = Object.values(status).every((pid) => pid !== undefined);
   await stackUp(remoteStack, (line) => process.stderr.write(`[remote stack] ${line}\n`));
-  if (!wasRunning && process.env.SOUS_KEEP_REGIONS !== 'true') {
-    after(async () => {
-      await stackDown(remoteStack, (line) => process.stderr.write(`[remote stack] ${line}\n`));
-    });
-  }
+  if (!wasRunning && process.env.SOUS_KEEP_REGIONS !== 'true') startedHere = true;
+}
+
+/** Stops the second region when useRemoteRegion started it. */
+export async function stopRemoteRegion(): Promise<void> {
+  if (!startedHere) return;
+  startedHere = false;
+  await stackDown(remoteStack, (line) => process.stderr.write(`[remote stack] ${line}\n`));
 }
 
 export interface RelayProcess {

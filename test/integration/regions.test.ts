@@ -18,7 +18,7 @@ import { createWorker } from '../../src/worker/create-worker.js';
 import { defineCapability } from '../../src/worker/index.js';
 import { startTestControlPlane, waitForExecution } from '../helpers/control-plane.js';
 import { getExecution, type ExecutionView } from '../../src/control-plane/queries.js';
-import { homeBrokers, remoteBrokers, useRemoteRegion } from '../helpers/regions.js';
+import { homeBrokers, remoteBrokers, stopRemoteRegion, useRemoteRegion } from '../helpers/regions.js';
 import { testDatabase, testKafka, uniqueName } from '../helpers/stack.js';
 import { databaseUrl } from '../../src/stack/config.js';
 import { postgresPayloadStore, type PayloadStore } from '../../src/worker/index.js';
@@ -118,6 +118,7 @@ before(async () => {
 
 after(async () => {
   for (const step of cleanup.reverse()) await step();
+  await stopRemoteRegion();
 });
 
 describe('steps across regions', () => {

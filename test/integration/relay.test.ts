@@ -2,7 +2,7 @@
 // key, through a relay SIGKILLed mid-stream and the remote (source) broker stopped and
 // restarted. The source is the second region's cluster, the destination the test stack's.
 import assert from 'node:assert/strict';
-import { before, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Consumer } from 'kafkajs';
 import { createKafka } from '../../src/kafka/kafka-client.js';
@@ -10,7 +10,14 @@ import { createRecordProducer, type RecordToSend } from '../../src/kafka/produce
 import { ensureTopics } from '../../src/kafka/topics.js';
 import { routingHeaders, relayTopicFor, RELAY_HEADERS } from '../../src/relay/routing.js';
 import { startKafka, stopKafka, resolveArtifacts } from '../../src/stack/stack.js';
-import { homeBrokers, remoteBrokers, remoteStack, spawnRelay, useRemoteRegion } from '../helpers/regions.js';
+import {
+  homeBrokers,
+  remoteBrokers,
+  remoteStack,
+  spawnRelay,
+  stopRemoteRegion,
+  useRemoteRegion,
+} from '../helpers/regions.js';
 import { testKafka, uniqueName } from '../helpers/stack.js';
 
 const KEYS = 20;
@@ -68,6 +75,9 @@ function assertExactlyOnceInOrder(arrivals: readonly Arrival[], total: number): 
     assert.deepEqual(seqs, [...Array(total / KEYS).keys()], `key ${key} out of order or incomplete`);
   }
 }
+
+// At file level: an `after` registered inside the `before` hook would run right after it.
+after(stopRemoteRegion);
 
 describe('relay between two regions', () => {
   before(async () => {
