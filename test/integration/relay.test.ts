@@ -84,7 +84,7 @@ describe('relay between two regions', () => {
     await useRemoteRegion();
   });
 
-  it('carries 1,000 messages over 20 keys, complete and in order per key, and only those with routing headers', async () => {
+  it('carries 1,000 messages over 20 keys, complete and in order per key, stamped with their source region', async () => {
     const home = uniqueName('home');
     const remote = uniqueName('remote');
     const target = uniqueName('test.relayed');
