@@ -2,7 +2,7 @@
 // Configured by SOUS_DATABASE_URL, SOUS_KAFKA_BROKERS (and SOUS_REPLY_TOPIC, SOUS_CONTROL_PLANE_GROUP,
 // SOUS_REPLY_BATCH_SIZE, SOUS_REPLY_CONCURRENCY, SOUS_REPLY_TRANSACTIONS, SOUS_STATE_CACHE_SIZE,
 // SOUS_STATE_SNAPSHOT_EVERY, SOUS_PG_POOL_SIZE, SOUS_CONNECT_URL,
-// SOUS_OUTBOX_CONNECTOR, SOUS_METRICS_PORT, SOUS_METRICS_HOST, SOUS_METRICS_SAMPLE_MS for /metrics, /healthz and
+// SOUS_OUTBOX_CONNECTOR, SOUS_REGION, SOUS_REMOTE_REGIONS (regions), SOUS_METRICS_PORT, SOUS_METRICS_HOST, SOUS_METRICS_SAMPLE_MS for /metrics, /healthz and
 // /readyz, and SOUS_RETENTION, SOUS_RETENTION_BATCH_SIZE for the purge of finished executions).
 // Tracing: the standard OTEL_* variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_TRACES_EXPORTER, ...).
 import { loadEnvironmentConfig } from '../src/config.js';
@@ -27,6 +27,8 @@ try {
     stateSnapshotEvery: config.stateSnapshotEvery,
     shardTimeoutMs: config.shardTimeoutMs,
     routing: config.routing,
+    ...(config.region === undefined ? {} : { region: config.region }),
+    remoteRegions: config.remoteRegions,
     poolSize: config.poolSize,
     ...(config.connectUrl === undefined ? {} : { connectUrl: config.connectUrl }),
     connectorName: config.connectorName,

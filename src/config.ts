@@ -31,6 +31,10 @@ export interface EnvironmentConfig {
   readonly shardTimeoutMs: number;
   /** SOUS_ROUTING: registry (route by the live shards, hold what none can take) or static. @default registry */
   readonly routing: 'registry' | 'static';
+  /** SOUS_REGION: this control plane's region (regions: docs/regions.md). @default none */
+  readonly region: string | undefined;
+  /** SOUS_REMOTE_REGIONS: regions a relay links to this one, comma-separated; needs SOUS_REGION. @default none */
+  readonly remoteRegions: string[];
   /** SOUS_PG_POOL_SIZE: PostgreSQL connections of the process. @default 10 */
   readonly poolSize: number;
   /** SOUS_CONNECT_URL: Kafka Connect REST address; set, the outbox connector is watched and restarted when FAILED. */
@@ -89,6 +93,17 @@ const schema = z.object({
     .enum(['registry', 'static'], { error: 'SOUS_ROUTING must be registry or static' })
     .default('registry'),
   SOUS_PG_POOL_SIZE: positiveInt('SOUS_PG_POOL_SIZE', 10),
+  SOUS_REGION: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'SOUS_REGION must be a region name (lower-case letters, digits, dashes)')
+    .optional(),
+  SOUS_REMOTE_REGIONS: z
+    .string()
+    .regex(
+      /^[a-z0-9][a-z0-9-]{0,62}(,[a-z0-9][a-z0-9-]{0,62})*$/,
+      'SOUS_REMOTE_REGIONS must be region names separated by commas (e.g. eu-west,ap-south)',
+    )
+    .optional(),
   SOUS_CONNECT_URL: z
     .url({ protocol: /^https?$/, error: 'SOUS_CONNECT_URL must be an http(s) URL (http://host:8083)' })
     .optional(),
@@ -151,6 +166,8 @@ export function loadEnvironmentConfig(env: NodeJS.ProcessEnv = process.env): Env
     stateSnapshotEvery: e.SOUS_STATE_SNAPSHOT_EVERY,
     shardTimeoutMs: e.SOUS_SHARD_TIMEOUT_MS,
     routing: e.SOUS_ROUTING,
+    region: e.SOUS_REGION,
+    remoteRegions: e.SOUS_REMOTE_REGIONS === undefined ? [] : e.SOUS_REMOTE_REGIONS.split(','),
     poolSize: e.SOUS_PG_POOL_SIZE,
     connectUrl: e.SOUS_CONNECT_URL,
     connectorName: e.SOUS_OUTBOX_CONNECTOR,

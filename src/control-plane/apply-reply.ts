@@ -1,4 +1,5 @@
 import type { Context } from '@opentelemetry/api';
+import { residentClaimCheck } from '../protocol/resident.js';
 import type { Kysely } from 'kysely';
 import { z } from 'zod';
 import type { Database } from '../db/schema.js';
@@ -43,6 +44,16 @@ export function triggerOf(message: ReplyTopicMessage, payloads: ReadonlyMap<stri
     case 'step.heartbeat':
       return { kind: 'step.heartbeat', stepExecutionId: message.stepExecutionId, progress: message.progress };
     case 'step.completed': {
+      const resident = message.outputRef?.region;
+      if (message.outputRef !== undefined && resident !== undefined) {
+        // Resident in another region: the claim check is the output; the data stays there.
+        return {
+          kind: 'step.completed',
+          stepExecutionId: message.stepExecutionId,
+          output: residentClaimCheck(message.outputRef.ref.toLowerCase(), resident, message.outputRef.bytes),
+          ...startOf(message),
+        };
+      }
       const ref = message.outputRef?.ref.toLowerCase();
       if (ref !== undefined && !payloads.has(ref)) {
         return {
@@ -90,7 +101,9 @@ async function referencedOutputs(
   trx: Kysely<Database>,
   messages: readonly ReplyTopicMessage[],
 ): Promise<Map<string, unknown>> {
-  const refs = messages.flatMap((m) => (m.kind === 'step.completed' && m.outputRef ? [m.outputRef.ref] : []));
+  const refs = messages.flatMap((m) =>
+    m.kind === 'step.completed' && m.outputRef && m.outputRef.region === undefined ? [m.outputRef.ref] : [],
+  );
   return selectPayloads(trx, refs);
 }
 

@@ -8,6 +8,9 @@ import type { ChildFinishedMessage } from '../protocol/control-messages.js';
 import type { OutboxRow } from '../store/outbox.js';
 import type { PayloadRow } from '../store/payloads.js';
 import type { DecisionEnvironment } from './decision-environment.js';
+import { crossesRegion } from '../regions/cross-region-route.js';
+import { relayTopicFor, routingHeaders } from '../relay/routing.js';
+import { commandTopicFor } from '../protocol/shards.js';
 
 type StepScheduled = Extract<EngineEvent, { type: 'StepScheduled' }>;
 
@@ -36,9 +39,16 @@ export function commandMessage(
   const idempotencyKey = idempotencyKeyOf(state.executionId, event.stepKey);
   const inputText = JSON.stringify(event.input ?? null);
   const bytes = Buffer.byteLength(inputText);
+  // A step resident in another region: the command travels through the relay, addressed
+  // to that region's topic, and its replies come back through this region's relay topic.
+  const home = crossesRegion(env.region, event.region, topic) ? env.region : undefined;
+  const crossing = home !== undefined;
+  const replyVia = home === undefined ? undefined : { region: home, topic: relayTopicFor(home) };
   let carried: Pick<StepCommand, 'input' | 'inputRef'>;
   let payload: PayloadRow | undefined;
-  if (bytes > env.maxInlinePayloadBytes) {
+  // The claim check is in this region's database, which a worker elsewhere cannot read:
+  // a crossing input travels inline (up to the outbox's message limit).
+  if (bytes > env.maxInlinePayloadBytes && !crossing) {
     // Claim check: the command carries a reference; the data stays in PostgreSQL.
     const ref = newId();
     payload = { id: ref, executionId: state.executionId, data: inputText, bytes };
@@ -57,6 +67,7 @@ export function commandMessage(
     attempt: event.attempt,
     ...carried,
     replyTopic,
+    ...(replyVia === undefined ? {} : { replyVia, resident: true }),
     idempotencyKey,
     ...(startToCloseMs === undefined
       ? {}
@@ -81,6 +92,9 @@ export function commandMessage(
     ...(traceparent === null ? {} : { traceparent }),
     correlationId: state.idempotencyKey ?? state.executionId,
     idempotencyKey,
+    ...(crossing && event.region !== undefined
+      ? { headers: routingHeaders(event.region, commandTopicFor(event.capability, event.region)) }
+      : {}),
   });
   return payload === undefined ? { outbox } : { outbox, payload };
 }

@@ -53,6 +53,8 @@ import { registerRecipe, type RegisteredRecipe } from './recipes.js';
 import { ExecutionStates } from './execution-states.js';
 import { defaultDecisionEnvironment, type DecisionEnvironment } from './run-decision.js';
 import { staticRoute } from './decision-environment.js';
+import { crossRegionRoute } from '../regions/cross-region-route.js';
+import { regionSchema } from '../protocol/shards.js';
 import { RETENTION_TASK, retentionCrontab, retentionTask } from './retention.js';
 import { DEFAULT_RETENTION_MS, MIN_RETENTION_MS } from './retention-policy.js';
 import { timerTask } from './timers.js';
@@ -153,6 +155,8 @@ const optionsSchema = z.strictObject({
     ])
     .default(DEFAULT_RETENTION_MS),
   routing: z.enum(['registry', 'static'], { error: 'routing must be registry or static' }).default('registry'),
+  region: regionSchema.optional(),
+  remoteRegions: z.array(regionSchema).default([]),
   shardTimeoutMs: z.number().int().min(500, 'shardTimeoutMs must be at least 500').default(10_000),
   shardMirrorIntervalMs: z.number().int().positive().default(5_000),
   unknownExecutionGraceMs: z.number().int().nonnegative().default(10_000),
@@ -282,6 +286,15 @@ export interface ControlPlaneOptions {
    * `shards()` is empty). @default 'registry' (SOUS_ROUTING)
    */
   readonly routing?: 'registry' | 'static';
+  /**
+   * This control plane's region (its own PostgreSQL and Kafka). With `remoteRegions`, a
+   * step resident in one of those goes through the relay to that region's shards, and
+   * its replies come back through this region's relay topic (docs/regions.md).
+   * @default none (SOUS_REGION)
+   */
+  readonly region?: string;
+  /** Regions a relay links to this one. Needs `region`. @default [] (SOUS_REMOTE_REGIONS, comma-separated) */
+  readonly remoteRegions?: readonly string[];
   /** Least time between two writes of mere heartbeats to sous.shard (changes are written at once). @default 5000 */
   readonly shardMirrorIntervalMs?: number;
   /**
@@ -391,6 +404,11 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     throw new ConfigInvalidError(`invalid control-plane options: ${problems.join('; ')}`, { cause: parsed.error });
   }
   const config = parsed.data;
+  if (config.remoteRegions.length > 0 && config.region === undefined) {
+    throw new ConfigInvalidError(
+      "invalid control-plane options: remoteRegions needs region (this control plane's own)",
+    );
+  }
   const log = (givenLogger ?? rootLogger).child({ component: 'control-plane' });
   const db = createDatabase({
     connectionString: config.databaseUrl,
@@ -408,13 +426,18 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     mirrorIntervalMs: config.shardMirrorIntervalMs,
     log,
   });
-  const route = config.routing === 'registry' ? (needs: StepNeeds) => registry.route(needs) : staticRoute;
+  const localRoute = config.routing === 'registry' ? (needs: StepNeeds) => registry.route(needs) : staticRoute;
+  const route =
+    config.region === undefined
+      ? localRoute
+      : crossRegionRoute({ local: config.region, remotes: new Set(config.remoteRegions) }, localRoute);
   const releaser = new WaitingCommandReleaser(db, route, config.waitingSweepMs, log);
   registry.onChange(() => releaser.poke());
   const environment = defaultDecisionEnvironment(plans, {
     route,
     states: new ExecutionStates({ cacheSize: config.stateCacheSize, snapshotEvery: config.stateSnapshotEvery }),
     replyTopic: config.replyTopic,
+    ...(config.region === undefined ? {} : { region: config.region }),
     maxInlinePayloadBytes: config.maxInlinePayloadBytes,
     observe: observer.observe,
   });

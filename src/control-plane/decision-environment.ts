@@ -12,6 +12,12 @@ export interface DecisionEnvironment {
   readonly states: ExecutionStates;
   /** Topic replies to this control plane's commands go to. @default 'sous.replies' */
   readonly replyTopic: string;
+  /**
+   * This control plane's region, when it runs with regions: a step resident in another
+   * region is relayed there, and its replies come back through this region's relay topic.
+   * @default none
+   */
+  readonly region?: string;
   /** Inputs larger than this travel by reference (claim check). @default 65536 */
   readonly maxInlinePayloadBytes: number;
   /** graphile-worker task that fires engine timers. */

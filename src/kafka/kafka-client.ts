@@ -34,6 +34,9 @@ const RETRIED_BROKER_ERRORS = new Set([
   'This server is not the leader for that topic-partition',
   'This server does not host this topic-partition',
   'There is no leader for this topic-partition as we are in the middle of a leadership election',
+  // A transaction begun right after the previous one ended (the relay's next batch) while
+  // the coordinator still writes the previous one's markers: kafkajs retries it.
+  'The producer attempted to update a transaction while another concurrent operation on the same transaction was ongoing',
 ]);
 
 function pinoLogCreator(log: Logger): logCreator {

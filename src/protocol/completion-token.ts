@@ -10,6 +10,8 @@ export const completionTokenSchema = z.strictObject({
   executionId: z.uuid(),
   stepExecutionId: z.uuid(),
   replyTopic: z.string().min(1),
+  /** A cross-region step's reply route (see the command's replyVia). */
+  replyVia: z.strictObject({ region: z.string().min(1), topic: z.string().min(1) }).optional(),
   capability: z.string().min(1),
   /** The W3C context of the handler span that deferred completion: the reply's parent. */
   traceparent: z.string().optional(),
@@ -31,6 +33,7 @@ export function completionTokenOf(command: {
   readonly stepExecutionId: string;
   readonly replyTopic: string;
   readonly capability: string;
+  readonly replyVia?: CompletionTokenData['replyVia'];
   readonly completionToken?: string | undefined;
 }): string {
   return (
@@ -39,6 +42,7 @@ export function completionTokenOf(command: {
       executionId: command.executionId,
       stepExecutionId: command.stepExecutionId,
       replyTopic: command.replyTopic,
+      ...(command.replyVia === undefined ? {} : { replyVia: command.replyVia }),
       capability: command.capability,
     })
   );

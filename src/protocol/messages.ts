@@ -21,8 +21,17 @@ export function deadLetterTopic(topic: string): string {
 export const REPLY_TOPIC = 'sous.replies';
 
 /** A payload stored in PostgreSQL instead of travelling in the message (claim check). */
-export const payloadRefSchema = z.strictObject({ ref: z.uuid(), bytes: z.number().int().nonnegative() });
+export const payloadRefSchema = z.strictObject({
+  ref: z.uuid(),
+  bytes: z.number().int().nonnegative(),
+  /** A resident output: stored in this region's payload store, never read by the home region. */
+  region: z.string().min(1).optional(),
+});
 export type PayloadRef = z.infer<typeof payloadRefSchema>;
+
+/** Where a cross-region step's replies go first: the home region's relay topic. */
+export const replyViaSchema = z.strictObject({ region: z.string().min(1), topic: z.string().min(1) });
+export type ReplyVia = z.infer<typeof replyViaSchema>;
 
 export const stepCommandSchema = z.strictObject({
   kind: z.literal('step.command'),
@@ -39,6 +48,14 @@ export const stepCommandSchema = z.strictObject({
   input: z.unknown().optional(),
   inputRef: payloadRefSchema.optional(),
   replyTopic: z.string().min(1),
+  /**
+   * A step run in another region than its execution's: replies go to `topic` (the relay
+   * topic of the execution's region, in the worker's own cluster) with routing headers
+   * naming `region` and `replyTopic`, and the relay carries them home (docs/regions.md).
+   */
+  replyVia: replyViaSchema.optional(),
+  /** The output stays in the worker's region: stored there and replied by reference (src/protocol/resident.ts). */
+  resident: z.boolean().optional(),
   /** Same on every attempt and redelivery of this step (also the Kafka header). */
   idempotencyKey: z.string().min(1),
   /**

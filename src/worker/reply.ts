@@ -15,6 +15,8 @@ interface Addressed {
   readonly stepExecutionId: string;
   readonly replyTopic: string;
   readonly idempotencyKey?: string;
+  /** A cross-region step: the reply goes to the home region's relay topic, addressed to replyTopic. */
+  readonly replyVia?: { readonly region: string; readonly topic: string };
 }
 
 /**
@@ -40,11 +42,15 @@ export function replyRecord(
     at: new Date().toISOString(),
   };
   return {
-    topic: to.replyTopic,
+    topic: to.replyVia?.topic ?? to.replyTopic,
     key: to.executionId,
     value: JSON.stringify(reply),
     headers: {
       ...(to.idempotencyKey === undefined ? {} : { [OUTBOX_HEADERS.idempotencyKey]: to.idempotencyKey }),
+      // The relay's envelope (src/relay/routing.ts): target region and topic.
+      ...(to.replyVia === undefined
+        ? {}
+        : { 'sous-target-region': to.replyVia.region, 'sous-target-topic': to.replyTopic }),
       ...traceHeaders,
     },
   };

@@ -6,6 +6,7 @@ import {
   type Context,
   type Span,
 } from '@opentelemetry/api';
+import { ResidencyViolationError, residentOutput, resolveResidentInput } from './resident-output.js';
 import type { OutboxRecord } from '../kafka/outbox-record.js';
 import { ATTR } from '../observability/span-attributes.js';
 import { traceparentOf } from '../observability/trace-context.js';
@@ -93,6 +94,11 @@ export async function runCommand(env: RunEnvironment, record: OutboxRecord, span
   try {
     input = await validInput(env, capability, command);
   } catch (error) {
+    if (error instanceof ResidencyViolationError) {
+      // Data resident elsewhere may not come here: the step fails for good, the command is done.
+      await send({ kind: 'step.failed', error: { code: error.code, message: error.message, retryable: false } });
+      return;
+    }
     if (!(error instanceof InputInvalidError || error instanceof PayloadUnavailableError)) throw error;
     // The step fails for good (so the execution does not hang) and the command is kept.
     // The command is kept in the DLT and the step waits for an operator: fix the
@@ -160,7 +166,12 @@ export async function runCommand(env: RunEnvironment, record: OutboxRecord, span
   }
   const checked = 'failure' in outcome ? outcome : checkedOutput(capability, outcome.output);
   // A large output goes by reference through the payload store (output-ref.ts).
-  const result = 'failure' in checked ? checked : await carriedOutput(env.payloadStore, command, checked.output);
+  const result =
+    'failure' in checked
+      ? checked
+      : command.resident === true
+        ? await residentOutput(env.payloadStore, env.region, command, checked.output)
+        : await carriedOutput(env.payloadStore, command, checked.output);
   if (!('failure' in result)) {
     await send({ kind: 'step.completed', startedAt, ...result });
     return;
@@ -251,6 +262,7 @@ async function validInput(env: RunEnvironment, capability: Capability, command: 
     }
     raw = await env.payloadStore.fetch(command.inputRef.ref);
   }
+  raw = await resolveResidentInput(raw, env.region, env.payloadStore, command.stepExecutionId);
   const checked = capability.input.safeParse(raw);
   if (!checked.success) {
     const problems = checked.error.issues.map((i) => `${i.path.join('.') || '(input)'}: ${i.message}`).join('; ');

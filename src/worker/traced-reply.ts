@@ -12,6 +12,7 @@ interface Addressed {
   readonly stepExecutionId: string;
   readonly replyTopic: string;
   readonly idempotencyKey?: string;
+  readonly replyVia?: { readonly region: string; readonly topic: string };
 }
 
 /**
@@ -29,7 +30,7 @@ export async function sendReply(
 ): Promise<void> {
   const messageId = newId();
   const span = producerSpan(parent, {
-    topic: to.replyTopic,
+    topic: to.replyVia?.topic ?? to.replyTopic,
     key: to.executionId,
     messageId,
     attributes: {

@@ -98,3 +98,33 @@ describe('docker-compose.yml', () => {
     }
   });
 });
+
+describe('examples/docker-compose.regions.yml', () => {
+  const regions = parse(readFileSync(join(root, 'examples', 'docker-compose.regions.yml'), 'utf8'), {
+    merge: true,
+  }) as { services: Record<string, Service> };
+  const parts = ['postgres', 'kafka', 'connect', 'control-plane', 'api', 'relay'];
+
+  it('runs a whole stack, a control plane, an API and a relay per region, each with a healthcheck', () => {
+    const expected = ['us-east', 'eu-west'].flatMap((r) => parts.map((p) => `${p}-${r}`)).sort();
+    assert.deepEqual(Object.keys(regions.services).sort(), expected);
+    for (const [name, service] of Object.entries(regions.services)) {
+      assert.ok(Array.isArray(service.healthcheck?.test), `${name} has a healthcheck`);
+    }
+  });
+
+  it("links each region's control plane and relay to the other region, producing locally", () => {
+    for (const [here, there] of [
+      ['us-east', 'eu-west'],
+      ['eu-west', 'us-east'],
+    ] as const) {
+      const cp = regions.services[`control-plane-${here}`]?.environment ?? {};
+      assert.equal(cp.SOUS_REGION, here);
+      assert.equal(cp.SOUS_REMOTE_REGIONS, there);
+      assert.equal(cp.SOUS_KAFKA_BROKERS, `kafka-${here}:9092`);
+      const relay = regions.services[`relay-${here}`]?.environment ?? {};
+      assert.equal(relay.SOUS_KAFKA_BROKERS, `kafka-${here}:9092`, 'the relay produces into its own region');
+      assert.equal(relay.SOUS_RELAY_SOURCES, `${there}=kafka-${there}:9092`, 'and consumes the other');
+    }
+  });
+});

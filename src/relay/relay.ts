@@ -1,0 +1,81 @@
+import { createKafka } from '../kafka/kafka-client.js';
+import { runTransactionalCopy, type TransactionalCopy } from '../kafka/transactional-copy.js';
+import { logger as rootLogger, type Logger } from '../logger.js';
+import { RELAY_DEAD_LETTER_TOPIC, RELAY_OFFSETS_TOPIC, relayDestination, relayTopicFor } from './routing.js';
+
+export interface RelaySource {
+  readonly region: string;
+  readonly brokers: readonly string[];
+}
+
+export interface RelayOptions {
+  /** The region this relay serves: it produces into this region's cluster only. */
+  readonly region: string;
+  /** Brokers of this region's cluster (local: the relay produces here). */
+  readonly brokers: readonly string[];
+  /** The other regions' clusters (remote: the relay only consumes there). */
+  readonly sources: readonly RelaySource[];
+  /** Topics created in the destination before copying (targets may otherwise not exist yet). */
+  readonly destinationTopics?: readonly string[];
+  /** Most bytes fetched per source partition and request, so per transaction. @default 1048576 */
+  readonly fetchMaxBytes?: number;
+  /** Called after each committed transaction with how many records it copied. */
+  readonly onCopied?: (count: number) => void;
+  readonly logger?: Logger;
+}
+
+export interface Relay {
+  readonly ready: Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * The relay of one region: for each other region, consumes that cluster's
+ * `sous.relay-<this region>` (remote: consumer traffic is the cheap kind across a long
+ * link) and produces into this region's cluster (local), one Kafka transaction per batch
+ * with the source position in it (src/kafka/transactional-copy.ts). Only that one topic
+ * is read, and only messages bound here are in it: nothing else crosses.
+ */
+export function startRelay(options: RelayOptions): Relay {
+  const log = (options.logger ?? rootLogger).child({ component: 'relay', region: options.region });
+  const destination = createKafka({ brokers: options.brokers, clientId: `sous-relay-${options.region}`, logger: log });
+  const copies: Promise<TransactionalCopy>[] = options.sources.map((source) => {
+    const sourceKafka = createKafka({
+      brokers: source.brokers,
+      clientId: `sous-relay-${source.region}-to-${options.region}`,
+      logger: log,
+    });
+    return runTransactionalCopy({
+      source: sourceKafka,
+      destination,
+      sourceTopics: [relayTopicFor(options.region)],
+      groupId: `sous-relay.${source.region}.to.${options.region}`,
+      transactionalId: `sous-relay.${source.region}.to.${options.region}`,
+      offsetsTopic: RELAY_OFFSETS_TOPIC,
+      positionPrefix: source.region,
+      destinationTopics: [RELAY_DEAD_LETTER_TOPIC, ...(options.destinationTopics ?? [])],
+      route: (record) => {
+        const out = relayDestination(record, source.region, options.region);
+        if (out.refused !== undefined)
+          log.warn(
+            { refused: out.refused, topic: record.topic, offset: record.offset },
+            'relayed message dead-lettered',
+          );
+        return out;
+      },
+      ...(options.fetchMaxBytes === undefined ? {} : { fetchMaxBytes: options.fetchMaxBytes }),
+      onCommitted: (records) => options.onCopied?.(records.length),
+      logger: log,
+    });
+  });
+  const all = Promise.all(copies);
+  return {
+    ready: all.then(async (cs) => {
+      await Promise.all(cs.map((c) => c.ready));
+    }),
+    async stop() {
+      const cs = await all;
+      await Promise.all(cs.map((c) => c.stop()));
+    },
+  };
+}
