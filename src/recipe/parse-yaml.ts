@@ -23,6 +23,10 @@ function lineOf(doc: Document, lines: LineCounter, path: string): number | undef
  * all become RecipeInvalidError issues, with the line where it can be found.
  */
 export function parseRecipeYaml(text: string): RecipePlan {
+  // Callers from plain JavaScript (or a serializer that returns undefined) can pass a non-string;
+  // the YAML parser would throw a TypeError for it, which names nothing.
+  if (typeof text !== 'string')
+    throw new RecipeInvalidError([{ path: '', message: `a recipe file must be text, got ${typeof text}` }]);
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: true });
   if (doc.errors.length > 0) {

@@ -119,6 +119,17 @@ describe(`generated bad input (${RUNS} cases each, seed ${SEED})`, () => {
     );
   });
 
+  it('a document that is not text (a serializer returned undefined) is refused, not a TypeError', () => {
+    // Found by seed 691259193: a mutation replaced the whole document by undefined.
+    const notText: unknown[] = [undefined, null, 42, {}];
+    for (const text of notText) {
+      assert.throws(
+        () => parseRecipeYaml(text as string),
+        (error: unknown) => error instanceof RecipeInvalidError && /must be text/.test(error.message),
+      );
+    }
+  });
+
   it('recipe documents in JSON (authoring form and plans): a plan or RecipeInvalidError', () => {
     const plan = JSON.parse(JSON.stringify(parseRecipeYaml(stringifyYaml(saga)))) as unknown;
     fc.assert(
