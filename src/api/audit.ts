@@ -1,26 +1,56 @@
-import type { Kysely } from 'kysely';
-import type { Database } from '../db/schema.js';
-import { insertAuditEntry } from '../store/audit.js';
-import type { Caller } from './auth.js';
+import { context as otelContext } from '@opentelemetry/api';
+import { insertAuditEntry, type AuditHook } from '../store/audit.js';
+import { requireRole, type Role } from './auth.js';
+import { extensionsOf } from './errors.js';
+import type { ApiContext } from './resolvers.js';
 
 export type AuditOutcome = 'ok' | 'error' | 'denied';
 
-/** One row of sous.audit_log: who did what, when, with which arguments, and how it ended. */
-export async function writeAudit(
-  db: Kysely<Database>,
-  caller: Caller,
+/**
+ * Runs a mutation for a role, with one row of sous.audit_log saying who did what, with
+ * which arguments, and how it ended. Refused below the role: a `denied` row. Allowed:
+ * `run` gets the `ok` row as a hook, which it hands to the action; the action writes it
+ * in the transaction of its change, so a crash cannot keep the change and lose its row
+ * (or keep a row for a change that rolled back). An action that ends without having
+ * written it (one that changed nothing, e.g. reprocessing an empty selection) gets it
+ * written on its own. A failed action rolled back its row with its change, and gets an
+ * `error` row in a transaction of its own.
+ */
+export async function mutation<T>(
+  ctx: ApiContext,
   operation: string,
-  args: unknown,
-  outcome: AuditOutcome,
-  errorCode?: string,
-): Promise<void> {
-  await insertAuditEntry(db, {
-    tokenId: caller.tokenId,
-    actor: caller.name,
-    role: caller.role,
+  role: Role,
+  args: Record<string, unknown>,
+  run: (audit: AuditHook) => Promise<T>,
+): Promise<T> {
+  const entry = (outcome: AuditOutcome, errorCode: string | null = null) => ({
+    tokenId: ctx.caller.tokenId,
+    actor: ctx.caller.name,
+    role: ctx.caller.role,
     operation,
     arguments: args,
     outcome,
-    errorCode: errorCode ?? null,
+    errorCode,
   });
+  try {
+    requireRole(ctx.caller, role, operation);
+  } catch (error) {
+    await insertAuditEntry(ctx.db, entry('denied', extensionsOf(error).code));
+    throw error;
+  }
+  // An object, not a boolean: the hook sets it from inside the action.
+  const audited = { written: false };
+  const audit: AuditHook = async (trx) => {
+    await insertAuditEntry(trx, entry('ok'));
+    audited.written = true;
+  };
+  try {
+    // In the request's span: an execution started here is in the caller's trace.
+    const result = await otelContext.with(ctx.trace, () => run(audit));
+    if (!audited.written) await insertAuditEntry(ctx.db, entry('ok'));
+    return result;
+  } catch (error) {
+    await insertAuditEntry(ctx.db, entry('error', extensionsOf(error).code));
+    throw error;
+  }
 }

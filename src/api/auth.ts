@@ -2,6 +2,7 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
 import { insertApiToken, revokeApiTokenNamed, selectLiveToken, touchApiToken } from '../store/api-tokens.js';
+import { auditedTransaction, type AuditHook } from '../store/audit.js';
 import { ForbiddenError, TokenExistsError, UnauthenticatedError } from './errors.js';
 
 export const ROLES = ['viewer', 'operator', 'admin'] as const;
@@ -34,21 +35,25 @@ export async function createApiToken(
   name: string,
   role: Role,
   createdBy: string,
+  audit?: AuditHook,
 ): Promise<{ name: string; role: Role; token: string }> {
   const token = `sous_${randomBytes(32).toString('base64url')}`;
-  const inserted = await insertApiToken(db, {
-    id: randomUUID(),
-    name,
-    role,
-    tokenHash: hashToken(token),
-    createdBy,
+  // The refusal is in the transaction: no audit row commits with a token not created.
+  await auditedTransaction(db, audit, async (trx) => {
+    const inserted = await insertApiToken(trx, {
+      id: randomUUID(),
+      name,
+      role,
+      tokenHash: hashToken(token),
+      createdBy,
+    });
+    if (!inserted) throw new TokenExistsError(`a token named "${name}" exists already`);
   });
-  if (!inserted) throw new TokenExistsError(`a token named "${name}" exists already`);
   return { name, role, token };
 }
 
-export async function revokeApiToken(db: Kysely<Database>, name: string): Promise<boolean> {
-  return revokeApiTokenNamed(db, name);
+export async function revokeApiToken(db: Kysely<Database>, name: string, audit?: AuditHook): Promise<boolean> {
+  return auditedTransaction(db, audit, (trx) => revokeApiTokenNamed(trx, name));
 }
 
 /** The caller of an `Authorization: Bearer <token>` value; UnauthenticatedError otherwise. */

@@ -10,7 +10,8 @@ import {
 } from '../store/dead-letter-jobs.js';
 import { isUuid } from '../uuid.js';
 import { InvalidArgumentError } from './errors.js';
-import { deadLetterSelection, mutation } from './resolvers.js';
+import { mutation } from './audit.js';
+import { deadLetterSelection } from './resolvers.js';
 
 type Args = Record<string, unknown>;
 
@@ -56,12 +57,13 @@ export const deadLetterJobResolvers = {
   },
   Mutation: {
     startDeadLetterJob: (_root: unknown, args: Args, ctx: MercuriusContext) =>
-      mutation(ctx, 'startDeadLetterJob', 'operator', args, async () =>
+      mutation(ctx, 'startDeadLetterJob', 'operator', args, async (audit) =>
         jobNode(
           await startDeadLetterJob(ctx.db, {
             selection: deadLetterSelection(args),
             actor: ctx.caller.name,
             batchSize: count(args.batchSize, 100, 10_000, 'batchSize'),
+            audit,
           }),
         ),
       ),

@@ -1,4 +1,4 @@
-import { context as otelContext, type Context } from '@opentelemetry/api';
+import type { Context } from '@opentelemetry/api';
 import type { Kysely } from 'kysely';
 import type { IResolvers, MercuriusContext, MercuriusLoaders } from 'mercurius';
 import mercurius from 'mercurius';
@@ -12,9 +12,9 @@ import { parseDuration } from '../recipe/duration.js';
 import { compileRecipe } from '../recipe/schema.js';
 import { parseRecipeYaml } from '../recipe/parse-yaml.js';
 import { isUuid } from '../uuid.js';
-import { writeAudit } from './audit.js';
-import { createApiToken, requireRole, revokeApiToken, type Caller, type Role } from './auth.js';
-import { extensionsOf, InvalidArgumentError } from './errors.js';
+import { mutation } from './audit.js';
+import { createApiToken, revokeApiToken, type Caller, type Role } from './auth.js';
+import { InvalidArgumentError } from './errors.js';
 import { traceparentOf } from '../observability/trace-context.js';
 import type { ExecutionChange } from './notifications.js';
 import {
@@ -64,35 +64,6 @@ async function loadExecution(ctx: ApiContext, id: string): Promise<ExecutionNode
   const node = (await executionsById(ctx.db, [id])).get(id);
   if (node === undefined) throw new ExecutionNotFoundError(`no execution ${id}`);
   return node;
-}
-
-/**
- * Runs a mutation for a role: refused (and audited as denied) below it; otherwise run
- * and audited with its outcome. The audit row is written after the action, so a crash
- * in between can lose the row, never the action's own consistency.
- */
-export async function mutation<T>(
-  ctx: ApiContext,
-  operation: string,
-  role: Role,
-  args: Args,
-  run: () => Promise<T>,
-): Promise<T> {
-  try {
-    requireRole(ctx.caller, role, operation);
-  } catch (error) {
-    await writeAudit(ctx.db, ctx.caller, operation, args, 'denied', extensionsOf(error).code);
-    throw error;
-  }
-  try {
-    // In the request's span: an execution started here is in the caller's trace.
-    const result = await otelContext.with(ctx.trace, run);
-    await writeAudit(ctx.db, ctx.caller, operation, args, 'ok');
-    return result;
-  } catch (error) {
-    await writeAudit(ctx.db, ctx.caller, operation, args, 'error', extensionsOf(error).code);
-    throw error;
-  }
 }
 
 export function deadLetterSelection(args: Args): DeadLetterSelection {
@@ -158,17 +129,17 @@ export const resolvers: IResolvers = {
 
   Mutation: {
     registerRecipe: (_root, args: Args, ctx) =>
-      mutation(ctx, 'registerRecipe', 'admin', args, async () => {
+      mutation(ctx, 'registerRecipe', 'admin', args, async (audit) => {
         const yaml = str(args.yaml);
         const json = args.json;
         if ((yaml === undefined) === (json === undefined || json === null)) {
           throw new InvalidArgumentError('give the recipe as either yaml or json (exactly one of them)');
         }
         const plan = yaml !== undefined ? parseRecipeYaml(yaml) : compileRecipe(json);
-        return ctx.controlPlane.registerRecipe(plan, yaml);
+        return ctx.controlPlane.audited(audit).registerRecipe(plan, yaml);
       }),
     startRecipe: (_root, args: Args, ctx) =>
-      mutation(ctx, 'startRecipe', 'operator', args, async () => {
+      mutation(ctx, 'startRecipe', 'operator', args, async (audit) => {
         const version = int(args.version);
         const key = str(args.idempotencyKey);
         const deadline = args.deadline == null ? undefined : parseDuration(args.deadline);
@@ -179,7 +150,7 @@ export const resolvers: IResolvers = {
         // The request's context, explicitly: it reaches the execution even in a process
         // without an SDK (whose no-op context manager keeps no active context).
         const traceparent = traceparentOf(ctx.trace);
-        const started = await ctx.controlPlane.startExecution({
+        const started = await ctx.controlPlane.audited(audit).startExecution({
           recipe: str(args.recipe) ?? '',
           input: args.input ?? {},
           ...(traceparent === undefined ? {} : { traceparent }),
@@ -190,62 +161,64 @@ export const resolvers: IResolvers = {
         return { created: started.created, execution: await loadExecution(ctx, started.executionId) };
       }),
     cancelExecution: (_root, args: Args, ctx) =>
-      mutation(ctx, 'cancelExecution', 'operator', args, async () => {
+      mutation(ctx, 'cancelExecution', 'operator', args, async (audit) => {
         const id = executionId(args.id, 'id');
-        await ctx.controlPlane.cancelExecution(id, str(args.reason));
+        await ctx.controlPlane.audited(audit).cancelExecution(id, str(args.reason));
         return loadExecution(ctx, id);
       }),
     pauseExecution: (_root, args: Args, ctx) =>
-      mutation(ctx, 'pauseExecution', 'operator', args, async () => {
+      mutation(ctx, 'pauseExecution', 'operator', args, async (audit) => {
         const id = executionId(args.id, 'id');
-        await ctx.controlPlane.pauseExecution(id);
+        await ctx.controlPlane.audited(audit).pauseExecution(id);
         return loadExecution(ctx, id);
       }),
     resumeExecution: (_root, args: Args, ctx) =>
-      mutation(ctx, 'resumeExecution', 'operator', args, async () => {
+      mutation(ctx, 'resumeExecution', 'operator', args, async (audit) => {
         const id = executionId(args.id, 'id');
-        await ctx.controlPlane.resumeExecution(id);
+        await ctx.controlPlane.audited(audit).resumeExecution(id);
         return loadExecution(ctx, id);
       }),
     retryStep: (_root, args: Args, ctx) =>
-      mutation(ctx, 'retryStep', 'operator', args, async () => {
+      mutation(ctx, 'retryStep', 'operator', args, async (audit) => {
         const id = executionId(args.executionId, 'executionId');
-        await ctx.controlPlane.retryStep(id, str(args.stepKey) ?? '');
+        await ctx.controlPlane.audited(audit).retryStep(id, str(args.stepKey) ?? '');
         return loadExecution(ctx, id);
       }),
     skipStep: (_root, args: Args, ctx) =>
-      mutation(ctx, 'skipStep', 'operator', args, async () => {
+      mutation(ctx, 'skipStep', 'operator', args, async (audit) => {
         const id = executionId(args.executionId, 'executionId');
-        await ctx.controlPlane.skipStep(id, str(args.stepKey) ?? '', args.output ?? null);
+        await ctx.controlPlane.audited(audit).skipStep(id, str(args.stepKey) ?? '', args.output ?? null);
         return loadExecution(ctx, id);
       }),
     rerunFromStep: (_root, args: Args, ctx) =>
-      mutation(ctx, 'rerunFromStep', 'operator', args, async () => {
+      mutation(ctx, 'rerunFromStep', 'operator', args, async (audit) => {
         const id = executionId(args.executionId, 'executionId');
-        await ctx.controlPlane.rerunFromStep(id, str(args.stepId) ?? '');
+        await ctx.controlPlane.audited(audit).rerunFromStep(id, str(args.stepId) ?? '');
         return loadExecution(ctx, id);
       }),
     signal: (_root, args: Args, ctx) =>
-      mutation(ctx, 'signal', 'operator', args, async () => {
+      mutation(ctx, 'signal', 'operator', args, async (audit) => {
         const id = executionId(args.executionId, 'executionId');
-        await ctx.controlPlane.signalExecution(id, str(args.name) ?? '', args.payload ?? null);
+        await ctx.controlPlane.audited(audit).signalExecution(id, str(args.name) ?? '', args.payload ?? null);
         return loadExecution(ctx, id);
       }),
     reprocessDeadLetters: (_root, args: Args, ctx) =>
-      mutation(ctx, 'reprocessDeadLetters', 'operator', args, () =>
-        ctx.controlPlane.reprocessDeadLetters(
-          deadLetterSelection(args),
-          ctx.caller.name,
-          args.payload === null ? undefined : args.payload,
-        ),
+      mutation(ctx, 'reprocessDeadLetters', 'operator', args, (audit) =>
+        ctx.controlPlane
+          .audited(audit)
+          .reprocessDeadLetters(
+            deadLetterSelection(args),
+            ctx.caller.name,
+            args.payload === null ? undefined : args.payload,
+          ),
       ),
     discardDeadLetters: (_root, args: Args, ctx) =>
-      mutation(ctx, 'discardDeadLetters', 'operator', args, () =>
-        ctx.controlPlane.discardDeadLetters(deadLetterSelection(args), ctx.caller.name),
+      mutation(ctx, 'discardDeadLetters', 'operator', args, (audit) =>
+        ctx.controlPlane.audited(audit).discardDeadLetters(deadLetterSelection(args), ctx.caller.name),
       ),
     createApiToken: (_root, args: Args, ctx) =>
       // The secret is never audited: only the name and role.
-      mutation(ctx, 'createApiToken', 'admin', args, async () => {
+      mutation(ctx, 'createApiToken', 'admin', args, async (audit) => {
         const name = str(args.name) ?? '';
         if (!/^[A-Za-z0-9._-]{1,100}$/.test(name)) {
           throw new InvalidArgumentError('name: 1 to 100 letters, digits, ".", "_" or "-"');
@@ -255,11 +228,12 @@ export const resolvers: IResolvers = {
           name,
           (str(args.role) ?? '').toLowerCase() as Role,
           ctx.caller.name,
+          audit,
         );
         return { ...created, role: created.role.toUpperCase() };
       }),
     revokeApiToken: (_root, args: Args, ctx) =>
-      mutation(ctx, 'revokeApiToken', 'admin', args, () => revokeApiToken(ctx.db, str(args.name) ?? '')),
+      mutation(ctx, 'revokeApiToken', 'admin', args, (audit) => revokeApiToken(ctx.db, str(args.name) ?? '', audit)),
   },
 
   Subscription: {

@@ -7,7 +7,7 @@ import { selectRuns, selectSchedule, selectSchedules, type ScheduleRunRow } from
 import { isUuid } from '../uuid.js';
 import { InvalidArgumentError } from './errors.js';
 import { executionsById } from './read-model.js';
-import { mutation } from './resolvers.js';
+import { mutation } from './audit.js';
 
 type Args = Record<string, unknown>;
 type Query<P> = { obj: P; params: Args };
@@ -73,23 +73,24 @@ const resolversOf = {
   },
   Mutation: {
     createSchedule: (_root: unknown, args: Args, ctx: MercuriusContext) =>
-      mutation(ctx, 'createSchedule', 'operator', args, async () => {
-        const { schedule, created } = await ctx.controlPlane.createSchedule(
-          definitionOf(args.schedule),
-          ctx.caller.name,
-        );
+      mutation(ctx, 'createSchedule', 'operator', args, async (audit) => {
+        const { schedule, created } = await ctx.controlPlane
+          .audited(audit)
+          .createSchedule(definitionOf(args.schedule), ctx.caller.name);
         return { created, schedule: scheduleNode(schedule) };
       }),
     pauseSchedule: (_root: unknown, args: Args, ctx: MercuriusContext) =>
-      mutation(ctx, 'pauseSchedule', 'operator', args, async () =>
-        scheduleNode(await ctx.controlPlane.pauseSchedule(scheduleId(args.id))),
+      mutation(ctx, 'pauseSchedule', 'operator', args, async (audit) =>
+        scheduleNode(await ctx.controlPlane.audited(audit).pauseSchedule(scheduleId(args.id))),
       ),
     resumeSchedule: (_root: unknown, args: Args, ctx: MercuriusContext) =>
-      mutation(ctx, 'resumeSchedule', 'operator', args, async () =>
-        scheduleNode(await ctx.controlPlane.resumeSchedule(scheduleId(args.id))),
+      mutation(ctx, 'resumeSchedule', 'operator', args, async (audit) =>
+        scheduleNode(await ctx.controlPlane.audited(audit).resumeSchedule(scheduleId(args.id))),
       ),
     deleteSchedule: (_root: unknown, args: Args, ctx: MercuriusContext) =>
-      mutation(ctx, 'deleteSchedule', 'operator', args, () => ctx.controlPlane.deleteSchedule(scheduleId(args.id))),
+      mutation(ctx, 'deleteSchedule', 'operator', args, (audit) =>
+        ctx.controlPlane.audited(audit).deleteSchedule(scheduleId(args.id)),
+      ),
   },
 } satisfies IResolvers;
 

@@ -8,7 +8,7 @@ import { selectDrainRequests } from '../store/shards.js';
 import { selectWaitsOfExecutions } from '../store/waiting-commands.js';
 import { InvalidArgumentError } from './errors.js';
 import type { AttemptNode, StepNode } from './read-model.js';
-import { mutation } from './resolvers.js';
+import { mutation } from './audit.js';
 
 type Args = Record<string, unknown>;
 type Query<P> = { obj: P; params: Args };
@@ -86,15 +86,15 @@ const resolversOf = {
   },
   Mutation: {
     drainShard: (_root: unknown, args: Args, ctx: MercuriusContext) =>
-      mutation(ctx, 'drainShard', 'operator', args, async () => {
+      mutation(ctx, 'drainShard', 'operator', args, async (audit) => {
         const id = shardId(args);
-        await ctx.controlPlane.drainShard(id, ctx.caller.name);
+        await ctx.controlPlane.audited(audit).drainShard(id, ctx.caller.name);
         return afterRequest(ctx, id);
       }),
     resumeShard: (_root: unknown, args: Args, ctx: MercuriusContext) =>
-      mutation(ctx, 'resumeShard', 'operator', args, async () => {
+      mutation(ctx, 'resumeShard', 'operator', args, async (audit) => {
         const id = shardId(args);
-        await ctx.controlPlane.resumeShard(id, ctx.caller.name);
+        await ctx.controlPlane.audited(audit).resumeShard(id, ctx.caller.name);
         return afterRequest(ctx, id);
       }),
   },

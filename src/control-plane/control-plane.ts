@@ -81,6 +81,7 @@ import { migrationsCurrentCheck } from '../observability/migrations-current.js';
 import { serveProbes, type ProbeServer } from '../observability/probe-server.js';
 import type { Probes } from '../observability/probes.js';
 import { checkReadiness, type Check, type Readiness } from '../observability/readiness.js';
+import type { AuditHook } from '../store/audit.js';
 import { ping } from '../store/observability.js';
 import { ATTR } from '../observability/span-attributes.js';
 import { contextFromHeaders } from '../observability/trace-context.js';
@@ -377,14 +378,42 @@ export interface ControlPlane {
   resumeSchedule(id: string): Promise<Schedule>;
   /** Deletes a schedule and its run history; false when there was none. */
   deleteSchedule(id: string): Promise<boolean>;
+  /**
+   * The same actions, each writing `audit` in the transaction of the change it makes, so
+   * the audit row and the change commit together (the API's mutations use these).
+   */
+  audited(audit: AuditHook): AuditedActions;
 }
+
+/** What the control plane does that changes state (and so is audited when the API asks). */
+export type AuditedActions = Pick<
+  ControlPlane,
+  | 'registerRecipe'
+  | 'startExecution'
+  | 'startExecutions'
+  | 'cancelExecution'
+  | 'pauseExecution'
+  | 'resumeExecution'
+  | 'signalExecution'
+  | 'retryStep'
+  | 'skipStep'
+  | 'rerunFromStep'
+  | 'reprocessDeadLetters'
+  | 'discardDeadLetters'
+  | 'drainShard'
+  | 'resumeShard'
+  | 'createSchedule'
+  | 'pauseSchedule'
+  | 'resumeSchedule'
+  | 'deleteSchedule'
+>;
 
 /**
  * What an application drives: the control plane without its internals (the database handle and
  * the decision environment), which `sous` does not export. sous' own API reaches them through
  * `controlPlaneInternals`.
  */
-export type PublicControlPlane = Omit<ControlPlane, 'db' | 'environment' | 'observability'>;
+export type PublicControlPlane = Omit<ControlPlane, 'db' | 'environment' | 'observability' | 'audited'>;
 
 const internals = new WeakMap<PublicControlPlane, ControlPlane>();
 
@@ -682,6 +711,39 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     sampleNow: () => sampler.sampleOnce(),
   };
 
+  /** The actions, each writing `audit` (if given) in the transaction of its change. */
+  const actions = (audit?: AuditHook): AuditedActions => ({
+    registerRecipe: (plan, source) => registerRecipe(db, plan, source, audit),
+    startExecution: (start) => observer.run('start', () => startExecution(db, environment, start, audit)),
+    startExecutions: (starts) =>
+      observer.run('start', () => startExecutions(db, environment, starts, audit), {
+        triggers: (started) => started.length,
+      }),
+    cancelExecution: (id, reason) =>
+      observer.run('operator', () => cancelExecution(db, environment, id, reason, audit)),
+    pauseExecution: (id) => observer.run('operator', () => pauseExecution(db, environment, id, audit)),
+    resumeExecution: (id) => observer.run('operator', () => resumeExecution(db, environment, id, audit)),
+    signalExecution: (id, name, payload) =>
+      observer.run('operator', () => signalExecution(db, environment, id, name, payload, audit)),
+    retryStep: (id, stepKey) => observer.run('operator', () => retryStep(db, environment, id, stepKey, audit)),
+    skipStep: (id, stepKey, output) =>
+      observer.run('operator', () => skipStep(db, environment, id, stepKey, output, audit)),
+    rerunFromStep: (id, stepId) => observer.run('operator', () => rerunFromStep(db, environment, id, stepId, audit)),
+    reprocessDeadLetters: (selection, actor, payload) =>
+      observer.run('operator', () => reprocessDeadLetters(db, environment, selection, actor, payload, audit)),
+    discardDeadLetters: (selection, actor) => discardDeadLetters(db, selection, actor, audit),
+    drainShard: (shardId, actor) =>
+      requestShardControl(db, registry.get(shardId), shardId, 'drain', actor ?? null, audit),
+    resumeShard: (shardId, actor) =>
+      requestShardControl(db, registry.get(shardId), shardId, 'resume', actor ?? null, audit),
+    createSchedule: async (definition, actor = 'application') => {
+      const { schedule, created } = await createSchedule(db, environment, definition, actor, undefined, audit);
+      return { schedule: scheduleOf(schedule), created };
+    },
+    pauseSchedule: async (id) => scheduleOf(await pauseSchedule(db, id, environment.now(), audit)),
+    resumeSchedule: async (id) => scheduleOf(await resumeSchedule(db, id, environment.now(), audit)),
+    deleteSchedule: (id) => deleteSchedule(db, id, audit),
+  });
   const controlPlane: ControlPlane = {
     db,
     environment,
@@ -803,33 +865,11 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
       await probeServer?.close();
       await db.destroy();
     },
-    registerRecipe: (plan, source) => registerRecipe(db, plan, source),
-    startExecution: (start) => observer.run('start', () => startExecution(db, environment, start)),
-    startExecutions: (starts) =>
-      observer.run('start', () => startExecutions(db, environment, starts), { triggers: (started) => started.length }),
-    cancelExecution: (id, reason) => observer.run('operator', () => cancelExecution(db, environment, id, reason)),
-    pauseExecution: (id) => observer.run('operator', () => pauseExecution(db, environment, id)),
-    resumeExecution: (id) => observer.run('operator', () => resumeExecution(db, environment, id)),
-    signalExecution: (id, name, payload) =>
-      observer.run('operator', () => signalExecution(db, environment, id, name, payload)),
-    retryStep: (id, stepKey) => observer.run('operator', () => retryStep(db, environment, id, stepKey)),
-    skipStep: (id, stepKey, output) => observer.run('operator', () => skipStep(db, environment, id, stepKey, output)),
-    rerunFromStep: (id, stepId) => observer.run('operator', () => rerunFromStep(db, environment, id, stepId)),
+    ...actions(),
+    audited: (audit) => actions(audit),
     compensationPlan: (id) => compensationPlanOf(db, plans, id),
-    reprocessDeadLetters: (selection, actor, payload) =>
-      observer.run('operator', () => reprocessDeadLetters(db, environment, selection, actor, payload)),
-    discardDeadLetters: (selection, actor) => discardDeadLetters(db, selection, actor),
     shards: () => registry.live(),
-    drainShard: (shardId, actor) => requestShardControl(db, registry.get(shardId), shardId, 'drain', actor ?? null),
-    resumeShard: (shardId, actor) => requestShardControl(db, registry.get(shardId), shardId, 'resume', actor ?? null),
     onShardsChanged: (listener) => registry.onChange(listener),
-    createSchedule: async (definition, actor = 'application') => {
-      const { schedule, created } = await createSchedule(db, environment, definition, actor);
-      return { schedule: scheduleOf(schedule), created };
-    },
-    pauseSchedule: async (id) => scheduleOf(await pauseSchedule(db, id, environment.now())),
-    resumeSchedule: async (id) => scheduleOf(await resumeSchedule(db, id, environment.now())),
-    deleteSchedule: (id) => deleteSchedule(db, id),
   };
   internals.set(controlPlane, controlPlane);
   return controlPlane;

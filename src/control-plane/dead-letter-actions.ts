@@ -12,6 +12,7 @@ import {
   selectDeadLetterStatuses,
   selectPendingDeadLetters,
 } from '../store/dead-letters.js';
+import { auditedTransaction, type AuditHook } from '../store/audit.js';
 import { isUuid } from '../uuid.js';
 import { runDecision, type DecisionEnvironment } from './run-decision.js';
 
@@ -70,7 +71,9 @@ export interface ReprocessOutcome {
  * original key and idempotency key (so an exactly-once handler still applies its effect
  * once), optionally with a replacement payload; a parked step goes back in flight in
  * the same transaction. Each letter is its own transaction; a letter already resolved
- * is refused, so reprocessing twice publishes once.
+ * is refused, so reprocessing twice publishes once. `audit` commits with the last letter:
+ * its row says the whole selection was reprocessed (each letter also names its `actor`).
+ * With nothing selected nothing changes, and the caller audits on its own.
  */
 export async function reprocessDeadLetters(
   db: Kysely<Database>,
@@ -78,12 +81,13 @@ export async function reprocessDeadLetters(
   selection: DeadLetterSelection,
   actor: string,
   replacementPayload?: unknown,
+  audit?: AuditHook,
 ): Promise<ReprocessOutcome[]> {
   const ids = await selectIds(db, selection);
   const outcomes: ReprocessOutcome[] = [];
-  for (const id of ids) {
+  for (const [i, id] of ids.entries()) {
     outcomes.push(
-      await db.transaction().execute(async (trx) => {
+      await auditedTransaction(db, i === ids.length - 1 ? audit : undefined, async (trx) => {
         const letter = await lockDeadLetter(trx, id);
         if (letter === undefined) throw new DeadLetterNotReprocessableError(`no dead letter ${id}`);
         if (letter.status !== 'pending') {
@@ -145,7 +149,8 @@ export async function discardDeadLetters(
   db: Kysely<Database>,
   selection: DeadLetterSelection,
   actor: string,
+  audit?: AuditHook,
 ): Promise<string[]> {
   const ids = await selectIds(db, selection);
-  return markDeadLettersDiscarded(db, ids, actor);
+  return auditedTransaction(db, audit, (trx) => markDeadLettersDiscarded(trx, ids, actor));
 }

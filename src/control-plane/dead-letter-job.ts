@@ -20,6 +20,7 @@ import {
   touchDeadLetterJob,
   type DeadLetterJobRow,
 } from '../store/dead-letter-jobs.js';
+import { auditedTransaction, type AuditHook } from '../store/audit.js';
 import { isUuid } from '../uuid.js';
 import { DeadLetterNotReprocessableError, reprocessDeadLetters, type DeadLetterSelection } from './dead-letters.js';
 import type { DecisionEnvironment } from './run-decision.js';
@@ -63,6 +64,8 @@ export interface StartDeadLetterJobOptions {
   readonly batchSize?: number;
   /** The graphile-worker task to add. @default DEAD_LETTER_JOB_TASK */
   readonly task?: string;
+  /** Writes the caller's audit row in the job's transaction. */
+  readonly audit?: AuditHook;
 }
 
 /**
@@ -84,7 +87,7 @@ export async function startDeadLetterJob(
     }
   }
   const id = newId();
-  await db.transaction().execute(async (trx) => {
+  await auditedTransaction(db, options.audit, async (trx) => {
     await lockDeadLetterJobCreation(trx);
     if (ids !== undefined) {
       const problems = await deadLetterIdProblems(trx, ids);

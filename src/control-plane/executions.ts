@@ -1,11 +1,12 @@
 import { context as otelContext, SpanKind, trace, type Span } from '@opentelemetry/api';
 import { newId } from '../uuid.js';
-import type { Kysely, Transaction } from 'kysely';
+import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
 import { TERMINAL_STATUSES, type ExecutionStatus } from '../engine/state.js';
 import type { Trigger } from '../engine/triggers.js';
 import type { RecipePlan } from '../recipe/plan.js';
 import { ExecutionFinishedError, ExecutionNotFoundError, InvalidStartError } from './errors.js';
+import { auditedTransaction, type AuditHook } from '../store/audit.js';
 import { lockIdempotencyKey } from '../store/executions.js';
 import { ATTR } from '../observability/span-attributes.js';
 import { contextFromTraceparent, traceparentOf } from '../observability/trace-context.js';
@@ -62,8 +63,9 @@ export async function startExecution(
   db: Kysely<Database>,
   env: DecisionEnvironment,
   options: StartOptions,
+  audit?: AuditHook,
 ): Promise<Started> {
-  const [started] = await startExecutions(db, env, [options]);
+  const [started] = await startExecutions(db, env, [options], audit);
   if (started === undefined) throw new Error('startExecutions gave no result for one start');
   return started;
 }
@@ -77,12 +79,14 @@ export const MAX_STARTS_PER_CALL = 10_000;
  * of work, as job queues enqueue in bulk). All or none are started. Results are in the
  * order of `starts`; an idempotency key already used, or used twice in the list, gives the
  * first execution (`created: false`). Each execution gets a `start` span of its own.
- * Given a transaction, the starts are part of it (they commit or roll back with it).
+ * Given a transaction, the starts are part of it (they commit or roll back with it), as a
+ * schedule records its fire with them; `audit` writes the caller's audit row in it.
  */
 export async function startExecutions(
   db: Kysely<Database>,
   env: DecisionEnvironment,
   starts: readonly StartOptions[],
+  audit?: AuditHook,
 ): Promise<Started[]> {
   if (starts.length > MAX_STARTS_PER_CALL) {
     throw new InvalidStartError(
@@ -125,7 +129,7 @@ export async function startExecutions(
   const active = resolved.length === 1 && resolved[0] !== undefined ? resolved[0].context : otelContext.active();
   try {
     const started = await otelContext.with(active, () =>
-      inTransaction(db, async (trx): Promise<Started[]> => {
+      auditedTransaction(db, audit, async (trx): Promise<Started[]> => {
         const out: (Started | undefined)[] = starts.map(() => undefined);
         // Keys locked in one order, so two batches sharing keys queue instead of deadlocking.
         const keys = [
@@ -189,26 +193,16 @@ export async function startExecutions(
   }
 }
 
-/**
- * Runs `work` in `db` when it is a transaction already (a caller that writes its own rows
- * with the starts, as a schedule records its fire), else in a new transaction.
- */
-function inTransaction<T>(db: Kysely<Database>, work: (trx: Transaction<Database>) => Promise<T>): Promise<T> {
-  return isTransaction(db) ? work(db) : db.transaction().execute(work);
-}
-
-const isTransaction = (db: Kysely<Database>): db is Transaction<Database> => db.isTransaction;
-
-/** Applies an operator's or application's request to a running execution. */
+/** Applies an operator's or application's request to a running execution (with its audit row, if any). */
 async function request(
   db: Kysely<Database>,
   env: DecisionEnvironment,
   executionId: string,
   trigger: Trigger,
   action: string,
-  { finishedToo = false }: { finishedToo?: boolean } = {},
+  { finishedToo = false, audit }: { finishedToo?: boolean; audit?: AuditHook | undefined } = {},
 ): Promise<ExecutionStatus> {
-  return db.transaction().execute(async (trx) => {
+  return auditedTransaction(db, audit, async (trx) => {
     const locked = (await env.states.lock(trx, env.plans, [executionId.toLowerCase()])).get(executionId.toLowerCase());
     if (locked === undefined) throw new ExecutionNotFoundError(`no execution ${executionId}`);
     const status = locked.status;
@@ -221,17 +215,29 @@ async function request(
 }
 
 /** Stops an execution: nothing more is dispatched and late replies are ignored. */
-export function cancelExecution(db: Kysely<Database>, env: DecisionEnvironment, executionId: string, reason?: string) {
-  return request(db, env, executionId, { kind: 'cancel', ...(reason === undefined ? {} : { reason }) }, 'cancel');
+export function cancelExecution(
+  db: Kysely<Database>,
+  env: DecisionEnvironment,
+  executionId: string,
+  reason?: string,
+  audit?: AuditHook,
+) {
+  const trigger: Trigger = { kind: 'cancel', ...(reason === undefined ? {} : { reason }) };
+  return request(db, env, executionId, trigger, 'cancel', { audit });
 }
 
 /** Dispatches nothing new until resumed; steps in flight finish. */
-export function pauseExecution(db: Kysely<Database>, env: DecisionEnvironment, executionId: string) {
-  return request(db, env, executionId, { kind: 'pause' }, 'pause');
+export function pauseExecution(db: Kysely<Database>, env: DecisionEnvironment, executionId: string, audit?: AuditHook) {
+  return request(db, env, executionId, { kind: 'pause' }, 'pause', { audit });
 }
 
-export function resumeExecution(db: Kysely<Database>, env: DecisionEnvironment, executionId: string) {
-  return request(db, env, executionId, { kind: 'resume' }, 'resume');
+export function resumeExecution(
+  db: Kysely<Database>,
+  env: DecisionEnvironment,
+  executionId: string,
+  audit?: AuditHook,
+) {
+  return request(db, env, executionId, { kind: 'resume' }, 'resume', { audit });
 }
 
 /** Delivers a named signal; a waitForSignal step takes it now or when it begins. */
@@ -241,13 +247,20 @@ export function signalExecution(
   executionId: string,
   name: string,
   payload: unknown,
+  audit?: AuditHook,
 ) {
-  return request(db, env, executionId, { kind: 'signal', name, payload: payload ?? null }, 'signal');
+  return request(db, env, executionId, { kind: 'signal', name, payload: payload ?? null }, 'signal', { audit });
 }
 
 /** Operator: a new attempt of a task step now, abandoning one in flight or waiting (dead-lettered, back-off). */
-export function retryStep(db: Kysely<Database>, env: DecisionEnvironment, executionId: string, stepKey: string) {
-  return request(db, env, executionId, { kind: 'retryStep', stepKey }, 'retry a step of');
+export function retryStep(
+  db: Kysely<Database>,
+  env: DecisionEnvironment,
+  executionId: string,
+  stepKey: string,
+  audit?: AuditHook,
+) {
+  return request(db, env, executionId, { kind: 'retryStep', stepKey }, 'retry a step of', { audit });
 }
 
 /** Operator: the step counts as completed with `output`; later steps see that output. */
@@ -257,14 +270,22 @@ export function skipStep(
   executionId: string,
   stepKey: string,
   output: unknown,
+  audit?: AuditHook,
 ) {
-  return request(db, env, executionId, { kind: 'skipStep', stepKey, output: output ?? null }, 'skip a step of');
+  const trigger: Trigger = { kind: 'skipStep', stepKey, output: output ?? null };
+  return request(db, env, executionId, trigger, 'skip a step of', { audit });
 }
 
 /**
  * Operator: forgets a top-level step and everything after it and runs again from there;
  * also revives a failed, cancelled or completed execution.
  */
-export function rerunFromStep(db: Kysely<Database>, env: DecisionEnvironment, executionId: string, stepId: string) {
-  return request(db, env, executionId, { kind: 'rerunFromStep', stepId }, 'rerun', { finishedToo: true });
+export function rerunFromStep(
+  db: Kysely<Database>,
+  env: DecisionEnvironment,
+  executionId: string,
+  stepId: string,
+  audit?: AuditHook,
+) {
+  return request(db, env, executionId, { kind: 'rerunFromStep', stepId }, 'rerun', { finishedToo: true, audit });
 }

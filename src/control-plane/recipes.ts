@@ -10,6 +10,7 @@ import {
   selectLatestVersions,
   selectVersionByChecksum,
 } from '../store/recipes.js';
+import { auditedTransaction, type AuditHook } from '../store/audit.js';
 import { RecipeNotFoundError } from './errors.js';
 
 export interface RegisteredRecipe {
@@ -29,9 +30,10 @@ export async function registerRecipe(
   db: Kysely<Database>,
   plan: RecipePlan,
   source?: string,
+  audit?: AuditHook,
 ): Promise<RegisteredRecipe> {
   const checksum = planChecksum(plan);
-  return db.transaction().execute(async (trx) => {
+  return auditedTransaction(db, audit, async (trx) => {
     await lockRecipeName(trx, plan.name);
     const found = await selectVersionByChecksum(trx, plan.name, checksum);
     if (found !== undefined) return { name: plan.name, version: found, checksum, created: false };

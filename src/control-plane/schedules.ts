@@ -33,6 +33,7 @@ import {
   updateScheduleAfterEvaluation,
   type ScheduleRow,
 } from '../store/schedules.js';
+import { auditedTransaction, type AuditHook } from '../store/audit.js';
 import { latestVersion } from './recipes.js';
 import { startExecutions } from './executions.js';
 import type { DecisionEnvironment } from './run-decision.js';
@@ -183,49 +184,66 @@ export async function createSchedule(
   definition: ScheduleDefinition,
   actor: string,
   now: Date = env.now(),
+  audit?: AuditHook,
 ): Promise<{ schedule: ScheduleRow; created: boolean }> {
   const d = parseScheduleDefinition(definition);
   // RecipeNotFoundError now, not at the first fire.
   await env.plans.get(db, d.recipe, d.version ?? (await latestVersion(db, d.recipe)));
-  const { row, created } = await insertSchedule(db, {
-    id: newId(),
-    name: d.name,
-    recipeName: d.recipe,
-    recipeVersion: d.version,
-    cron: d.cron,
-    timeZone: d.timeZone,
-    input: d.input,
-    overlap: d.overlap,
-    missedRuns: d.missedRuns,
-    nextFireAt: nextFireAfter(d.cron, d.timeZone, now),
-    createdBy: actor,
+  // The refusal below is in the transaction: an audit row must not commit with it.
+  return auditedTransaction(db, audit, async (trx) => {
+    const { row, created } = await insertSchedule(trx, {
+      id: newId(),
+      name: d.name,
+      recipeName: d.recipe,
+      recipeVersion: d.version,
+      cron: d.cron,
+      timeZone: d.timeZone,
+      input: d.input,
+      overlap: d.overlap,
+      missedRuns: d.missedRuns,
+      nextFireAt: nextFireAfter(d.cron, d.timeZone, now),
+      createdBy: actor,
+    });
+    if (!created && !sameDefinition(row, d)) {
+      throw new ScheduleExistsError(`a schedule named ${d.name} exists with another definition: delete it first`);
+    }
+    return { schedule: row, created };
   });
-  if (!created && !sameDefinition(row, d)) {
-    throw new ScheduleExistsError(`a schedule named ${d.name} exists with another definition: delete it first`);
-  }
-  return { schedule: row, created };
 }
 
 /** Stops starting runs (a queued run waits too); pausing a paused schedule changes nothing. */
-export async function pauseSchedule(db: Kysely<Database>, id: string, now: Date): Promise<ScheduleRow> {
+export async function pauseSchedule(
+  db: Kysely<Database>,
+  id: string,
+  now: Date,
+  audit?: AuditHook,
+): Promise<ScheduleRow> {
   if (!isUuid(id)) notFound(id);
-  return (await pauseScheduleRow(db, id, now)) ?? notFound(id);
+  // notFound inside: no audit row commits for a schedule that is not there.
+  return auditedTransaction(db, audit, async (trx) => (await pauseScheduleRow(trx, id, now)) ?? notFound(id));
 }
 
 /** Runs again from the first fire after `now`: fires while paused are not runs, nor missed ones. */
-export async function resumeSchedule(db: Kysely<Database>, id: string, now: Date): Promise<ScheduleRow> {
+export async function resumeSchedule(
+  db: Kysely<Database>,
+  id: string,
+  now: Date,
+  audit?: AuditHook,
+): Promise<ScheduleRow> {
   if (!isUuid(id)) notFound(id);
-  const row = await db.transaction().execute(async (trx) => {
+  return auditedTransaction(db, audit, async (trx) => {
     const found = await lockSchedule(trx, id);
-    if (found === undefined) return undefined;
-    return resumeScheduleRow(trx, id, now, nextFireAfter(found.cron, found.time_zone, now));
+    const row =
+      found === undefined
+        ? undefined
+        : await resumeScheduleRow(trx, id, now, nextFireAfter(found.cron, found.time_zone, now));
+    return row ?? notFound(id);
   });
-  return row ?? notFound(id);
 }
 
 /** Deletes a schedule and its history (executions it started stay); false when there was none. */
-export async function deleteSchedule(db: Kysely<Database>, id: string): Promise<boolean> {
-  return isUuid(id) && (await deleteScheduleRow(db, id));
+export async function deleteSchedule(db: Kysely<Database>, id: string, audit?: AuditHook): Promise<boolean> {
+  return isUuid(id) && (await auditedTransaction(db, audit, (trx) => deleteScheduleRow(trx, id)));
 }
 
 function notFound(id: string): never {

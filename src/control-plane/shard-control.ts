@@ -3,6 +3,7 @@ import type { Database } from '../db/schema.js';
 import { builtOutboxRow } from '../outbox/write-outbox.js';
 import { SHARD_CONTROL_TOPIC, type ShardControl } from '../protocol/shards.js';
 import type { LiveShard } from '../shards/registry-view.js';
+import { auditedTransaction, type AuditHook } from '../store/audit.js';
 import { insertOutboxRows } from '../store/outbox.js';
 import { recordDrainRequest } from '../store/shards.js';
 import { newId } from '../uuid.js';
@@ -28,6 +29,7 @@ export async function requestShardControl(
   shardId: string,
   kind: 'drain' | 'resume',
   requestedBy: string | null,
+  audit?: AuditHook,
 ): Promise<ShardControlRequested> {
   if (shard === undefined) {
     throw new ShardNotFoundError(
@@ -42,7 +44,7 @@ export async function requestShardControl(
     incarnation: shard.incarnation,
     ...(requestedBy === null ? {} : { requestedBy }),
   };
-  await db.transaction().execute(async (trx) => {
+  await auditedTransaction(db, audit, async (trx) => {
     await insertOutboxRows<Database>(trx, [
       builtOutboxRow({
         id: messageId,

@@ -1,4 +1,4 @@
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Database } from '../db/schema.js';
 
 /** One row of sous.audit_log. */
@@ -17,4 +17,31 @@ export async function insertAuditEntry(db: Kysely<Database>, entry: AuditEntry):
     INSERT INTO sous.audit_log (token_id, actor, role, operation, arguments, outcome, error_code)
     VALUES (${entry.tokenId}, ${entry.actor}, ${entry.role}, ${entry.operation},
       ${JSON.stringify(entry.arguments ?? {})}::jsonb, ${entry.outcome}, ${entry.errorCode})`.execute(db);
+}
+
+/**
+ * Writes the audit row of an action inside the action's own transaction, so the row and
+ * the change it records commit together or not at all (a crash between two transactions
+ * would otherwise keep the change and lose who made it). Whoever opens the action's
+ * transaction calls it last, after the change; `auditedTransaction` does that.
+ */
+export type AuditHook = (trx: Transaction<Database>) => Promise<void>;
+
+const isTransaction = (db: Kysely<Database>): db is Transaction<Database> => db.isTransaction;
+
+/**
+ * Runs `work` in a transaction (in `db` itself when it is one already: a caller that
+ * writes its own rows with the work) and then `audit`, if any, in the same transaction.
+ */
+export function auditedTransaction<T>(
+  db: Kysely<Database>,
+  audit: AuditHook | undefined,
+  work: (trx: Transaction<Database>) => Promise<T>,
+): Promise<T> {
+  const audited = async (trx: Transaction<Database>): Promise<T> => {
+    const result = await work(trx);
+    await audit?.(trx);
+    return result;
+  };
+  return isTransaction(db) ? audited(db) : db.transaction().execute(audited);
 }
