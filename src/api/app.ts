@@ -23,6 +23,7 @@ import { loaders, resolvers } from './resolvers.js';
 import { withDeadLetterJobResolvers } from './dead-letter-job-resolvers.js';
 import { withShardLoaders, withShardResolvers } from './shard-resolvers.js';
 import { withScheduleLoaders, withScheduleResolvers } from './schedule-resolvers.js';
+import { withAuditLogResolvers } from './audit-log-resolvers.js';
 import { DateTimeScalar, JsonScalar } from './scalars.js';
 import { withObservabilityLoaders, withObservabilityResolvers } from './observability-resolvers.js';
 import { answerProbe, PROBE_PATHS } from '../observability/probes.js';
@@ -117,8 +118,10 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   await app.register(mercurius, {
     schema: SCHEMA,
     resolvers: {
-      ...withOverviewResolvers(
-        withScheduleResolvers(withShardResolvers(withObservabilityResolvers(withDeadLetterJobResolvers(resolvers)))),
+      ...withAuditLogResolvers(
+        withOverviewResolvers(
+          withScheduleResolvers(withShardResolvers(withObservabilityResolvers(withDeadLetterJobResolvers(resolvers)))),
+        ),
       ),
       JSON: JsonScalar,
       DateTime: DateTimeScalar,

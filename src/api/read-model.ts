@@ -15,6 +15,7 @@ import {
   selectStepNodes,
 } from '../store/read-model.js';
 import { InvalidArgumentError } from './errors.js';
+import { connection, decodeCursor, encodeCursor, isoTime, pageSize } from './paging.js';
 import { isUuid } from '../uuid.js';
 
 /*
@@ -45,35 +46,16 @@ export interface ExecutionFilter {
   readonly idempotencyKey?: string | null;
 }
 
-interface Cursor {
-  readonly createdAt: string;
-  readonly id: string;
+/** The sort key of an execution page: (created_at, id), newest first. */
+function executionCursor(node: ExecutionNode): string {
+  return encodeCursor({ createdAt: node.createdAt.toISOString(), id: node.id });
 }
 
-function encodeCursor(node: ExecutionNode): string {
-  return Buffer.from(JSON.stringify({ createdAt: node.createdAt.toISOString(), id: node.id })).toString('base64url');
+function readExecutionCursor(value: Record<string, unknown>): { createdAt: string; id: string } | undefined {
+  const { createdAt, id } = value;
+  if (typeof createdAt !== 'string' || Number.isNaN(Date.parse(createdAt))) return undefined;
+  return typeof id === 'string' && isUuid(id) ? { createdAt, id } : undefined;
 }
-
-function decodeCursor(cursor: string): Cursor {
-  try {
-    const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as Partial<Cursor>;
-    if (typeof value.createdAt === 'string' && typeof value.id === 'string' && isUuid(value.id)) {
-      if (!Number.isNaN(Date.parse(value.createdAt))) return { createdAt: value.createdAt, id: value.id };
-    }
-  } catch {
-    // Falls through to the error below.
-  }
-  throw new InvalidArgumentError(`after: "${cursor}" is not a cursor this API gave out`);
-}
-
-function timestamp(name: string, value: string | null | undefined): string | null {
-  if (value === null || value === undefined) return null;
-  if (Number.isNaN(Date.parse(value)))
-    throw new InvalidArgumentError(`filter.${name}: "${value}" is not an ISO-8601 time`);
-  return value;
-}
-
-export const MAX_PAGE = 500;
 
 /** A page of executions, newest first, with keyset pagination on (created_at, id). */
 export async function listExecutions(
@@ -81,27 +63,22 @@ export async function listExecutions(
   filter: ExecutionFilter,
   first: number,
   after: string | null | undefined,
-): Promise<{ nodes: { cursor: string; node: ExecutionNode }[]; hasNextPage: boolean }> {
-  if (!Number.isInteger(first) || first < 1 || first > MAX_PAGE) {
-    throw new InvalidArgumentError(`first must be between 1 and ${MAX_PAGE}, got ${first}`);
-  }
-  const cursor = after === null || after === undefined ? null : decodeCursor(after);
+): Promise<ReturnType<typeof connection<ExecutionNode>>> {
+  pageSize(first);
+  const cursor = after === null || after === undefined ? null : decodeCursor(after, readExecutionCursor);
   const statuses = filter.status?.map((s) => s.toLowerCase()) ?? null;
-  const createdAfter = timestamp('createdAfter', filter.createdAfter);
-  const createdBefore = timestamp('createdBefore', filter.createdBefore);
   const rows = await selectExecutionPage<ExecutionNode>(db, {
     statuses,
     recipe: filter.recipe ?? null,
     version: filter.version ?? null,
-    createdAfter,
-    createdBefore,
+    createdAfter: isoTime('filter.createdAfter', filter.createdAfter),
+    createdBefore: isoTime('filter.createdBefore', filter.createdBefore),
     idempotencyKey: filter.idempotencyKey ?? null,
     region: filter.region ?? null,
     cursor,
     limit: first + 1,
   });
-  const page = rows.slice(0, first);
-  return { nodes: page.map((node) => ({ cursor: encodeCursor(node), node })), hasNextPage: rows.length > first };
+  return connection(rows, first, executionCursor);
 }
 
 export interface StepNode {
@@ -251,9 +228,7 @@ export async function listDeadLetters(
   first: number,
   ingested: { readonly after?: string | undefined; readonly before?: string | undefined } = {},
 ): Promise<Record<string, unknown>[]> {
-  if (!Number.isInteger(first) || first < 1 || first > MAX_PAGE) {
-    throw new InvalidArgumentError(`first must be between 1 and ${MAX_PAGE}, got ${first}`);
-  }
+  pageSize(first);
   if (filter.executionId != null && !isUuid(filter.executionId)) {
     throw new InvalidArgumentError(`filter.executionId: "${filter.executionId}" is not an execution id (a UUID)`);
   }

@@ -98,19 +98,14 @@ export const resolvers: IResolvers = {
       const id = str(args.id) ?? '';
       return isUuid(id) ? ((await executionsById(ctx.db, [id])).get(id) ?? null) : null;
     },
-    executions: async (_root, args: Args, ctx) => {
-      const page = await listExecutions(
+    executions: (_root, args: Args, ctx) =>
+      listExecutions(
         ctx.db,
         // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- args are unknown; GraphQL validated their shape
         (args.filter ?? {}) as ExecutionFilter,
         int(args.first) ?? 50,
         str(args.after),
-      );
-      return {
-        edges: page.nodes,
-        pageInfo: { hasNextPage: page.hasNextPage, endCursor: page.nodes.at(-1)?.cursor ?? null },
-      };
-    },
+      ),
     recipes: (_root, _args, ctx) => recipeNames(ctx.db),
     recipe: async (_root, args: Args, ctx) => (await recipeNames(ctx.db, str(args.name)))[0] ?? null,
     compensationPlan: async (_root, args: Args, ctx) => {

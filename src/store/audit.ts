@@ -45,3 +45,38 @@ export function auditedTransaction<T>(
   };
   return isTransaction(db) ? audited(db) : db.transaction().execute(audited);
 }
+
+/** What a page of the audit log is filtered by (null: any). */
+export interface AuditPageQuery {
+  readonly actor: string | null;
+  readonly operation: string | null;
+  readonly outcome: string | null;
+  /** At or after. */
+  readonly after: string | null;
+  /** Strictly before. */
+  readonly before: string | null;
+  /** Keyset: rows with a smaller id, newest first. */
+  readonly beforeId: string | null;
+  readonly limit: number;
+}
+
+/**
+ * A page of the audit log, newest first. Ordered by id, not `at`: `at` is the time its
+ * transaction began (now()), so rows of a long transaction are not in `at` order, while
+ * ids are unique and only grow. Shaped as the API shows it.
+ */
+export async function selectAuditPage<Row>(db: Kysely<Database>, p: AuditPageQuery): Promise<Row[]> {
+  const { rows } = await sql<Row>`
+    SELECT id::text AS id, at, token_id AS "tokenId", actor, upper(role) AS role, operation, arguments,
+      upper(outcome) AS outcome, error_code AS "errorCode"
+    FROM sous.audit_log
+    WHERE (${p.actor}::text IS NULL OR actor = ${p.actor})
+      AND (${p.operation}::text IS NULL OR operation = ${p.operation})
+      AND (${p.outcome}::text IS NULL OR outcome = ${p.outcome})
+      AND (${p.after}::timestamptz IS NULL OR at >= ${p.after}::timestamptz)
+      AND (${p.before}::timestamptz IS NULL OR at < ${p.before}::timestamptz)
+      AND (${p.beforeId}::bigint IS NULL OR id < ${p.beforeId}::bigint)
+    ORDER BY id DESC
+    LIMIT ${p.limit}`.execute(db);
+  return rows;
+}
