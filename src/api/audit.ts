@@ -42,7 +42,8 @@ export async function requireAuditedRole(ctx: ApiContext, operation: string, rol
  * (or keep a row for a change that rolled back). An action that ends without having
  * written it (one that changed nothing, e.g. reprocessing an empty selection) gets it
  * written on its own. A failed action rolled back its row with its change, and gets an
- * `error` row in a transaction of its own.
+ * `error` row in a transaction of its own. No audited action changes only Kafka: a
+ * shard's drain or resume is an outbox row, committed with its audit row like the rest.
  */
 export async function mutation<T>(
   ctx: ApiContext,
