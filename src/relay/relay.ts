@@ -1,7 +1,13 @@
 import { createKafka } from '../kafka/kafka-client.js';
 import { runTransactionalCopy, type TransactionalCopy } from '../kafka/transactional-copy.js';
 import { logger as rootLogger, type Logger } from '../logger.js';
-import { RELAY_DEAD_LETTER_TOPIC, RELAY_OFFSETS_TOPIC, relayDestination, relayTopicFor } from './routing.js';
+import {
+  RELAY_DEAD_LETTER_TOPIC,
+  RELAY_HEADERS,
+  RELAY_OFFSETS_TOPIC,
+  relayDestination,
+  relayTopicFor,
+} from './routing.js';
 
 export interface RelaySource {
   readonly region: string;
@@ -54,17 +60,15 @@ export function startRelay(options: RelayOptions): Relay {
       offsetsTopic: RELAY_OFFSETS_TOPIC,
       positionPrefix: source.region,
       destinationTopics: [RELAY_DEAD_LETTER_TOPIC, ...(options.destinationTopics ?? [])],
-      route: (record) => {
-        const out = relayDestination(record, source.region, options.region);
-        if (out.refused !== undefined)
-          log.warn(
-            { refused: out.refused, topic: record.topic, offset: record.offset },
-            'relayed message dead-lettered',
-          );
-        return out;
-      },
+      route: (record, exists) => relayDestination(record, source.region, options.region, exists),
       ...(options.fetchMaxBytes === undefined ? {} : { fetchMaxBytes: options.fetchMaxBytes }),
-      onCommitted: (records) => options.onCopied?.(records.length),
+      onCommitted: (records) => {
+        for (const r of records) {
+          if (r.topic === RELAY_DEAD_LETTER_TOPIC)
+            log.warn({ reason: r.headers[RELAY_HEADERS.error] }, 'relayed message dead-lettered');
+        }
+        options.onCopied?.(records.length);
+      },
       logger: log,
     });
   });
