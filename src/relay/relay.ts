@@ -1,6 +1,7 @@
 import { createKafka } from '../kafka/kafka-client.js';
 import { runTransactionalCopy, type TransactionalCopy } from '../kafka/transactional-copy.js';
 import { logger as rootLogger, type Logger } from '../logger.js';
+import { regionInboxTopic } from '../regions/region-inbox.js';
 import {
   RELAY_DEAD_LETTER_TOPIC,
   RELAY_HEADERS,
@@ -59,7 +60,14 @@ export function startRelay(options: RelayOptions): Relay {
       transactionalId: `sous-relay.${source.region}.to.${options.region}`,
       offsetsTopic: RELAY_OFFSETS_TOPIC,
       positionPrefix: source.region,
-      destinationTopics: [RELAY_DEAD_LETTER_TOPIC, ...(options.destinationTopics ?? [])],
+      // The region inbox is where other regions' commands land: it must exist even while
+      // this region's control plane is down, so the commands wait there rather than in
+      // the dead-letter topic.
+      destinationTopics: [
+        RELAY_DEAD_LETTER_TOPIC,
+        regionInboxTopic(options.region),
+        ...(options.destinationTopics ?? []),
+      ],
       route: (record, exists) => relayDestination(record, source.region, options.region, exists),
       ...(options.fetchMaxBytes === undefined ? {} : { fetchMaxBytes: options.fetchMaxBytes }),
       onCommitted: (records) => {
