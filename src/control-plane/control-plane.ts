@@ -819,7 +819,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
       await probeServer?.close();
       await db.destroy();
     },
-    registerRecipe: (plan, source) => registerRecipe(db, plan, source),
+    registerRecipe: (plan, source) => registerRecipe(db, plan, source, config.region),
     startExecution: (start) => observer.run('start', () => startExecution(db, environment, start)),
     startExecutions: (starts) =>
       observer.run('start', () => startExecutions(db, environment, starts), { triggers: (started) => started.length }),

@@ -11,6 +11,7 @@ import {
   selectVersionByChecksum,
 } from '../store/recipes.js';
 import { RecipeNotFoundError } from './errors.js';
+import { assertResidencyKept } from '../regions/residency-check.js';
 
 export interface RegisteredRecipe {
   readonly name: string;
@@ -23,13 +24,17 @@ export interface RegisteredRecipe {
 /**
  * Stores a validated plan as the next version of its recipe. Versions are immutable;
  * registering an identical plan again returns the version it already has, so a retried
- * registration is safe.
+ * registration is safe. With `region` (this control plane's, when it runs with regions),
+ * a plan handing a resident output to a step of another region is refused
+ * (ResidencyConflictError) before anything is written.
  */
 export async function registerRecipe(
   db: Kysely<Database>,
   plan: RecipePlan,
   source?: string,
+  region?: string,
 ): Promise<RegisteredRecipe> {
+  assertResidencyKept(plan, region);
   const checksum = planChecksum(plan);
   return db.transaction().execute(async (trx) => {
     await lockRecipeName(trx, plan.name);

@@ -27,6 +27,8 @@ import { sql } from 'kysely';
 import { RESIDENCY_VIOLATION } from '../../src/protocol/resident.js';
 import { regionInboxTopic } from '../../src/regions/region-inbox.js';
 import { selectInboxStates } from '../../src/store/region-inbox.js';
+import { ResidencyConflictError } from '../../src/regions/residency-check.js';
+import { registerRecipe } from '../../src/control-plane/recipes.js';
 
 const home = uniqueName('home');
 const remote = uniqueName('remote');
@@ -229,7 +231,7 @@ describe('steps across regions', () => {
     process.stderr.write(`[regions] cross-region step-to-step ms: ${cross.join(', ')}\n`);
   });
 
-  it('keeps a resident output in its region: later steps there read it by reference, a step elsewhere fails with residency_violation, and no topic or table of the home region holds its bytes', async () => {
+  it('keeps a resident output in its region: later steps there read it by reference, a step elsewhere is refused at registration or fails with residency_violation, and no topic or table of the home region holds its bytes', async () => {
     const kept = recipe(`${ns}.resident`)
       .task('s', secretCap, { input: '{}', region: remote })
       .task('t', readSecretCap, { input: { prev: 'outputs.s' }, region: remote })
@@ -240,7 +242,19 @@ describe('steps across regions', () => {
       .task('u', readSecretCap, { input: { prev: 'outputs.s' }, retry: { maxAttempts: 1 } })
       .build();
     await cp.registerRecipe(kept);
-    await cp.registerRecipe(leaked);
+    // Refused at registration, naming both steps...
+    await assert.rejects(cp.registerRecipe(leaked), (error: unknown) => {
+      assert.ok(error instanceof ResidencyConflictError);
+      assert.equal(error.code, 'SOUS_RESIDENCY_CONFLICT');
+      assert.deepEqual(
+        error.conflicts.map((c) => [c.reader, c.resident, c.residentRegion]),
+        [['u', 's', remote]],
+      );
+      return true;
+    });
+    // ...and, registered without the check (a control plane before it, or without
+    // regions), still refused at run time: the home step fails with residency_violation.
+    await registerRecipe(cp.db, leaked);
     const ok = await cp.startExecution({ recipe: kept.name, input: {} });
     const bad = await cp.startExecution({ recipe: leaked.name, input: {} });
     const okView = await waitForExecution(cp, ok.executionId, undefined, 120_000);
