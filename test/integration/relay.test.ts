@@ -76,6 +76,18 @@ function assertExactlyOnceInOrder(arrivals: readonly Arrival[], total: number): 
   }
 }
 
+/** A case's own regions, relay topic (in the source cluster) and target topic (in the destination), created. */
+async function relayCase() {
+  const home = uniqueName('home');
+  const remote = uniqueName('remote');
+  const target = uniqueName('test.relayed');
+  const relayTopic = relayTopicFor(home);
+  const source = createKafka({ brokers: remoteBrokers, clientId: uniqueName('relay-test') });
+  await ensureTopics(source, [relayTopic]);
+  await ensureTopics(testKafka(), [target]);
+  return { home, remote, target, relayTopic, source };
+}
+
 // At file level: an `after` registered inside the `before` hook would run right after it.
 after(stopRemoteRegion);
 
@@ -85,13 +97,7 @@ describe('relay between two regions', () => {
   });
 
   it('carries 1,000 messages over 20 keys, complete and in order per key, stamped with their source region', async () => {
-    const home = uniqueName('home');
-    const remote = uniqueName('remote');
-    const target = uniqueName('test.relayed');
-    const relayTopic = relayTopicFor(home);
-    const source = createKafka({ brokers: remoteBrokers, clientId: uniqueName('relay-test') });
-    await ensureTopics(source, [relayTopic]);
-    await ensureTopics(testKafka(), [target]);
+    const { home, remote, target, relayTopic, source } = await relayCase();
     const producer = createRecordProducer(source);
     const arrivals: Arrival[] = [];
     const consumer = await follow(target, arrivals);
@@ -114,14 +120,8 @@ describe('relay between two regions', () => {
   });
 
   it('dead-letters a record whose target topic does not exist, with a coded reason, and copies the records behind it', async () => {
-    const home = uniqueName('home');
-    const remote = uniqueName('remote');
-    const target = uniqueName('test.relayed');
+    const { home, remote, target, relayTopic, source } = await relayCase();
     const missing = uniqueName('test.missing');
-    const relayTopic = relayTopicFor(home);
-    const source = createKafka({ brokers: remoteBrokers, clientId: uniqueName('relay-test') });
-    await ensureTopics(source, [relayTopic]);
-    await ensureTopics(testKafka(), [target]);
     const producer = createRecordProducer(source);
     const arrivals: Arrival[] = [];
     const consumer = await follow(target, arrivals);
@@ -165,13 +165,7 @@ describe('relay between two regions', () => {
   });
 
   it('loses and doubles nothing and keeps order per key when the relay is SIGKILLed and the remote broker restarts', async () => {
-    const home = uniqueName('home');
-    const remote = uniqueName('remote');
-    const target = uniqueName('test.relayed');
-    const relayTopic = relayTopicFor(home);
-    const source = createKafka({ brokers: remoteBrokers, clientId: uniqueName('relay-test') });
-    await ensureTopics(source, [relayTopic]);
-    await ensureTopics(testKafka(), [target]);
+    const { home, remote, target, relayTopic, source } = await relayCase();
     let producer = createRecordProducer(source);
     const arrivals: Arrival[] = [];
     const consumer = await follow(target, arrivals);
