@@ -89,6 +89,19 @@ async function crossRegionLatency(): Promise<void> {
     ingestDeadLetters: false,
   });
   await cp.start();
+  // The remote region's control plane: crossing commands land in its inbox, and its
+  // registry routes them to a shard there (one more outbox hop, in the remote region).
+  const remoteCp = createControlPlane({
+    databaseUrl: remoteDatabase,
+    brokers: remoteBrokers,
+    replyTopic: `bench.replies-${tag}`,
+    groupId: `bench-remote-cp-${tag}`,
+    region: remote,
+    remoteRegions: [home],
+    ingestDeadLetters: false,
+    processMetrics: false,
+  });
+  await remoteCp.start();
   const store = postgresPayloadStore(remoteDatabase);
   const cap = (name: string) =>
     defineCapability({
@@ -145,6 +158,7 @@ async function crossRegionLatency(): Promise<void> {
   console.log(`remote step after a home step (relayed out and back):   ${summary(out)}`);
   console.log(`home step after a remote step:                          ${summary(back)}`);
   for (const w of workers) await w.stop();
+  await remoteCp.stop();
   await cp.stop();
   await store.close();
   for (const r of relays) await r.stop();

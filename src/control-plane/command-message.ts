@@ -10,7 +10,7 @@ import type { PayloadRow } from '../store/payloads.js';
 import type { DecisionEnvironment } from './decision-environment.js';
 import { crossesRegion } from '../regions/cross-region-route.js';
 import { relayTopicFor, routingHeaders } from '../relay/routing.js';
-import { commandTopicFor } from '../protocol/shards.js';
+import { regionInboxTopic } from '../regions/region-inbox.js';
 
 type StepScheduled = Extract<EngineEvent, { type: 'StepScheduled' }>;
 
@@ -92,24 +92,38 @@ export function commandMessage(
     ...(traceparent === null ? {} : { traceparent }),
     correlationId: state.idempotencyKey ?? state.executionId,
     idempotencyKey,
+    // Addressed to that region's control plane (its inbox), which routes it by its own
+    // shard registry: the shards there are its to choose (docs/regions.md).
     ...(crossing && event.region !== undefined
-      ? { headers: routingHeaders(event.region, commandTopicFor(event.capability, event.region)) }
+      ? { headers: routingHeaders(event.region, regionInboxTopic(event.region)) }
       : {}),
   });
   return payload === undefined ? { outbox } : { outbox, payload };
 }
 
-/** Tells the shards an attempt was cancelled: the one running it aborts its handler's signal. */
-export function stepCancelMessage(executionId: string, stepExecutionId: string, reason: string): OutboxRow {
+/**
+ * Tells the shards an attempt was cancelled: the one running it aborts its handler's
+ * signal. An attempt sent to another region (`remoteRegion`) is cancelled there: the
+ * cancel travels like its command, through the relay to that region's control plane,
+ * which drops the command if it still holds it and tells its own shards otherwise.
+ */
+export function stepCancelMessage(
+  executionId: string,
+  stepExecutionId: string,
+  reason: string,
+  remoteRegion?: string,
+): OutboxRow {
   const messageId = newId();
   const payload: StepCancel = { kind: 'step.cancel', messageId, executionId, stepExecutionId, reason };
   return builtOutboxRow({
     id: messageId,
-    topic: SHARD_CONTROL_TOPIC,
+    topic: remoteRegion === undefined ? SHARD_CONTROL_TOPIC : relayTopicFor(remoteRegion),
+    // Keyed by the execution: every cancel of it in one partition, after nothing it must pass.
     key: executionId,
     aggregateType: 'execution',
     eventType: 'step.cancel',
     payload: JSON.stringify(payload),
+    ...(remoteRegion === undefined ? {} : { headers: routingHeaders(remoteRegion, regionInboxTopic(remoteRegion)) }),
   });
 }
 

@@ -54,6 +54,8 @@ import { ExecutionStates } from './execution-states.js';
 import { defaultDecisionEnvironment, type DecisionEnvironment } from './run-decision.js';
 import { staticRoute } from './decision-environment.js';
 import { crossRegionRoute } from '../regions/cross-region-route.js';
+import { runRegionInbox } from './region-inbox.js';
+import type { OutboxConsumer } from '../kafka/outbox-consumer.js';
 import { regionSchema } from '../protocol/shards.js';
 import { RETENTION_TASK, retentionCrontab, retentionTask } from './retention.js';
 import { DEFAULT_RETENTION_MS, MIN_RETENTION_MS } from './retention-policy.js';
@@ -466,7 +468,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     route,
     states: new ExecutionStates({ cacheSize: config.stateCacheSize, snapshotEvery: config.stateSnapshotEvery }),
     replyTopic: config.replyTopic,
-    ...(config.region === undefined ? {} : { region: config.region }),
+    ...(config.region === undefined ? {} : { region: config.region, remoteRegions: new Set(config.remoteRegions) }),
     maxInlinePayloadBytes: config.maxInlinePayloadBytes,
     observe: observer.observe,
   });
@@ -504,6 +506,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
   let runner: Runner | undefined;
   let ingest: DeadLetterIngest | undefined;
   let watchdog: ConnectorWatchdog | undefined;
+  let inbox: OutboxConsumer | undefined;
 
   const producer: RecordProducer = createRecordProducer(kafka);
   /** A reply the control plane cannot apply goes to the reply topic's DLT, never nowhere. */
@@ -713,7 +716,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
 
   /** The actions, each writing `audit` (if given) in the transaction of its change. */
   const actions = (audit?: AuditHook): AuditedActions => ({
-    registerRecipe: (plan, source) => registerRecipe(db, plan, source, audit),
+    registerRecipe: (plan, source) => registerRecipe(db, plan, source, config.region, audit),
     startExecution: (start) => observer.run('start', () => startExecution(db, environment, start, audit)),
     startExecutions: (starts) =>
       observer.run('start', () => startExecutions(db, environment, starts, audit), {
@@ -832,6 +835,18 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
             }
           : {}),
       });
+      if (config.region !== undefined) {
+        // Steps other regions send to run here: routed by this region's registry.
+        inbox = await runRegionInbox({
+          kafka,
+          db,
+          producer,
+          region: config.region,
+          groupId: `${config.groupId}.region-inbox`,
+          route,
+          log,
+        });
+      }
       if (config.ingestDeadLetters) {
         ingest = await runDeadLetterIngest({
           kafka,
@@ -856,6 +871,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
       await sampler.stop();
       await releaser.stop();
       await registry.stop();
+      await inbox?.stop();
       await consumer?.stop();
       await watchdog?.stop();
       await ingest?.stop();

@@ -18,6 +18,8 @@ export interface DecisionEnvironment {
    * @default none
    */
   readonly region?: string;
+  /** Regions a relay links to this one: a step resident in one of them runs there (and is cancelled there). @default none */
+  readonly remoteRegions?: ReadonlySet<string>;
   /** Inputs larger than this travel by reference (claim check). @default 65536 */
   readonly maxInlinePayloadBytes: number;
   /** graphile-worker task that fires engine timers. */

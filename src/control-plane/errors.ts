@@ -41,3 +41,9 @@ export class ShardNotFoundError extends SousError {
   readonly code = 'SOUS_SHARD_NOT_FOUND';
   readonly retryable = false;
 }
+
+/** A record of the region inbox that this region must not act on (not a command, another region's, no reply route). */
+export class InboundRefusedError extends SousError {
+  readonly code = 'SOUS_INBOUND_REFUSED';
+  readonly retryable = false;
+}

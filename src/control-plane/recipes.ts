@@ -12,6 +12,7 @@ import {
 } from '../store/recipes.js';
 import { auditedTransaction, type AuditHook } from '../store/audit.js';
 import { RecipeNotFoundError } from './errors.js';
+import { assertResidencyKept } from '../regions/residency-check.js';
 
 export interface RegisteredRecipe {
   readonly name: string;
@@ -24,14 +25,18 @@ export interface RegisteredRecipe {
 /**
  * Stores a validated plan as the next version of its recipe. Versions are immutable;
  * registering an identical plan again returns the version it already has, so a retried
- * registration is safe.
+ * registration is safe. With `region` (this control plane's, when it runs with regions),
+ * a plan handing a resident output to a step of another region is refused
+ * (ResidencyConflictError) before anything is written.
  */
 export async function registerRecipe(
   db: Kysely<Database>,
   plan: RecipePlan,
   source?: string,
+  region?: string,
   audit?: AuditHook,
 ): Promise<RegisteredRecipe> {
+  assertResidencyKept(plan, region);
   const checksum = planChecksum(plan);
   return auditedTransaction(db, audit, async (trx) => {
     await lockRecipeName(trx, plan.name);

@@ -37,6 +37,8 @@ import { childFinishedMessage, commandMessage, idempotencyKeyOf, stepCancelMessa
 import type { DecisionEnvironment } from './decision-environment.js';
 import { ExecutionNotFoundError, RecipeNotFoundError } from './errors.js';
 import { subRecipeVersions } from './recipes.js';
+import { indexPlan } from '../engine/plan-index.js';
+import { remoteRegionOf } from '../regions/cross-region-route.js';
 
 export { defaultDecisionEnvironment, TIMER_TASK, type DecisionEnvironment } from './decision-environment.js';
 
@@ -455,6 +457,13 @@ class DecisionBatch {
     return writes;
   }
 
+  /** The linked remote region a step of this execution runs in, if any (its cancel goes there). */
+  #remoteRegion(p: Pending, step: { readonly stepId: string }): string | undefined {
+    const planned = indexPlan(p.plan).get(step.stepId)?.step;
+    const region = planned?.type === 'task' ? planned.region : undefined;
+    return remoteRegionOf(this.env.region, this.env.remoteRegions, region);
+  }
+
   /** Commands of scheduled steps, a finished child's word to its parent, and timer jobs. */
   #messagesAndTimers(
     p: Pending,
@@ -474,7 +483,9 @@ class DecisionBatch {
         // Attempts in flight are told, so their handlers can stop (ctx.signal).
         for (const step of Object.values(state.steps)) {
           if ((step.status === 'scheduled' || step.status === 'running') && step.stepExecutionId !== undefined)
-            out.outbox.push(stepCancelMessage(p.id, step.stepExecutionId, 'the execution was cancelled'));
+            out.outbox.push(
+              stepCancelMessage(p.id, step.stepExecutionId, 'the execution was cancelled', this.#remoteRegion(p, step)),
+            );
         }
       }
       if (event.type === 'StepScheduled') {
@@ -508,7 +519,15 @@ class DecisionBatch {
         }
         if (rows.payload !== undefined) out.payloads.push(rows.payload);
       } else if (event.type === 'StepCancelled' && event.stepExecutionId !== undefined) {
-        out.outbox.push(stepCancelMessage(p.id, event.stepExecutionId, event.reason.message));
+        const step = state.steps[event.stepKey];
+        out.outbox.push(
+          stepCancelMessage(
+            p.id,
+            event.stepExecutionId,
+            event.reason.message,
+            step === undefined ? undefined : this.#remoteRegion(p, step),
+          ),
+        );
       } else if (event.type === 'TimerScheduled') {
         timers.set(event.timerId, { executionId: p.id, timerId: event.timerId, fireAt: event.fireAt });
       } else if (event.type === 'TimerCleared') {

@@ -9,6 +9,7 @@ import {
   lockWaitingCommands,
   updateWaitReasons,
 } from '../store/waiting-commands.js';
+import { markInboundDispatched } from '../store/region-inbox.js';
 
 export interface ReleaseReport {
   /** Commands moved to the outbox: a shard can take them now. */
@@ -38,6 +39,7 @@ export async function releaseWaitingCommands(
       const rows = await lockWaitingCommands(trx, batchSize);
       const out: OutboxRow[] = [];
       const gone: string[] = [];
+      const inbound: string[] = [];
       const stillWaiting: { id: string; code: string; reason: string }[] = [];
       for (const row of rows) {
         if (!row.stillScheduled) {
@@ -52,12 +54,14 @@ export async function releaseWaitingCommands(
         if (decision.kind === 'send') {
           out.push({ ...row.outbox, topic: decision.topic });
           gone.push(row.outbox.id);
+          if (row.originRegion !== null && row.originRegion !== undefined) inbound.push(row.outbox.id);
         } else {
           stillWaiting.push({ id: row.outbox.id, code: decision.code, reason: decision.reason });
         }
       }
       await deleteWaitingCommands(trx, gone);
       await insertOutboxRows<Database>(trx, out);
+      await markInboundDispatched(trx, inbound);
       await updateWaitReasons(trx, stillWaiting);
       return { rows: rows.length, sent: out.length, dropped: gone.length - out.length, held: stillWaiting.length };
     });

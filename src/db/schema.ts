@@ -263,9 +263,22 @@ export interface WaitingCommandTable {
   traceparent: string | null;
   correlation_id: string | null;
   idempotency_key: string | null;
+  /** 0019: set for a command of another region's execution, received through the relay. */
+  origin_region: Generated<string | null>;
+}
+
+/** sous.region_inbox (0019_regions_routing.sql): commands and cancels received from other regions. */
+export interface RegionInboxTable {
+  id: string;
+  execution_id: string;
+  origin_region: string;
+  state: 'dispatched' | 'held' | 'cancelled';
+  received_at: Generated<Date>;
+  updated_at: Generated<Date>;
 }
 
 export interface Database {
+  'sous.region_inbox': RegionInboxTable;
   'sous.shard': ShardTable;
   'sous.waiting_command': WaitingCommandTable;
   'sous.outbox': OutboxTable;

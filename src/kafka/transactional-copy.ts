@@ -50,8 +50,12 @@ export interface TransactionalCopyOptions {
   readonly offsetsTopic: string;
   /** Names this copy's positions in the offsets topic (e.g. the source region). */
   readonly positionPrefix: string;
-  /** Where a record goes (pure). */
-  readonly route: (record: SourceRecord) => DestinationRecord;
+  /**
+   * Where a record goes (pure). `exists` says whether a topic exists in the destination
+   * (as listed at most one batch ago): a record whose topic does not must be routed
+   * elsewhere (a dead-letter topic), or its transaction fails and the partition stalls.
+   */
+  readonly route: (record: SourceRecord, exists: (topic: string) => boolean) => DestinationRecord;
   /** Topics routes may name, created in the destination before the first copy. */
   readonly destinationTopics?: readonly string[];
   /**
@@ -146,6 +150,8 @@ class Session {
   #consumer: SupervisedConsumer | undefined;
   /** Next source offset per `topic|partition`, as committed in the destination. */
   readonly #positions = new Map<string, bigint>();
+  /** Topics of the destination, listed at start and again when a batch names one not in it. */
+  #topics = new Set<string>();
 
   constructor(
     private readonly options: TransactionalCopyOptions,
@@ -178,6 +184,7 @@ class Session {
     this.#producer = producer;
     await producer.connect();
     await this.#readPositions(producer);
+    await this.#listTopics();
     this.#consumer = await runSupervisedConsumer(
       o.source,
       {
@@ -258,6 +265,27 @@ class Session {
     );
   }
 
+  async #listTopics(): Promise<void> {
+    const admin = this.options.destination.admin();
+    await admin.connect();
+    try {
+      this.#topics = new Set(await admin.listTopics());
+    } finally {
+      await admin.disconnect();
+    }
+  }
+
+  /** Routes records, listing the destination's topics again first when one names a topic not known yet. */
+  async #route(records: readonly SourceRecord[]): Promise<DestinationRecord[]> {
+    const exists = (topic: string) => this.#topics.has(topic);
+    let routed = records.map((r) => this.options.route(r, () => true));
+    if (routed.some((r) => !exists(r.topic))) {
+      await this.#listTopics();
+      routed = records.map((r) => this.options.route(r, exists));
+    }
+    return routed;
+  }
+
   /** Copies the batch's records not copied yet in one transaction; returns the last offset handled. */
   async #copy(batch: Batch): Promise<string | undefined> {
     const o = this.options;
@@ -270,15 +298,15 @@ class Session {
     const fresh = batch.messages.filter((m) => BigInt(m.offset) >= from);
     const lastOffset = batch.messages.at(-1)?.offset;
     if (fresh.length === 0 || lastOffset === undefined) return lastOffset;
-    const records = fresh.map((m) =>
-      o.route({
+    const records = await this.#route(
+      fresh.map((m) => ({
         topic: batch.topic,
         partition: batch.partition,
         offset: m.offset,
         key: m.key ?? null,
         value: m.value ?? null,
         headers: headersOf(m.headers),
-      }),
+      })),
     );
     const next = BigInt(lastOffset) + 1n;
     const byTopic = new Map<string, DestinationRecord[]>();

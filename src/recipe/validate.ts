@@ -7,7 +7,7 @@ const STEP_ID = /^[A-Za-z][A-Za-z0-9_-]*$/;
 const CAPABILITY = /^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)+$/;
 
 /** Names read as `outputs.<name>` anywhere in a parsed JSONata expression. */
-function outputsRead(node: unknown, into: Set<string> = new Set()): Set<string> {
+export function outputsRead(node: unknown, into: Set<string> = new Set()): Set<string> {
   if (Array.isArray(node)) {
     for (const item of node) outputsRead(item, into);
   } else if (typeof node === 'object' && node !== null) {

@@ -31,3 +31,17 @@ export function crossRegionRoute(
 export function crossesRegion(local: string | undefined, region: string | undefined, topic: string): boolean {
   return local !== undefined && region !== undefined && region !== local && topic === relayTopicFor(region);
 }
+
+/**
+ * The region a step resident in `region` runs in when that is a linked remote region
+ * (its commands and cancels cross there), else undefined: it runs here.
+ */
+export function remoteRegionOf(
+  local: string | undefined,
+  remotes: ReadonlySet<string> | undefined,
+  region: string | undefined,
+): string | undefined {
+  return local !== undefined && region !== undefined && region !== local && remotes?.has(region) === true
+    ? region
+    : undefined;
+}

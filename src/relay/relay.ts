@@ -1,7 +1,14 @@
 import { createKafka } from '../kafka/kafka-client.js';
 import { runTransactionalCopy, type TransactionalCopy } from '../kafka/transactional-copy.js';
 import { logger as rootLogger, type Logger } from '../logger.js';
-import { RELAY_DEAD_LETTER_TOPIC, RELAY_OFFSETS_TOPIC, relayDestination, relayTopicFor } from './routing.js';
+import { regionInboxTopic } from '../regions/region-inbox.js';
+import {
+  RELAY_DEAD_LETTER_TOPIC,
+  RELAY_HEADERS,
+  RELAY_OFFSETS_TOPIC,
+  relayDestination,
+  relayTopicFor,
+} from './routing.js';
 
 export interface RelaySource {
   readonly region: string;
@@ -53,18 +60,23 @@ export function startRelay(options: RelayOptions): Relay {
       transactionalId: `sous-relay.${source.region}.to.${options.region}`,
       offsetsTopic: RELAY_OFFSETS_TOPIC,
       positionPrefix: source.region,
-      destinationTopics: [RELAY_DEAD_LETTER_TOPIC, ...(options.destinationTopics ?? [])],
-      route: (record) => {
-        const out = relayDestination(record, source.region, options.region);
-        if (out.refused !== undefined)
-          log.warn(
-            { refused: out.refused, topic: record.topic, offset: record.offset },
-            'relayed message dead-lettered',
-          );
-        return out;
-      },
+      // The region inbox is where other regions' commands land: it must exist even while
+      // this region's control plane is down, so the commands wait there rather than in
+      // the dead-letter topic.
+      destinationTopics: [
+        RELAY_DEAD_LETTER_TOPIC,
+        regionInboxTopic(options.region),
+        ...(options.destinationTopics ?? []),
+      ],
+      route: (record, exists) => relayDestination(record, source.region, options.region, exists),
       ...(options.fetchMaxBytes === undefined ? {} : { fetchMaxBytes: options.fetchMaxBytes }),
-      onCommitted: (records) => options.onCopied?.(records.length),
+      onCommitted: (records) => {
+        for (const r of records) {
+          if (r.topic === RELAY_DEAD_LETTER_TOPIC)
+            log.warn({ reason: r.headers[RELAY_HEADERS.error] }, 'relayed message dead-lettered');
+        }
+        options.onCopied?.(records.length);
+      },
       logger: log,
     });
   });

@@ -31,7 +31,7 @@ export function routingHeaders(targetRegion: string, targetTopic: string): Recor
 }
 
 /** Why a relayed message cannot be routed: a stable code. */
-export type RelayRefusal = 'no_routing_headers' | 'wrong_region' | 'bad_target_topic';
+export type RelayRefusal = 'no_routing_headers' | 'wrong_region' | 'bad_target_topic' | 'unknown_target_topic';
 
 // Kafka's topic name rule; a relay topic is never a target (a message never loops).
 const TOPIC = /^[A-Za-z0-9._-]{1,249}$/;
@@ -69,12 +69,16 @@ export function routingOf(
  * Where the relay of `destinationRegion` puts a record read from `sourceRegion`'s relay
  * topic (pure): the target topic named by its headers, key, value and other headers as
  * they were, plus where it came from. A record it cannot route goes to the dead-letter
- * topic with the reason, so one bad record never stops the partition behind it.
+ * topic with the reason, so one bad record never stops the partition behind it. A target
+ * topic the destination does not have (`exists`) is one of those: the relay creates no
+ * topic it was not told of (a typo must not create topics, and auto-creation is off),
+ * and a record waiting for a topic nobody may ever create would stall its partition.
  */
 export function relayDestination(
   record: SourceRecord,
   sourceRegion: string,
   destinationRegion: string,
+  exists: (topic: string) => boolean = () => true,
 ): DestinationRecord & { readonly refused?: RelayRefusal } {
   const routing = routingOf(record.headers);
   const headers: Record<string, string> = { [RELAY_HEADERS.relayedFrom]: sourceRegion };
@@ -85,6 +89,7 @@ export function relayDestination(
   if (routing === undefined) refused = 'no_routing_headers';
   else if (routing.region !== destinationRegion) refused = 'wrong_region';
   else if (!TOPIC.test(routing.topic) || routing.topic.startsWith('sous.relay-')) refused = 'bad_target_topic';
+  else if (!exists(routing.topic)) refused = 'unknown_target_topic';
   if (refused !== undefined || routing === undefined) {
     const why = refused ?? 'no_routing_headers';
     return {
@@ -94,7 +99,9 @@ export function relayDestination(
       headers: {
         ...record.headers,
         [RELAY_HEADERS.relayedFrom]: sourceRegion,
-        [RELAY_HEADERS.error]: `${why} (${record.topic}/${record.partition}@${record.offset})`,
+        [RELAY_HEADERS.error]: `${why} (${record.topic}/${record.partition}@${record.offset}${
+          why === 'unknown_target_topic' && routing !== undefined ? ` to ${routing.topic}` : ''
+        })`,
       },
       refused: why,
     };

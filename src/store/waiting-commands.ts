@@ -15,6 +15,8 @@ export interface WaitingCommandRow {
   readonly contract: ContractRange | null;
   readonly reasonCode: string;
   readonly reason: string;
+  /** Set for a command of another region's execution (received through the relay): it has no attempt here. */
+  readonly originRegion?: string | null;
 }
 
 /** Holds commands back, in the decision's transaction; a retried decision holds the same id once. */
@@ -24,7 +26,7 @@ export async function insertWaitingCommands(trx: Kysely<Database>, rows: readonl
   await sql`/* sous:insertWaitingCommands */
     INSERT INTO sous.waiting_command (id, execution_id, step_key, capability, region, contract_min, contract_max,
       reason_code, reason, aggregate_type, aggregate_id, event_type, payload, headers, traceparent, correlation_id,
-      idempotency_key)
+      idempotency_key, origin_region)
     SELECT * FROM unnest(
       ${col((r) => r.outbox.id)}::uuid[], ${col((r) => r.executionId)}::uuid[], ${col((r) => r.stepKey)}::text[],
       ${col((r) => r.capability)}::text[], ${col((r) => r.region)}::text[],
@@ -33,7 +35,8 @@ export async function insertWaitingCommands(trx: Kysely<Database>, rows: readonl
       ${col((r) => r.outbox.aggregateType)}::text[], ${col((r) => r.outbox.key)}::text[],
       ${col((r) => r.outbox.eventType)}::text[], ${col((r) => r.outbox.payload)}::jsonb[],
       ${col((r) => r.outbox.headers)}::jsonb[], ${col((r) => r.outbox.traceparent)}::text[],
-      ${col((r) => r.outbox.correlationId)}::text[], ${col((r) => r.outbox.idempotencyKey)}::text[]
+      ${col((r) => r.outbox.correlationId)}::text[], ${col((r) => r.outbox.idempotencyKey)}::text[],
+      ${col((r) => r.originRegion ?? null)}::text[]
     )
     ON CONFLICT (id) DO NOTHING`.execute(trx);
 }
@@ -58,8 +61,9 @@ export async function lockWaitingCommands(trx: Kysely<Database>, limit: number):
   const result = await sql<Held>`/* sous:lockWaitingCommands */
     SELECT w.id, w.execution_id, w.step_key, w.capability, w.region, w.contract_min, w.contract_max, w.reason_code,
       w.reason, w.aggregate_type, w.aggregate_id, w.event_type, w.payload::text AS payload, w.headers::text AS headers,
-      w.traceparent, w.correlation_id, w.idempotency_key,
-      EXISTS (
+      w.traceparent, w.correlation_id, w.idempotency_key, w.origin_region,
+      -- Another region's command has no attempt here: held means wanted (a cancel deletes it).
+      w.origin_region IS NOT NULL OR EXISTS (
         SELECT FROM sous.step_attempt AS a
         WHERE a.execution_id = w.execution_id AND a.id = w.id AND a.status = 'scheduled'
       ) AS still_scheduled
@@ -89,6 +93,7 @@ export async function lockWaitingCommands(trx: Kysely<Database>, limit: number):
         : { min: r.contract_min, ...(r.contract_max === null ? {} : { max: r.contract_max }) },
     reasonCode: r.reason_code,
     reason: r.reason,
+    originRegion: r.origin_region,
     stillScheduled: r.still_scheduled,
   }));
 }

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { z } from 'zod';
-import type { ControlPlane } from '../../src/control-plane/control-plane.js';
+import { createControlPlane, type ControlPlane } from '../../src/control-plane/control-plane.js';
 import { createKafka } from '../../src/kafka/kafka-client.js';
 import { recipe } from '../../src/recipe/index.js';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -25,6 +25,10 @@ import { postgresPayloadStore, type PayloadStore } from '../../src/worker/index.
 import { remoteStack } from '../helpers/regions.js';
 import { sql } from 'kysely';
 import { RESIDENCY_VIOLATION } from '../../src/protocol/resident.js';
+import { regionInboxTopic } from '../../src/regions/region-inbox.js';
+import { selectInboxStates } from '../../src/store/region-inbox.js';
+import { ResidencyConflictError } from '../../src/regions/residency-check.js';
+import { registerRecipe } from '../../src/control-plane/recipes.js';
 
 const home = uniqueName('home');
 const remote = uniqueName('remote');
@@ -36,6 +40,8 @@ let cp: ControlPlane & { replyTopic: string };
 const homeShard = uniqueName('home-shard');
 const remoteShard = uniqueName('remote-shard');
 
+/** Handler runs per idempotency key (one per step of an execution): an effect applied twice shows here. */
+const runs = new Map<string, number>();
 // `prev`: an earlier step's whole output, which a resident output reaches as a claim
 // check that the SDK of the same region resolves.
 const addOne = (name: string, shard: string) =>
@@ -43,8 +49,30 @@ const addOne = (name: string, shard: string) =>
     name,
     input: z.object({ n: z.number().optional(), prev: z.object({ n: z.number() }).optional() }),
     output: z.object({ n: z.number(), at: z.string() }),
-    handler: async ({ n, prev }) => Promise.resolve({ n: (prev?.n ?? n ?? 0) + 1, at: shard }),
+    handler: async ({ n, prev }, ctx) => {
+      runs.set(ctx.idempotencyKey, (runs.get(ctx.idempotencyKey) ?? 0) + 1);
+      return Promise.resolve({ n: (prev?.n ?? n ?? 0) + 1, at: shard });
+    },
   });
+// Runs until cancelled: which executions' handlers started, and which saw the abort.
+const waitCap = `test${ns}.wait`;
+const waitStarted = new Set<string>();
+const waitAborted = new Set<string>();
+const waitUntilCancelled = defineCapability({
+  name: waitCap,
+  input: z.object({}),
+  output: z.object({}),
+  handler: (_input, ctx) =>
+    new Promise((resolve, reject) => {
+      waitStarted.add(ctx.executionId);
+      const timer = setTimeout(() => resolve({}), 90_000);
+      ctx.signal.addEventListener('abort', () => {
+        clearTimeout(timer);
+        waitAborted.add(ctx.executionId);
+        reject(ctx.signal.reason instanceof Error ? ctx.signal.reason : new Error('aborted'));
+      });
+    }),
+});
 const secretCap = `test${ns}.secret`;
 const readSecretCap = `test${ns}.readsecret`;
 const marker = uniqueName('resident-secret');
@@ -62,6 +90,32 @@ const readSecret = defineCapability({
 });
 let remoteStore: PayloadStore;
 let intoRemote: Relay;
+/** The remote region's control plane: commands from home land in its inbox, its registry picks the shard. */
+let remoteCp: ControlPlane | undefined;
+const remoteCpGroup = uniqueName('remote-control-plane');
+
+async function stopRemoteControlPlane(): Promise<void> {
+  const running = remoteCp;
+  remoteCp = undefined;
+  await running?.stop();
+}
+
+async function startRemoteControlPlane(groupId: string): Promise<void> {
+  const remoteControlPlane = createControlPlane({
+    databaseUrl: databaseUrl(remoteStack),
+    brokers: remoteBrokers,
+    region: remote,
+    remoteRegions: [home],
+    replyTopic: uniqueName('test.replies'),
+    groupId,
+    poolSize: 3,
+    ingestDeadLetters: false,
+    processMetrics: false,
+    waitingSweepMs: 500,
+  });
+  await remoteControlPlane.start();
+  remoteCp = remoteControlPlane;
+}
 
 /** The remote region's relay (it reads the home cluster's sous.relay-<remote>). */
 function relayIntoRemote(): Relay {
@@ -87,8 +141,13 @@ before(async () => {
   });
   cleanup.push(() => intoHome.stop());
   await Promise.all([intoRemote.ready, intoHome.ready]);
-  cp = await startTestControlPlane({ region: home, remoteRegions: [remote], waitingSweepMs: 500 });
+  // Both regions' control planes at once (each reads its registry and joins its groups).
+  [cp] = await Promise.all([
+    startTestControlPlane({ region: home, remoteRegions: [remote], waitingSweepMs: 500 }),
+    startRemoteControlPlane(remoteCpGroup),
+  ]);
   cleanup.push(() => cp.stop());
+  cleanup.push(stopRemoteControlPlane);
   const workers = [
     createWorker({
       kafka: testKafka(),
@@ -101,7 +160,7 @@ before(async () => {
     }),
     createWorker({
       kafka: createKafka({ brokers: remoteBrokers, clientId: uniqueName('remote-worker') }),
-      capabilities: [addOne(remoteCap, remoteShard), secret, readSecret],
+      capabilities: [addOne(remoteCap, remoteShard), secret, readSecret, waitUntilCancelled],
       payloadStore: remoteStore,
       groupId: uniqueName('remote-workers'),
       workerId: remoteShard,
@@ -110,10 +169,8 @@ before(async () => {
       handleSignals: false,
     }),
   ];
-  for (const worker of workers) {
-    await worker.start();
-    cleanup.push(() => worker.stop());
-  }
+  await Promise.all(workers.map((worker) => worker.start()));
+  for (const worker of workers) cleanup.push(() => worker.stop());
 });
 
 after(async () => {
@@ -175,7 +232,7 @@ describe('steps across regions', () => {
     process.stderr.write(`[regions] cross-region step-to-step ms: ${cross.join(', ')}\n`);
   });
 
-  it('keeps a resident output in its region: later steps there read it by reference, a step elsewhere fails with residency_violation, and no topic or table of the home region holds its bytes', async () => {
+  it('keeps a resident output in its region: later steps there read it by reference, a step elsewhere is refused at registration or fails with residency_violation, and no topic or table of the home region holds its bytes', async () => {
     const kept = recipe(`${ns}.resident`)
       .task('s', secretCap, { input: '{}', region: remote })
       .task('t', readSecretCap, { input: { prev: 'outputs.s' }, region: remote })
@@ -186,7 +243,19 @@ describe('steps across regions', () => {
       .task('u', readSecretCap, { input: { prev: 'outputs.s' }, retry: { maxAttempts: 1 } })
       .build();
     await cp.registerRecipe(kept);
-    await cp.registerRecipe(leaked);
+    // Refused at registration, naming both steps...
+    await assert.rejects(cp.registerRecipe(leaked), (error: unknown) => {
+      assert.ok(error instanceof ResidencyConflictError);
+      assert.equal(error.code, 'SOUS_RESIDENCY_CONFLICT');
+      assert.deepEqual(
+        error.conflicts.map((c) => [c.reader, c.resident, c.residentRegion]),
+        [['u', 's', remote]],
+      );
+      return true;
+    });
+    // ...and, registered without the check (a control plane before it, or without
+    // regions), still refused at run time: the home step fails with residency_violation.
+    await registerRecipe(cp.db, leaked);
     const ok = await cp.startExecution({ recipe: kept.name, input: {} });
     const bad = await cp.startExecution({ recipe: leaked.name, input: {} });
     const okView = await waitForExecution(cp, ok.executionId, undefined, 120_000);
@@ -243,7 +312,101 @@ describe('steps across regions', () => {
     const done = await waitForExecution(cp, executionId, undefined, 120_000);
     assert.equal(done.status, 'completed', JSON.stringify(done));
   });
+
+  it("a remote step waits, visibly dispatched to the remote region, while that region's control plane is down, and runs once when it returns", async () => {
+    const plan = recipe(`${ns}.cpdown`)
+      .task('a', homeCap, { input: { n: 'input.n' } })
+      .task('b', remoteCap, { input: { n: 'outputs.a.n' }, region: remote })
+      .build();
+    await cp.registerRecipe(plan);
+    await stopRemoteControlPlane();
+    const { executionId } = await cp.startExecution({ recipe: plan.name, input: { n: 7 } });
+    const attemptOf = () =>
+      cp.db
+        .selectFrom('sous.step_attempt')
+        .select(['id', 'status', 'region', 'worker_id'])
+        .where('execution_id', '=', executionId)
+        .where('step_key', '=', 'b')
+        .executeTakeFirst();
+    const deadline = Date.now() + 60_000;
+    while ((await attemptOf()) === undefined) {
+      assert.ok(Date.now() < deadline, 'step b was never dispatched');
+      await sleep(100);
+    }
+    // The command crossed (the relay runs) and waits in the remote region's inbox: the
+    // remote control plane's group lags behind it.
+    let lag = 0;
+    while ((lag = await inboxLag(remoteCpGroup)) === 0) {
+      assert.ok(Date.now() < deadline, 'the command never reached the remote inbox');
+      await sleep(200);
+    }
+    await sleep(1_000);
+    // Home shows it: the attempt is dispatched to the remote region, not taken by any shard.
+    const waiting = await attemptOf();
+    assert.deepEqual(
+      { status: waiting?.status, region: waiting?.region, worker: waiting?.worker_id },
+      { status: 'scheduled', region: remote, worker: null },
+    );
+    assert.equal((await getExecution(cp.db, executionId)).status, 'running');
+    assert.ok((await inboxLag(remoteCpGroup)) >= lag, 'nothing took the command meanwhile');
+    // Back under a new group, which reads the inbox from its beginning: every command of
+    // this file arrives a second time, and the inbox rows make those change nothing.
+    await startRemoteControlPlane(uniqueName('remote-control-plane'));
+    const done = await waitForExecution(cp, executionId, undefined, 120_000);
+    assert.equal(done.status, 'completed', JSON.stringify(done));
+    const ran = await attemptOf();
+    assert.ok(ran !== undefined);
+    assert.equal(ran.worker_id, remoteShard);
+    const remoteDb = createDatabase({ connectionString: databaseUrl(remoteStack), applicationName: 'regions-test' });
+    try {
+      assert.equal((await selectInboxStates(remoteDb, [ran.id])).get(ran.id), 'dispatched');
+    } finally {
+      await remoteDb.destroy();
+    }
+    // Redelivered commands still on their way would show up as second runs.
+    await sleep(1_000);
+    const twice = [...runs].filter(([, n]) => n !== 1);
+    assert.deepEqual(twice, [], 'no step of this file ran twice');
+    assert.equal(runs.get(`${executionId}/b`), 1);
+  });
+
+  it('cancelling an execution whose step runs in the remote region aborts the handler there, and the execution ends cancelled', async () => {
+    const plan = recipe(`${ns}.cancel`).task('w', waitCap, { input: '{}', region: remote }).build();
+    await cp.registerRecipe(plan);
+    const { executionId } = await cp.startExecution({ recipe: plan.name, input: {} });
+    const deadline = Date.now() + 60_000;
+    while (!waitStarted.has(executionId)) {
+      assert.ok(Date.now() < deadline, 'the remote handler never started');
+      await sleep(100);
+    }
+    await cp.cancelExecution(executionId, 'test cancels it');
+    const view = await waitForExecution(cp, executionId, undefined, 60_000);
+    assert.equal(view.status, 'cancelled', JSON.stringify(view));
+    while (!waitAborted.has(executionId)) {
+      assert.ok(Date.now() < deadline, "the cancel never reached the remote worker's handler");
+      await sleep(100);
+    }
+  });
 });
+
+/** Records of the remote region's inbox that its control plane's group `groupId` has not read. */
+async function inboxLag(groupId: string): Promise<number> {
+  const admin = createKafka({ brokers: remoteBrokers, clientId: uniqueName('lag') }).admin();
+  await admin.connect();
+  try {
+    const topic = regionInboxTopic(remote);
+    const ends = await admin.fetchTopicOffsets(topic);
+    const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
+    let lag = 0;
+    for (const end of ends) {
+      const at = committed?.partitions.find((p) => p.partition === end.partition)?.offset ?? '-1';
+      lag += Number(end.high) - (at === '-1' ? Number(end.low) : Number(at));
+    }
+    return lag;
+  } finally {
+    await admin.disconnect();
+  }
+}
 
 /** Every base table of the database whose rows, as text, hold `needle`. */
 async function tablesHolding(db: Kysely<Database>, needle: string): Promise<string[]> {

@@ -8,7 +8,7 @@ import type { Consumer } from 'kafkajs';
 import { createKafka } from '../../src/kafka/kafka-client.js';
 import { createRecordProducer, type RecordToSend } from '../../src/kafka/producer.js';
 import { ensureTopics } from '../../src/kafka/topics.js';
-import { routingHeaders, relayTopicFor, RELAY_HEADERS } from '../../src/relay/routing.js';
+import { routingHeaders, relayTopicFor, RELAY_DEAD_LETTER_TOPIC, RELAY_HEADERS } from '../../src/relay/routing.js';
 import { startKafka, stopKafka, resolveArtifacts } from '../../src/stack/stack.js';
 import {
   homeBrokers,
@@ -76,6 +76,18 @@ function assertExactlyOnceInOrder(arrivals: readonly Arrival[], total: number): 
   }
 }
 
+/** A case's own regions, relay topic (in the source cluster) and target topic (in the destination), created. */
+async function relayCase() {
+  const home = uniqueName('home');
+  const remote = uniqueName('remote');
+  const target = uniqueName('test.relayed');
+  const relayTopic = relayTopicFor(home);
+  const source = createKafka({ brokers: remoteBrokers, clientId: uniqueName('relay-test') });
+  await ensureTopics(source, [relayTopic]);
+  await ensureTopics(testKafka(), [target]);
+  return { home, remote, target, relayTopic, source };
+}
+
 // At file level: an `after` registered inside the `before` hook would run right after it.
 after(stopRemoteRegion);
 
@@ -85,13 +97,7 @@ describe('relay between two regions', () => {
   });
 
   it('carries 1,000 messages over 20 keys, complete and in order per key, stamped with their source region', async () => {
-    const home = uniqueName('home');
-    const remote = uniqueName('remote');
-    const target = uniqueName('test.relayed');
-    const relayTopic = relayTopicFor(home);
-    const source = createKafka({ brokers: remoteBrokers, clientId: uniqueName('relay-test') });
-    await ensureTopics(source, [relayTopic]);
-    await ensureTopics(testKafka(), [target]);
+    const { home, remote, target, relayTopic, source } = await relayCase();
     const producer = createRecordProducer(source);
     const arrivals: Arrival[] = [];
     const consumer = await follow(target, arrivals);
@@ -113,14 +119,53 @@ describe('relay between two regions', () => {
     }
   });
 
+  it('dead-letters a record whose target topic does not exist, with a coded reason, and copies the records behind it', async () => {
+    const { home, remote, target, relayTopic, source } = await relayCase();
+    const missing = uniqueName('test.missing');
+    const producer = createRecordProducer(source);
+    const arrivals: Arrival[] = [];
+    const consumer = await follow(target, arrivals);
+    const letters: { key: string; error: string | undefined }[] = [];
+    const dead = testKafka().consumer({ groupId: uniqueName('relay-dead'), readUncommitted: false });
+    try {
+      // One key, so one partition: the record to the missing topic is in front of the others.
+      const key = uniqueName('key');
+      const one = (seq: number, to: string): RecordToSend => ({
+        topic: relayTopic,
+        key,
+        value: JSON.stringify({ key, seq }),
+        headers: routingHeaders(home, to),
+      });
+      await producer.send([one(0, target), one(1, missing), one(2, target)]);
+      const relay = spawnRelay(home, homeBrokers, [{ region: remote, brokers: remoteBrokers }]);
+      await relay.ready;
+      await until('the records behind the bad one', () => arrivals.length >= 2, 60_000);
+      assert.deepEqual(
+        arrivals.map((a) => a.seq),
+        [0, 2],
+      );
+      await dead.connect();
+      await dead.subscribe({ topics: [RELAY_DEAD_LETTER_TOPIC], fromBeginning: true });
+      await dead.run({
+        eachMessage: async ({ message }) => {
+          if (message.key?.toString() !== key) return;
+          letters.push({ key, error: message.headers?.[RELAY_HEADERS.error]?.toString() });
+          await Promise.resolve();
+        },
+      });
+      await until('the dead letter', () => letters.length >= 1, 60_000);
+      assert.equal(letters.length, 1);
+      assert.match(letters[0]?.error ?? '', new RegExp(`^unknown_target_topic \\(.* to ${missing}\\)$`));
+      await relay.kill();
+    } finally {
+      await dead.disconnect();
+      await consumer.disconnect();
+      await producer.disconnect();
+    }
+  });
+
   it('loses and doubles nothing and keeps order per key when the relay is SIGKILLed and the remote broker restarts', async () => {
-    const home = uniqueName('home');
-    const remote = uniqueName('remote');
-    const target = uniqueName('test.relayed');
-    const relayTopic = relayTopicFor(home);
-    const source = createKafka({ brokers: remoteBrokers, clientId: uniqueName('relay-test') });
-    await ensureTopics(source, [relayTopic]);
-    await ensureTopics(testKafka(), [target]);
+    const { home, remote, target, relayTopic, source } = await relayCase();
     let producer = createRecordProducer(source);
     const arrivals: Arrival[] = [];
     const consumer = await follow(target, arrivals);

@@ -50,6 +50,20 @@ describe('relay routing', () => {
     }
   });
 
+  it('dead-letters a record whose target topic the destination does not have, naming the topic, instead of stalling', () => {
+    const headers = routingHeaders('eu-west', 'sous.cmd-eu-west.nobody');
+    const out = relayDestination(record(headers), 'us-east', 'eu-west', (t) => t !== 'sous.cmd-eu-west.nobody');
+    assert.equal(out.topic, RELAY_DEAD_LETTER_TOPIC);
+    assert.equal(out.refused, 'unknown_target_topic');
+    assert.equal(
+      out.headers[RELAY_HEADERS.error],
+      'unknown_target_topic (sous.relay-eu-west/2@41 to sous.cmd-eu-west.nobody)',
+    );
+    // The original address stays on the dead letter, so an operator can send it on once the topic exists.
+    assert.equal(out.headers['sous-target-topic'], 'sous.cmd-eu-west.nobody');
+    assert.equal(relayDestination(record(headers), 'us-east', 'eu-west', () => true).topic, 'sous.cmd-eu-west.nobody');
+  });
+
   it('reads its settings and names the variable that is wrong', () => {
     const ok = loadRelayConfig({
       SOUS_REGION: 'eu-west',
