@@ -1,56 +1,60 @@
-// The chaos run: executions whose steps apply side effects exactly once, while a worker,
-// the control plane, Kafka Connect and the Kafka broker are SIGKILLed and PostgreSQL is
-// restarted at random moments; then the invariants are checked. `npm run chaos` runs the
-// full form, test/integration/chaos.test.ts a short one.
+// The chaos run: executions of every construct (chaos/workload.ts), kept near saturation by a
+// closed loop that starts a new one whenever one ends, while faults land one after another:
+// SIGKILLs of workers, of either of two control planes, of Kafka Connect and of the broker,
+// PostgreSQL crashes, and the broker made unreachable on loopback (chaos/faults.ts). Then
+// every invariant (chaos/invariants.ts). `npm run chaos` runs the full form,
+// test/integration/chaos.test.ts a short one.
 import { mkdirSync } from 'node:fs';
 import { randomInt } from 'node:crypto';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sql, type Kysely } from 'kysely';
 import { createControlPlane, type ControlPlane } from '../src/control-plane/control-plane.js';
-import { verifyExecution } from '../src/control-plane/verify.js';
 import { createDatabase } from '../src/db/database.js';
 import type { Database } from '../src/db/schema.js';
 import { ensureTopics } from '../src/kafka/topics.js';
 import { createKafka } from '../src/kafka/kafka-client.js';
 import { commandTopic } from '../src/protocol/messages.js';
-import { recipe } from '../src/recipe/builder.js';
 import { resolveArtifacts } from '../src/stack/artifacts.js';
 import { CONTROL_PLANE_NODE_ARGS, NodeChild } from '../scripts/node-child.js';
 import { connectUrl, databaseUrl, kafkaBrokers, type StackConfig } from '../src/stack/config.js';
-import { startConnect, stopConnect } from '../src/stack/connect.js';
-import { startKafka, stopKafka } from '../src/stack/kafka.js';
-import { startPostgres, stopPostgres } from '../src/stack/postgres.js';
+import { ALL_FAULTS, FaultInjector, startSupervised, type Fault, type InjectedFault } from './faults.js';
+import { checkInvariants, type InvariantFigures, type StartedExecution } from './invariants.js';
+import { LoopbackBlock, loopbackBlockUnavailable, removeLeftoverBlocks } from './loopback-block.js';
+import { CHAOS_SIGNAL, chaosWorkload, type WorkloadRecipe } from './workload.js';
 
-export type Fault = 'worker' | 'control-plane' | 'connect' | 'broker' | 'postgres';
-export const ALL_FAULTS: readonly Fault[] = ['worker', 'control-plane', 'connect', 'broker', 'postgres'];
+export { ALL_FAULTS, type Fault } from './faults.js';
 
 export interface ChaosOptions {
   readonly stack: StackConfig;
-  /** Executions started. @default 500 */
+  /** Executions started at least (more when the faults outlast them). @default 2000 */
   readonly executions?: number;
-  /** Steps per execution (each one side effect). @default 3 */
-  readonly steps?: number;
-  /** Faults injected, each once, in random order at random moments. @default all five */
-  readonly faults?: readonly Fault[];
-  /** Give up waiting for every execution to end after this long. @default 600000 */
+  /** Faults injected; every kind in `faultKinds` at least once when there are enough. @default 50 */
+  readonly faults?: number;
+  /** The kinds of fault. @default all six */
+  readonly faultKinds?: readonly Fault[];
+  /** Executions kept running at once by the closed loop: enough to keep the engine saturated. @default 200 */
+  readonly inFlight?: number;
+  /** Items of the forEach recipe. @default 20 */
+  readonly forEachItems?: number;
+  /** Control planes running (each may be SIGKILLed). @default 2 */
+  readonly controlPlanes?: number;
+  /** Worker processes serving the steps. @default 2 */
+  readonly workers?: number;
+  /** Pause between the starts of two faults, drawn in [min, max) ms. @default [2000, 6000] */
+  readonly faultGapMs?: readonly [number, number];
+  /** Give up waiting for every execution to end after this long. @default 900000 */
   readonly timeoutMs?: number;
-  /** Seed-free randomness is fine: every fault happens; only its moment varies. */
   readonly log?: (line: string) => void;
 }
 
-export interface ChaosReport {
+export interface ChaosReport extends InvariantFigures {
   readonly executions: number;
-  readonly completed: number;
-  readonly notTerminal: number;
-  readonly otherTerminal: Record<string, number>;
-  readonly effects: number;
-  readonly expectedEffects: number;
-  readonly duplicatedEffects: number;
-  readonly outboxRows: number;
-  readonly slotLagBytes: number | null;
-  readonly disagreements: number;
-  readonly faults: { fault: Fault; atMs: number; downMs: number }[];
+  readonly faults: readonly InjectedFault[];
+  /** Side effects applied per second from the first start to the last end. */
+  readonly effectsPerSecond: number;
+  /** The most executions running at once. */
+  readonly peakOpen: number;
   readonly durationMs: number;
   /** Every invariant held. */
   readonly ok: boolean;
@@ -58,7 +62,7 @@ export interface ChaosReport {
 }
 
 /** Retries an operation through outages (PostgreSQL restarting, a broker down). */
-async function persist<T>(what: string, fn: () => Promise<T>, timeoutMs = 120_000): Promise<T> {
+async function persist<T>(what: string, fn: () => Promise<T>, timeoutMs = 180_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
@@ -70,244 +74,231 @@ async function persist<T>(what: string, fn: () => Promise<T>, timeoutMs = 120_00
   }
 }
 
+/** The fault to inject next: a random one among the kinds injected least so far whose part is up. */
+function nextFault(available: readonly Fault[], injected: readonly InjectedFault[]): Fault | undefined {
+  const count = (f: Fault) => injected.filter((i) => i.fault === f).length;
+  const least = Math.min(...available.map(count));
+  const candidates = available.filter((f) => count(f) === least);
+  return candidates[randomInt(Math.max(1, candidates.length))];
+}
+
 /** Runs the chaos workload and checks the invariants; never throws for a broken invariant (see `ok`). */
 export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const log = options.log ?? ((line: string) => process.stdout.write(`${line}\n`));
   const config = options.stack;
-  const total = options.executions ?? 500;
-  const steps = options.steps ?? 3;
-  const faults = [...(options.faults ?? ALL_FAULTS)].sort(() => randomInt(3) - 1);
-  const timeoutMs = options.timeoutMs ?? 600_000;
+  const total = options.executions ?? 2000;
+  const faultCount = options.faults ?? 50;
+  const faultKinds = options.faultKinds ?? ALL_FAULTS;
+  const inFlight = options.inFlight ?? 200;
+  const [gapMin, gapMax] = options.faultGapMs ?? [2000, 6000];
+  const timeoutMs = options.timeoutMs ?? 900_000;
   const run = Date.now().toString(36) + randomInt(1000).toString(36);
   const capability = `chaos${run}.step`;
-  const table = `chaos_effect_${run}`;
+  const effectTable = `chaos_effect_${run}`;
   const url = databaseUrl(config);
   const brokers = kafkaBrokers(config).join(',');
   const stackLog = (line: string) => log(`  [stack] ${line}`);
-  const artifacts = resolveArtifacts(config, stackLog);
-  const begin = Date.now();
   const logDir = join(config.stackDir, '..', 'chaos', run);
   mkdirSync(logDir, { recursive: true });
 
-  const db: Kysely<Database> = createDatabase({ connectionString: url, poolSize: 4, applicationName: 'sous-chaos' });
-  // An API-side control plane: starts executions, consumes nothing.
+  let brokerBlock: LoopbackBlock | undefined;
+  if (faultKinds.includes('network')) {
+    const unavailable = loopbackBlockUnavailable();
+    if (unavailable !== undefined) throw new Error(unavailable);
+    const removed = removeLeftoverBlocks();
+    if (removed > 0) log(`  removed ${removed} loopback block(s) an earlier chaos run left`);
+    brokerBlock = new LoopbackBlock(config.kafkaPort, run);
+  }
+
+  const workload = chaosWorkload(run, capability, options.forEachItems ?? 20);
   const replyTopic = `sous.chaos.replies.${run}`;
-  // Executions reply where the starting process says: the control plane's reply topic.
+  const controlPlanes = Array.from(
+    { length: options.controlPlanes ?? 2 },
+    (_, i) =>
+      new NodeChild(
+        `control plane ${i + 1}`,
+        'scripts/control-plane.ts',
+        {
+          SOUS_DATABASE_URL: url,
+          SOUS_KAFKA_BROKERS: brokers,
+          SOUS_REPLY_TOPIC: replyTopic,
+          // One group: the control planes share the reply partitions, and take over a dead one's.
+          SOUS_CONTROL_PLANE_GROUP: `sous-chaos-cp-${run}`,
+          // Any free port: several control planes (or a developer's) may run on this host.
+          SOUS_METRICS_PORT: '0',
+          // Debezium ends FAILED when PostgreSQL restarts under it; the control planes restart it.
+          SOUS_CONNECT_URL: connectUrl(config),
+        },
+        'control plane ready',
+        join(logDir, `control-plane-${i + 1}.log`),
+        CONTROL_PLANE_NODE_ARGS,
+      ),
+  );
+  const workers = Array.from(
+    { length: options.workers ?? 2 },
+    (_, i) =>
+      new NodeChild(
+        `worker ${i + 1}`,
+        'chaos/worker.ts',
+        {
+          CHAOS_BROKERS: brokers,
+          CHAOS_DATABASE_URL: url,
+          CHAOS_CAPABILITY: capability,
+          CHAOS_GROUP: `sous-chaos-workers-${run}`,
+          CHAOS_TABLE: effectTable,
+        },
+        'worker ready',
+        join(logDir, `worker-${i + 1}.log`),
+      ),
+  );
+  const db: Kysely<Database> = createDatabase({ connectionString: url, poolSize: 4, applicationName: 'sous-chaos' });
+  // An API-side control plane: starts executions and sends signals, consumes nothing. Its
+  // starts go straight to the command topic; it keeps no registry consumer in this process
+  // (a kafkajs consumer restarted by the broker faults can outlive stop()).
   const starter: ControlPlane = createControlPlane({
     databaseUrl: url,
     brokers: kafkaBrokers(config),
     consume: false,
     replyTopic,
-    // Its starts go straight to the command topic (the workers come and go with the
-    // faults; the consuming control plane routes the later steps by the registry). It
-    // keeps no registry consumer in this process: a kafkajs consumer restarted by the
-    // broker faults can outlive stop() and keep the test's process alive.
     routing: 'static',
   });
+  const stopProcesses = async () => {
+    brokerBlock?.unblock();
+    await Promise.all([...controlPlanes.map((cp) => cp.stop()), ...workers.map((w) => w.stop())]);
+  };
   await starter.start();
-  await sql`CREATE SCHEMA IF NOT EXISTS sous_worker`.execute(db);
-  await sql`CREATE TABLE ${sql.table(`sous_worker.${table}`)} (idempotency_key text NOT NULL, execution_id uuid NOT NULL)`.execute(
-    db,
-  );
-  const kafka = createKafka({ brokers: kafkaBrokers(config), clientId: `sous-chaos-${run}` });
-  await ensureTopics(kafka, [commandTopic(capability)]);
-
-  let builder = recipe(`chaos.${run}`);
-  for (let i = 1; i <= steps; i++) {
-    builder = builder.task(`s${i}`, capability, {
-      input: { n: i === 1 ? 'input.n' : `outputs.s${i - 1}.n` },
-      retry: { maxAttempts: 20, initialInterval: '500ms', maxInterval: '5s' },
-      timeouts: { startToClose: '60s' },
-    });
-  }
-  const plan = builder.build();
-  await starter.registerRecipe(plan);
-
-  const controlPlane = new NodeChild(
-    'control plane',
-    'scripts/control-plane.ts',
-    {
-      SOUS_DATABASE_URL: url,
-      SOUS_KAFKA_BROKERS: brokers,
-      SOUS_REPLY_TOPIC: replyTopic,
-      SOUS_CONTROL_PLANE_GROUP: `sous-chaos-cp-${run}`,
-      // Any free port: several control planes (or a developer's) may run on this host.
-      SOUS_METRICS_PORT: '0',
-      // Debezium ends FAILED when PostgreSQL restarts under it; the control plane restarts it.
-      SOUS_CONNECT_URL: connectUrl(config),
-    },
-    'control plane ready',
-    join(logDir, 'control-plane.log'),
-    CONTROL_PLANE_NODE_ARGS,
-  );
-  const worker = (n: number) =>
-    new NodeChild(
-      `worker ${n}`,
-      'chaos/worker.ts',
-      {
-        CHAOS_BROKERS: brokers,
-        CHAOS_DATABASE_URL: url,
-        CHAOS_CAPABILITY: capability,
-        CHAOS_GROUP: `sous-chaos-workers-${run}`,
-        CHAOS_TABLE: table,
-      },
-      'worker ready',
-      join(logDir, `worker-${n}.log`),
+  try {
+    await sql`CREATE SCHEMA IF NOT EXISTS sous_worker`.execute(db);
+    await sql`CREATE TABLE ${sql.table(`sous_worker.${effectTable}`)} (idempotency_key text NOT NULL, execution_id uuid NOT NULL)`.execute(
+      db,
     );
-  const workers = [worker(1), worker(2)];
-  await controlPlane.start();
-  await Promise.all(workers.map((w) => w.start()));
-  log(`chaos ${run}: ${total} executions × ${steps} steps; faults: ${faults.join(', ')}; logs in ${logDir}`);
+    const kafka = createKafka({ brokers: kafkaBrokers(config), clientId: `sous-chaos-${run}` });
+    await ensureTopics(kafka, [commandTopic(capability)]);
+    for (const w of workload) await starter.registerRecipe(w.plan);
 
-  // Start executions at a steady pace over the whole fault schedule, so every fault lands
-  // while work is in flight. A start that fails in an outage is retried with the same
-  // idempotency key: never twice.
-  const windowMs = faults.length * 20_000;
-  const paceMs = Math.max(5, Math.floor(windowMs / total));
-  const ids: string[] = [];
-  const starting = (async () => {
-    for (let i = 0; i < total; i++) {
-      const key = `chaos-${run}-${i}`;
-      const started = await persist(`start ${key}`, () =>
-        starter.startExecution({ recipe: plan.name, input: { n: 0 }, idempotencyKey: key }),
+    for (const cp of controlPlanes) await startSupervised(cp, log);
+    await Promise.all(workers.map((w) => startSupervised(w, log)));
+  } catch (error) {
+    // A setup that failed leaves nothing running behind it.
+    await stopProcesses();
+    await starter.stop();
+    await db.destroy();
+    throw error;
+  }
+  const begin = Date.now();
+  const artifacts = resolveArtifacts(config, stackLog);
+  const injector = new FaultInjector(
+    {
+      stack: config,
+      artifacts,
+      workers,
+      controlPlanes,
+      stackLog,
+      ...(brokerBlock === undefined ? {} : { brokerBlock }),
+    },
+    begin,
+    log,
+  );
+  log(
+    `chaos ${run}: at least ${total} executions (${workload.map((w) => w.kind).join(', ')}), ${inFlight} at once; ` +
+      `${faultCount} faults of ${faultKinds.join(', ')}; logs in ${logDir}`,
+  );
+
+  const started: StartedExecution[] = [];
+  const problems: string[] = [];
+  // Read by the loading loop, set when the last fault is undone.
+  const progress = { faultsDone: false, abandoned: false };
+  let peakOpen = 0;
+  const openCount = () =>
+    persist('count open executions', async () => {
+      const { rows } = await sql<{ n: string }>`
+        SELECT count(*) AS n FROM sous.execution
+        WHERE recipe_name LIKE ${`chaos.${run}.%`} AND status NOT IN ('completed', 'failed', 'cancelled', 'timed_out')`.execute(
+        db,
       );
-      ids.push(started.executionId);
-      await sleep(paceMs);
+      return Number(rows[0]?.n ?? 0);
+    });
+
+  // The closed loop: whenever fewer than `inFlight` run, start more (retried with the same
+  // idempotency keys through outages, so never twice), until enough have started and the
+  // last fault is undone. A signal execution gets its signal at once: it waits buffered
+  // until the step begins.
+  const startSome = async (n: number) => {
+    const batch = Array.from({ length: n }, (_, k) => {
+      const index = started.length + k;
+      const w = workload[index % workload.length] as WorkloadRecipe;
+      return { w, start: { recipe: w.plan.name, input: w.input(index), idempotencyKey: `chaos-${run}-${index}` } };
+    });
+    const ids = await persist('start executions', () => starter.startExecutions(batch.map((b) => b.start)));
+    for (const [k, b] of batch.entries()) {
+      const executionId = ids[k]?.executionId;
+      if (executionId === undefined) throw new Error('startExecutions returned fewer results than starts');
+      started.push({ executionId, kind: b.w.kind });
+      if (b.w.kind === 'signal') {
+        await persist(`signal ${executionId}`, () =>
+          starter.signalExecution(executionId, CHAOS_SIGNAL, { by: 'chaos' }),
+        );
+      }
+    }
+  };
+  const loading = (async () => {
+    while ((started.length < total || !progress.faultsDone) && !progress.abandoned) {
+      const open = await openCount();
+      peakOpen = Math.max(peakOpen, open);
+      if (open < inFlight) await startSome(Math.min(inFlight - open, 100));
+      await sleep(250);
     }
   })();
+  // Awaited below; until then a failure must not be an unhandled rejection.
+  loading.catch(() => undefined);
 
-  const injected: ChaosReport['faults'] = [];
-  const inject = async (fault: Fault) => {
-    const at = Date.now() - begin;
-    const down = Date.now();
-    log(`  ✗ ${fault} at ${(at / 1000).toFixed(1)} s`);
-    switch (fault) {
-      case 'worker': {
-        const victim = workers[randomInt(workers.length)] ?? workers[0];
-        if (victim === undefined) break;
-        await victim.kill();
-        await sleep(randomInt(500, 3000));
-        await victim.start();
-        break;
-      }
-      case 'control-plane':
-        await controlPlane.kill();
-        await sleep(randomInt(500, 3000));
-        await controlPlane.start();
-        break;
-      case 'connect':
-        await stopConnect(config, 'SIGKILL');
-        await sleep(randomInt(500, 3000));
-        await startConnect(config, artifacts, stackLog);
-        break;
-      case 'broker':
-        await stopKafka(config, 'SIGKILL');
-        await sleep(randomInt(500, 3000));
-        await startKafka(config, artifacts, stackLog);
-        break;
-      case 'postgres':
-        // An immediate shutdown is a crash for PostgreSQL: it recovers from its WAL.
-        stopPostgres(config, { immediate: true });
-        await sleep(randomInt(500, 2000));
-        await startPostgres(config, stackLog);
-        break;
-    }
-    injected.push({ fault, atMs: at, downMs: Date.now() - down });
-    log(`  ✓ ${fault} back after ${((Date.now() - down) / 1000).toFixed(1)} s`);
-  };
-
-  const problems: string[] = [];
   try {
-    for (const fault of faults) {
-      await sleep(randomInt(1000, 6000));
-      await inject(fault);
+    try {
+      for (let k = 0; k < faultCount; k++) {
+        await sleep(randomInt(gapMin, gapMax));
+        let fault = nextFault(injector.available(faultKinds), injector.injected);
+        while (fault === undefined) {
+          await sleep(500);
+          fault = nextFault(injector.available(faultKinds), injector.injected);
+        }
+        injector.start(fault);
+      }
+    } finally {
+      await injector.settle();
+      progress.faultsDone = true;
     }
-    await starting;
+    await loading;
     log(
-      `  all ${total} executions started after ${((Date.now() - begin) / 1000).toFixed(1)} s; waiting for them to end`,
+      `  ${started.length} executions started, ${faultCount} faults undone after ${((Date.now() - begin) / 1000).toFixed(1)} s; waiting for the rest to end`,
     );
-
     const deadline = Date.now() + timeoutMs;
-    let open = total;
-    while (open > 0 && Date.now() < deadline) {
-      await sleep(1000);
-      open = await persist('count open executions', async () => {
-        const { rows } = await sql<{ n: string }>`
-          SELECT count(*) AS n FROM sous.execution
-          WHERE recipe_name = ${plan.name} AND status NOT IN ('completed', 'failed', 'cancelled')`.execute(db);
-        return Number(rows[0]?.n ?? 0);
-      });
-    }
+    while ((await openCount()) > 0 && Date.now() < deadline) await sleep(1000);
+  } catch (error) {
+    // A fault that could not be undone: stop everything so the error reaches the caller.
+    progress.abandoned = true;
+    await loading.catch(() => undefined);
+    await starter.stop();
+    await db.destroy();
+    throw error;
   } finally {
-    await Promise.all([controlPlane.stop(), ...workers.map((w) => w.stop())]);
+    await stopProcesses();
   }
+  const durationMs = Date.now() - begin;
 
-  // ---- invariants ---------------------------------------------------------------------
-  const statuses = await sql<{ status: string; n: string }>`
-    SELECT status, count(*) AS n FROM sous.execution WHERE recipe_name = ${plan.name} GROUP BY status`.execute(db);
-  const byStatus = Object.fromEntries(statuses.rows.map((r) => [r.status, Number(r.n)]));
-  const counted = Object.values(byStatus).reduce((a, b) => a + b, 0);
-  const completed = byStatus.completed ?? 0;
-  const notTerminal = counted - completed - (byStatus.failed ?? 0) - (byStatus.cancelled ?? 0);
-  const { completed: _c, ...otherTerminal } = byStatus;
-  if (counted !== total) problems.push(`${counted} executions exist, ${total} were started`);
-  if (completed !== total)
-    problems.push(`${total - completed} executions did not complete: ${JSON.stringify(byStatus)}`);
-
-  const effects = await sql<{ effects: string; duplicated: string }>`
-    SELECT count(*) AS effects,
-      count(*) - count(DISTINCT idempotency_key) AS duplicated
-    FROM ${sql.table(`sous_worker.${table}`)}`.execute(db);
-  const effectCount = Number(effects.rows[0]?.effects ?? 0);
-  const duplicatedEffects = Number(effects.rows[0]?.duplicated ?? 0);
-  if (duplicatedEffects > 0) problems.push(`${duplicatedEffects} side effects were applied twice`);
-  if (effectCount - duplicatedEffects !== total * steps) {
-    problems.push(`${effectCount - duplicatedEffects} distinct side effects, ${total * steps} expected`);
-  }
-
-  const outbox = await sql<{ n: string }>`SELECT count(*) AS n FROM sous.outbox`.execute(db);
-  const outboxRows = Number(outbox.rows[0]?.n ?? 0);
-  if (outboxRows > 0) problems.push(`${outboxRows} rows left in sous.outbox`);
-
-  // Debezium confirms what it has streamed at its next offset flush / heartbeat: wait for it.
-  let slotLagBytes: number | null = null;
-  const lagDeadline = Date.now() + 60_000;
-  for (;;) {
-    const lag = await sql<{ lag: string | null }>`
-      SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint::text AS lag
-      FROM pg_replication_slots WHERE database = current_database() AND slot_type = 'logical'
-      ORDER BY active DESC LIMIT 1`.execute(db);
-    slotLagBytes = lag.rows[0]?.lag == null ? null : Number(lag.rows[0].lag);
-    if (slotLagBytes === null || slotLagBytes < 1024 * 1024 || Date.now() > lagDeadline) break;
-    await sleep(1000);
-  }
-  if (slotLagBytes !== null && slotLagBytes >= 1024 * 1024) {
-    problems.push(`the replication slot lags ${slotLagBytes} bytes behind`);
-  }
-
-  let disagreements = 0;
-  for (const id of ids) {
-    const found = await verifyExecution(db, starter.environment.plans, id);
-    if (found.length > 0 && disagreements < 5) problems.push(`execution ${id}: ${JSON.stringify(found.slice(0, 3))}`);
-    disagreements += found.length;
-  }
-  if (disagreements > 0) problems.push(`${disagreements} disagreements between the event log and the state tables`);
-
+  const figures = await checkInvariants(db, starter.environment.plans, workload, started, effectTable, run, problems);
+  const kinds = new Set(injector.injected.map((f) => f.fault));
+  const missing = faultKinds.filter((f) => !kinds.has(f));
+  if (faultCount >= faultKinds.length && missing.length > 0)
+    problems.push(`faults never injected: ${missing.join(', ')}`);
   await starter.stop();
   await db.destroy();
   return {
-    executions: total,
-    completed,
-    notTerminal,
-    otherTerminal,
-    effects: effectCount,
-    expectedEffects: total * steps,
-    duplicatedEffects,
-    outboxRows,
-    slotLagBytes,
-    disagreements,
-    faults: injected,
-    durationMs: Date.now() - begin,
+    ...figures,
+    executions: started.length,
+    faults: injector.injected,
+    effectsPerSecond: figures.effects / (durationMs / 1000),
+    peakOpen,
+    durationMs,
     ok: problems.length === 0,
     problems,
   };

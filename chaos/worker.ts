@@ -1,10 +1,17 @@
 // A service process for the chaos run: every step applies its side effect through
-// withExactlyOnce (one row in the effect table per idempotency key, or the run failed).
+// withExactlyOnce (one row in the effect table per idempotency key, or the run failed),
+// except a step asked to fail, which fails for good without one.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sql } from 'kysely';
 import { z } from 'zod';
 import { createDatabase } from '../src/db/database.js';
-import { createWorker, defineCapability, installExactlyOnce, withExactlyOnce } from '../src/worker/index.js';
+import {
+  createWorker,
+  defineCapability,
+  installExactlyOnce,
+  terminalError,
+  withExactlyOnce,
+} from '../src/worker/index.js';
 
 const env = z
   .object({
@@ -27,10 +34,12 @@ const table = sql.table(`sous_worker.${env.CHAOS_TABLE}`);
 
 const step = defineCapability({
   name: env.CHAOS_CAPABILITY,
-  input: z.object({ n: z.number() }),
+  input: z.object({ n: z.number(), fail: z.boolean().optional() }),
   output: z.object({ n: z.number() }),
-  handler: async ({ n }, ctx) => {
+  handler: async ({ n, fail }, ctx) => {
     await sleep(env.CHAOS_STEP_MS);
+    // The saga's last step: fails for good, with no effect, so the compensations run.
+    if (fail === true) throw terminalError('chaos.declined', 'this step always fails (the chaos saga)');
     return withExactlyOnce(db, ctx, async (trx) => {
       await sql`INSERT INTO ${table} (idempotency_key, execution_id) VALUES (${ctx.idempotencyKey}, ${ctx.executionId})`.execute(
         trx,

@@ -1,7 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { compensationPlanOf, type CompensationPlanView } from './compensation-plan.js';
 import { ROOT_CONTEXT, trace, type Context, type Span } from '@opentelemetry/api';
-import { run as runGraphile, type Runner, type Task } from 'graphile-worker';
+import { EventEmitter } from 'node:events';
+import { run as runGraphile, type Runner, type Task, type WorkerEvents } from 'graphile-worker';
+import { unlockJobsOfDeadPools } from '../store/job-locks.js';
+import { JobPoolPresence } from './job-pool-presence.js';
 import type { Kysely } from 'kysely';
 import { z } from 'zod';
 import { createDatabase } from '../db/database.js';
@@ -111,6 +114,7 @@ const optionsSchema = z.strictObject({
   replyPartitions: z.number().int().positive().default(6),
   partitionsConsumedConcurrently: z.number().int().positive().default(4),
   timerConcurrency: z.number().int().positive().default(4),
+  deadJobPoolAfterMs: z.number().int().min(1000).default(15_000),
   poolSize: z.number().int().positive().default(10),
   maxInlinePayloadBytes: z
     .number()
@@ -188,6 +192,11 @@ export interface ControlPlaneOptions {
   readonly partitionsConsumedConcurrently?: number;
   /** Timer jobs run at once by this process. @default 4 */
   readonly timerConcurrency?: number;
+  /**
+   * A timer job locked this long by a control plane whose process is gone is handed to a
+   * live one (checked every third of it); graphile-worker alone would wait 4 hours. @default 15000
+   */
+  readonly deadJobPoolAfterMs?: number;
   /** PostgreSQL connections of this process. @default 10 */
   readonly poolSize?: number;
   /** Step inputs larger than this go by reference. @default 65536 */
@@ -504,6 +513,8 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
   const readiness = () => checkReadiness(checks, config.checkTimeoutMs);
   let consumer: RunningConsumer | undefined;
   let runner: Runner | undefined;
+  let presence: JobPoolPresence | undefined;
+  let deadPoolSweep: NodeJS.Timeout | undefined;
   let ingest: DeadLetterIngest | undefined;
   let watchdog: ConnectorWatchdog | undefined;
   let inbox: OutboxConsumer | undefined;
@@ -773,7 +784,15 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
       if (!config.consume) return;
       await ensureTopics(kafka, [config.replyTopic], { partitions: config.replyPartitions });
       await ensureTopics(kafka, [deadLetterTopic(config.replyTopic)], { partitions: 1 });
+      // The job pool's presence lock, taken as the pool is made (see job-pool-presence.ts).
+      const poolEvents: WorkerEvents = new EventEmitter();
+      poolEvents.on('pool:create', ({ workerPool }) => {
+        if (presence !== undefined) return;
+        presence = new JobPoolPresence(config.databaseUrl, workerPool.id, log);
+        presence.start();
+      });
       runner = await runGraphile({
+        events: poolEvents,
         connectionString: config.databaseUrl,
         concurrency: config.timerConcurrency,
         noHandleSignals: true,
@@ -819,6 +838,16 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
           ...retentionCrontab(config.retention),
         ].join('\n'),
       });
+      deadPoolSweep = setInterval(() => {
+        unlockJobsOfDeadPools(db, config.deadJobPoolAfterMs / 1000)
+          .then((pools) => {
+            if (pools.length > 0) log.warn({ pools }, 'timer jobs of dead control planes handed on');
+          })
+          .catch((error: unknown) => {
+            log.warn({ err: error }, 'could not check for timer jobs of dead control planes');
+          });
+      }, config.deadJobPoolAfterMs / 3);
+      deadPoolSweep.unref();
       consumer = await runJsonConsumer({
         kafka,
         groupId: config.groupId,
@@ -875,7 +904,9 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
       await consumer?.stop();
       await watchdog?.stop();
       await ingest?.stop();
+      clearInterval(deadPoolSweep);
       await runner?.stop();
+      await presence?.stop();
       await producer.disconnect();
       await admin.close();
       await probeServer?.close();
