@@ -4,7 +4,9 @@ import { ROOT_CONTEXT, trace, type Context, type Span } from '@opentelemetry/api
 import { run as runGraphile, type Runner, type Task } from 'graphile-worker';
 import type { Kysely } from 'kysely';
 import { z } from 'zod';
-import { createDatabase } from '../db/database.js';
+import pg from 'pg';
+import { postgresConnectionFailure } from '../db/connection-errors.js';
+import { createDatabase, pgConnectionConfig, type PostgresConnection } from '../db/database.js';
 import { migrateAll } from '../db/migrate.js';
 import type { Database } from '../db/schema.js';
 import { isDataException } from '../db/sqlstate.js';
@@ -18,7 +20,9 @@ import { requestShardControl, type ShardControlRequested } from './shard-control
 import { ShardRegistry, type ShardListener } from './shard-registry.js';
 import { WaitingCommandReleaser } from './waiting-commands.js';
 import { publishDeadLetter } from '../kafka/dead-letter.js';
+import { kafkaConnectionFailure } from '../kafka/connection-errors.js';
 import { createKafka, type Kafka } from '../kafka/kafka-client.js';
+import type { KafkaSecurityOptions, PostgresTlsOptions } from '../security/config.js';
 import { createRecordProducer, type RecordProducer } from '../kafka/producer.js';
 import { ensureTopics } from '../kafka/topics.js';
 import { logger as rootLogger, type Logger } from '../logger.js';
@@ -100,6 +104,17 @@ export const HOT_EXECUTION_BATCH = 10;
 
 const optionsSchema = z.strictObject({
   databaseUrl: z.string().min(1, 'databaseUrl must be a PostgreSQL connection string'),
+  // Checked by loadSecurityConfig when they come from the environment; here only their shape.
+  databaseTls: z
+    .custom<PostgresTlsOptions>(
+      (v) => typeof v === 'object' && v !== null && typeof (v as { mode?: unknown }).mode === 'string',
+      'databaseTls must be { mode, ca?, cert?, key? }',
+    )
+    .optional(),
+  databasePassword: z.string().min(1, 'databasePassword must not be empty').optional(),
+  kafkaSecurity: z
+    .custom<KafkaSecurityOptions>((v) => typeof v === 'object' && v !== null, 'kafkaSecurity must be { ssl?, sasl? }')
+    .optional(),
   brokers: z
     .array(z.string().regex(/^[^:]+:\d+$/, 'brokers must be host:port'))
     .min(1, 'brokers must name at least one broker'),
@@ -173,8 +188,18 @@ const optionsSchema = z.strictObject({
 export interface ControlPlaneOptions {
   /** PostgreSQL holding sous's tables (and graphile-worker's). */
   readonly databaseUrl: string;
+  /**
+   * TLS of every PostgreSQL connection of the process: its pool, graphile-worker's, the
+   * API's LISTEN. A connection string's own `sslmode` takes precedence.
+   * @default the connection string decides (SOUS_PG_SSL_MODE, SOUS_PG_SSL_CA_FILE, ...)
+   */
+  readonly databaseTls?: PostgresTlsOptions;
+  /** PostgreSQL password kept out of `databaseUrl`. @default none (SOUS_DATABASE_PASSWORD_FILE) */
+  readonly databasePassword?: string;
   /** Kafka brokers, host:port. */
   readonly brokers: readonly string[];
+  /** TLS and SASL of every Kafka client of the process. @default plaintext (SOUS_KAFKA_SSL*, SOUS_KAFKA_SASL_*) */
+  readonly kafkaSecurity?: KafkaSecurityOptions;
   /** Topic workers reply on. @default 'sous.replies' */
   readonly replyTopic?: string;
   /** Consumer group of the control-plane processes: each reply partition goes to one. @default 'sous-control-plane' */
@@ -410,15 +435,20 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     );
   }
   const log = (givenLogger ?? rootLogger).child({ component: 'control-plane' });
-  const db = createDatabase({
+  const connection: PostgresConnection = {
     connectionString: config.databaseUrl,
-    poolSize: config.poolSize,
-    applicationName: 'sous-control-plane',
-  });
+    ...(config.databaseTls === undefined ? {} : { tls: config.databaseTls }),
+    ...(config.databasePassword === undefined ? {} : { password: config.databasePassword }),
+  };
+  const db = createDatabase({ ...connection, poolSize: config.poolSize, applicationName: 'sous-control-plane' });
   const metrics = new ControlPlaneMetrics({ processMetrics: config.processMetrics });
   const plans = new PlanCache();
   const observer = new DecisionObserver(metrics, (name, version) => plans.peek(name, version));
-  const kafka: Kafka = createKafka({ brokers: config.brokers, clientId: 'sous-control-plane' });
+  const kafka: Kafka = createKafka({
+    brokers: config.brokers,
+    clientId: 'sous-control-plane',
+    ...(config.kafkaSecurity === undefined ? {} : { security: config.kafkaSecurity }),
+  });
   const registry = new ShardRegistry({
     kafka,
     db,
@@ -473,6 +503,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
   const readiness = () => checkReadiness(checks, config.checkTimeoutMs);
   let consumer: RunningConsumer | undefined;
   let runner: Runner | undefined;
+  let graphilePool: pg.Pool | undefined;
   let ingest: DeadLetterIngest | undefined;
   let watchdog: ConnectorWatchdog | undefined;
 
@@ -682,113 +713,127 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     sampleNow: () => sampler.sampleOnce(),
   };
 
+  const startParts = async (): Promise<void> => {
+    // Probes first: /healthz answers and /readyz says why not ready while starting.
+    if (config.metricsPort !== undefined) {
+      probeServer = await serveProbes({
+        host: config.metricsHost,
+        port: config.metricsPort,
+        probes: observability,
+        portSetting: 'metricsPort (SOUS_METRICS_PORT)',
+        log,
+      });
+    }
+    if (config.migrate) await migrateAll(db, connection);
+    // Routing needs the whole registry: read up to its end before any decision is made.
+    // Static routing needs none, and keeps no Kafka consumer for it.
+    if (config.routing === 'registry') await registry.start();
+    releaser.start();
+    releaser.poke();
+    if (sampleGauges) sampler.start();
+    if (!config.consume) return;
+    await ensureTopics(kafka, [config.replyTopic], { partitions: config.replyPartitions });
+    await ensureTopics(kafka, [deadLetterTopic(config.replyTopic)], { partitions: 1 });
+    // graphile-worker gets a pool with the same TLS and password as every other connection.
+    graphilePool = new pg.Pool({ ...pgConnectionConfig(connection), max: config.timerConcurrency + 2 });
+    graphilePool.on('error', (error: Error) => {
+      log.warn({ component: 'graphile-pool', reason: error.message }, 'idle PostgreSQL connection lost');
+    });
+    runner = await runGraphile({
+      pgPool: graphilePool,
+      concurrency: config.timerConcurrency,
+      noHandleSignals: true,
+      pollInterval: 1000,
+      logger: graphileLogger,
+      taskList: {
+        [environment.timerTask]: observedTask('timer', timerTask(db, environment)),
+        [DEAD_LETTER_JOB_TASK]: observedTask('operator', deadLetterJobTask(db, environment)),
+        // Once a minute (one process per tick): DLT jobs whose worker crashed go on.
+        [`${DEAD_LETTER_JOB_TASK}_sweep`]: async () => {
+          await resumeStaleDeadLetterJobs(db);
+        },
+        [SCHEDULE_TASK]: scheduleTask(
+          db,
+          environment,
+          (work) => observer.run('start', work),
+          log,
+          (report) => {
+            for (const outcome of ['started', 'skipped', 'queued', 'missed', 'failed'] as const) {
+              if (report[outcome] > 0) metrics.scheduleFires.inc({ outcome }, report[outcome]);
+            }
+          },
+        ),
+        [RETENTION_TASK]: retentionTask(
+          db,
+          { retention: config.retention, batchSize: config.retentionBatchSize },
+          log,
+          (report) => {
+            const purged = metrics.retentionPurged;
+            purged.inc({ table: 'execution' }, report.executions);
+            purged.inc({ table: 'execution_event' }, report.events);
+            purged.inc({ table: 'step' }, report.steps);
+            purged.inc({ table: 'step_attempt' }, report.attempts);
+            purged.inc({ table: 'foreach_item' }, report.foreachItems);
+            purged.inc({ table: 'payload' }, report.payloads);
+            purged.inc({ table: 'processed_message' }, report.processedMessages);
+          },
+        ),
+      },
+      crontab: [
+        `* * * * * ${DEAD_LETTER_JOB_TASK}_sweep`,
+        SCHEDULE_CRONTAB,
+        ...retentionCrontab(config.retention),
+      ].join('\n'),
+    });
+    consumer = await runJsonConsumer({
+      kafka,
+      groupId: config.groupId,
+      topics: [config.replyTopic],
+      fromBeginning: true,
+      partitionsConsumedConcurrently: config.partitionsConsumedConcurrently,
+      onUndecodable: deadLetter,
+      handle: handleOne,
+      ...(config.replyBatchSize > 1
+        ? {
+            handleBatch,
+            maxBatch: config.replyBatchSize,
+            maxBatchSameKey: config.replyBatchSize * HOT_EXECUTION_BATCH,
+          }
+        : {}),
+    });
+    if (config.ingestDeadLetters) {
+      ingest = await runDeadLetterIngest({
+        kafka,
+        db,
+        groupId: config.deadLetterGroupId,
+        topicPattern: new RegExp(config.deadLetterTopicPattern),
+        refreshMs: config.deadLetterRefreshMs,
+        logger: log,
+      });
+    }
+    if (config.connectUrl !== undefined) {
+      watchdog = startConnectorWatchdog({
+        connectUrl: config.connectUrl,
+        connectorName: config.connectorName,
+        intervalMs: config.connectorCheckMs,
+        logger: log,
+      });
+    }
+    log.info({ replyTopic: config.replyTopic, groupId: config.groupId }, 'control plane consuming replies');
+  };
+
   const controlPlane: ControlPlane = {
     db,
     environment,
     observability,
     readiness,
     async start() {
-      // Probes first: /healthz answers and /readyz says why not ready while starting.
-      if (config.metricsPort !== undefined) {
-        probeServer = await serveProbes({
-          host: config.metricsHost,
-          port: config.metricsPort,
-          probes: observability,
-          portSetting: 'metricsPort (SOUS_METRICS_PORT)',
-          log,
-        });
+      try {
+        await startParts();
+      } catch (error) {
+        // A refused login or a certificate that does not verify: one coded error naming what to fix.
+        throw kafkaConnectionFailure(error) ?? postgresConnectionFailure(error) ?? error;
       }
-      if (config.migrate) await migrateAll(db, config.databaseUrl);
-      // Routing needs the whole registry: read up to its end before any decision is made.
-      // Static routing needs none, and keeps no Kafka consumer for it.
-      if (config.routing === 'registry') await registry.start();
-      releaser.start();
-      releaser.poke();
-      if (sampleGauges) sampler.start();
-      if (!config.consume) return;
-      await ensureTopics(kafka, [config.replyTopic], { partitions: config.replyPartitions });
-      await ensureTopics(kafka, [deadLetterTopic(config.replyTopic)], { partitions: 1 });
-      runner = await runGraphile({
-        connectionString: config.databaseUrl,
-        concurrency: config.timerConcurrency,
-        noHandleSignals: true,
-        pollInterval: 1000,
-        logger: graphileLogger,
-        taskList: {
-          [environment.timerTask]: observedTask('timer', timerTask(db, environment)),
-          [DEAD_LETTER_JOB_TASK]: observedTask('operator', deadLetterJobTask(db, environment)),
-          // Once a minute (one process per tick): DLT jobs whose worker crashed go on.
-          [`${DEAD_LETTER_JOB_TASK}_sweep`]: async () => {
-            await resumeStaleDeadLetterJobs(db);
-          },
-          [SCHEDULE_TASK]: scheduleTask(
-            db,
-            environment,
-            (work) => observer.run('start', work),
-            log,
-            (report) => {
-              for (const outcome of ['started', 'skipped', 'queued', 'missed', 'failed'] as const) {
-                if (report[outcome] > 0) metrics.scheduleFires.inc({ outcome }, report[outcome]);
-              }
-            },
-          ),
-          [RETENTION_TASK]: retentionTask(
-            db,
-            { retention: config.retention, batchSize: config.retentionBatchSize },
-            log,
-            (report) => {
-              const purged = metrics.retentionPurged;
-              purged.inc({ table: 'execution' }, report.executions);
-              purged.inc({ table: 'execution_event' }, report.events);
-              purged.inc({ table: 'step' }, report.steps);
-              purged.inc({ table: 'step_attempt' }, report.attempts);
-              purged.inc({ table: 'foreach_item' }, report.foreachItems);
-              purged.inc({ table: 'payload' }, report.payloads);
-              purged.inc({ table: 'processed_message' }, report.processedMessages);
-            },
-          ),
-        },
-        crontab: [
-          `* * * * * ${DEAD_LETTER_JOB_TASK}_sweep`,
-          SCHEDULE_CRONTAB,
-          ...retentionCrontab(config.retention),
-        ].join('\n'),
-      });
-      consumer = await runJsonConsumer({
-        kafka,
-        groupId: config.groupId,
-        topics: [config.replyTopic],
-        fromBeginning: true,
-        partitionsConsumedConcurrently: config.partitionsConsumedConcurrently,
-        onUndecodable: deadLetter,
-        handle: handleOne,
-        ...(config.replyBatchSize > 1
-          ? {
-              handleBatch,
-              maxBatch: config.replyBatchSize,
-              maxBatchSameKey: config.replyBatchSize * HOT_EXECUTION_BATCH,
-            }
-          : {}),
-      });
-      if (config.ingestDeadLetters) {
-        ingest = await runDeadLetterIngest({
-          kafka,
-          db,
-          groupId: config.deadLetterGroupId,
-          topicPattern: new RegExp(config.deadLetterTopicPattern),
-          refreshMs: config.deadLetterRefreshMs,
-          logger: log,
-        });
-      }
-      if (config.connectUrl !== undefined) {
-        watchdog = startConnectorWatchdog({
-          connectUrl: config.connectUrl,
-          connectorName: config.connectorName,
-          intervalMs: config.connectorCheckMs,
-          logger: log,
-        });
-      }
-      log.info({ replyTopic: config.replyTopic, groupId: config.groupId }, 'control plane consuming replies');
     },
     async stop() {
       await sampler.stop();
@@ -798,6 +843,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
       await watchdog?.stop();
       await ingest?.stop();
       await runner?.stop();
+      await graphilePool?.end();
       await producer.disconnect();
       await admin.close();
       await probeServer?.close();
