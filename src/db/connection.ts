@@ -33,10 +33,27 @@ function pgSsl(tls: PostgresTlsOptions): pg.ClientConfig['ssl'] {
   return { ...files, rejectUnauthorized: true };
 }
 
+/**
+ * The password put into the URL: pg lets a connection string's (empty) password override a
+ * `password` setting. The URL goes to pg only, never to a log (see redactConnectionString).
+ */
+function withPassword(connectionString: string, password: string): string {
+  try {
+    const url = new URL(connectionString);
+    url.password = encodeURIComponent(password);
+    return url.toString();
+  } catch {
+    return connectionString;
+  }
+}
+
 /** The pg client settings of a connection: every pool and client of sous is made from these. */
 export function pgConnectionConfig(connection: PostgresConnection): pg.ClientConfig {
   return {
-    connectionString: connection.connectionString,
+    connectionString:
+      connection.password === undefined
+        ? connection.connectionString
+        : withPassword(connection.connectionString, connection.password),
     ...(connection.tls === undefined ? {} : { ssl: pgSsl(connection.tls) }),
     ...(connection.password === undefined ? {} : { password: connection.password }),
   };
