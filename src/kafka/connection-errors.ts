@@ -35,7 +35,13 @@ export function kafkaConnectionFailure(error: unknown): SousError | undefined {
         { cause: error },
       );
     }
-    if (typeof e.code === 'string' && TLS_CODES.test(e.code)) {
+    // Only kafkajs's own connection error: a PostgreSQL certificate error has the same codes.
+    if (
+      typeof e.name === 'string' &&
+      e.name.startsWith('KafkaJS') &&
+      typeof e.code === 'string' &&
+      TLS_CODES.test(e.code)
+    ) {
       return new KafkaTlsFailedError(
         `TLS with the Kafka broker failed (${e.code}): check SOUS_KAFKA_SSL_CA_FILE (the CA that signed the broker's certificate) and that the broker listener speaks TLS`,
         { cause: error },
