@@ -11,14 +11,17 @@ import {
   createControlPlane,
   createDatabase,
   getExecution,
+  loadSecurityConfig,
   serveApi,
   SousError,
   startTracing,
+  type SecurityConfig,
   type Tracing,
 } from 'sous';
 import { parseRecipeYaml } from 'sous/recipe';
 import { createWorker } from 'sous/worker';
 import { storedAdminToken } from '../src/api/stored-token.js';
+import { redactConnectionString } from '../src/security/redact.js';
 import { connectUrl, databaseUrl, kafkaBrokers, loadStackConfig } from '../src/stack/config.js';
 import { stackUp } from '../src/stack/stack.js';
 import * as migration from './services/migration.js';
@@ -47,18 +50,43 @@ if (!external && (process.env.SOUS_DATABASE_URL ?? process.env.SOUS_KAFKA_BROKER
   process.exit(2);
 }
 const dbUrl = process.env.SOUS_DATABASE_URL ?? databaseUrl(config);
+// Secure connections to an external stack (README, "Secure connections"), read once.
+let security: SecurityConfig;
+try {
+  security = loadSecurityConfig();
+} catch (error) {
+  process.stderr.write(
+    `npm start: ${error instanceof SousError ? `${error.code}: ${error.message}` : String(error)}\n`,
+  );
+  process.exit(2);
+}
+const pgSecurity = {
+  ...(security.postgres === undefined ? {} : { databaseTls: security.postgres }),
+  ...(security.postgresPassword === undefined ? {} : { databasePassword: security.postgresPassword }),
+};
+const kafkaSecurity = security.kafka;
 // The example reads executions through a database handle of its own, as an application would.
-const db = createDatabase({ connectionString: dbUrl, applicationName: 'sous-example', poolSize: 2 });
+const db = createDatabase({
+  connectionString: dbUrl,
+  ...(security.postgres === undefined ? {} : { tls: security.postgres }),
+  ...(security.postgresPassword === undefined ? {} : { password: security.postgresPassword }),
+  applicationName: 'sous-example',
+  poolSize: 2,
+});
 const brokers = process.env.SOUS_KAFKA_BROKERS?.split(',').map((b) => b.trim()) ?? kafkaBrokers(config);
 if (external)
-  say(`[stack] using the stack at ${dbUrl} and ${brokers.join(',')} (SOUS_DATABASE_URL, SOUS_KAFKA_BROKERS)`);
+  say(
+    `[stack] using the stack at ${redactConnectionString(dbUrl)} and ${brokers.join(',')} (SOUS_DATABASE_URL, SOUS_KAFKA_BROKERS)`,
+  );
 else await stackUp(config, (line) => say(`[stack] ${line}`));
 
 // The control plane restarts the outbox connector when Debezium gives up (e.g. after a PostgreSQL restart).
 const connect = external ? process.env.SOUS_CONNECT_URL : connectUrl(config);
 const controlPlane = createControlPlane({
   databaseUrl: dbUrl,
+  ...pgSecurity,
   brokers,
+  kafkaSecurity,
   ...(connect === undefined ? {} : { connectUrl: connect }),
 });
 await controlPlane.start();
@@ -72,6 +100,7 @@ say('[sous] control plane running');
 const shopShard = (id: string) =>
   createWorker({
     brokers,
+    kafkaSecurity,
     capabilities: Object.values(shop),
     groupId: 'example-shop',
     workerId: id,
@@ -84,6 +113,7 @@ const workers = [
   shopShard('shop-2'),
   createWorker({
     brokers,
+    kafkaSecurity,
     capabilities: Object.values(migration),
     groupId: 'example-migration',
     workerId: 'migration-1',
@@ -195,7 +225,7 @@ process.exitCode = failures === 0 ? 0 : 1;
 
 // The GraphQL API over the same control plane; the example services keep running, so
 // recipes started through the API run to their end.
-const api = await buildApi({ controlPlane, databaseUrl: dbUrl, graphiql: true });
+const api = await buildApi({ controlPlane, databaseUrl: dbUrl, ...pgSecurity, graphiql: true });
 const port = Number(process.env.SOUS_API_PORT ?? 4000);
 const url = await serveApi(api, { port });
 // One admin token per stack, kept beside its data: every run prints the same one.

@@ -1,6 +1,15 @@
 // npm run api: an API-only process (GraphQL over HTTP and websockets). It consumes no
 // replies: control-plane processes (npm run control-plane) do; run several of either.
-import { buildApi, createControlPlane, serveApi, SousError, startTracing, type Tracing } from 'sous';
+import {
+  buildApi,
+  createControlPlane,
+  loadSecurityConfig,
+  serveApi,
+  SousError,
+  startTracing,
+  type SecurityConfig,
+  type Tracing,
+} from 'sous';
 import { z } from 'zod';
 
 const env = z
@@ -19,6 +28,16 @@ if (!env.success) {
   process.exit(2);
 }
 const config = env.data;
+// SOUS_KAFKA_SSL*, SOUS_KAFKA_SASL_*, SOUS_PG_SSL_*, SOUS_DATABASE_PASSWORD_FILE (README, "Secure connections").
+let security: SecurityConfig;
+try {
+  security = loadSecurityConfig();
+} catch (error) {
+  process.stderr.write(`sous api: ${error instanceof SousError ? `${error.code}: ${error.message}` : String(error)}\n`);
+  process.exit(2);
+}
+const databaseTls = security.postgres === undefined ? {} : { databaseTls: security.postgres };
+const databasePassword = security.postgresPassword === undefined ? {} : { databasePassword: security.postgresPassword };
 // Tracing: the standard OTEL_* variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_TRACES_EXPORTER, ...).
 let tracing: Tracing;
 try {
@@ -33,11 +52,23 @@ const controlPlane = createControlPlane({
   brokers: config.SOUS_KAFKA_BROKERS.split(','),
   replyTopic: config.SOUS_REPLY_TOPIC,
   consume: false,
+  kafkaSecurity: security.kafka,
+  ...databaseTls,
+  ...databasePassword,
 });
-await controlPlane.start();
+try {
+  await controlPlane.start();
+} catch (error) {
+  // A refused login or certificate: its code and message (which hold no secret), not a stack.
+  process.stderr.write(`sous api: ${error instanceof SousError ? `${error.code}: ${error.message}` : String(error)}\n`);
+  await controlPlane.stop().catch(() => undefined);
+  process.exit(1);
+}
 const app = await buildApi({
   controlPlane,
   databaseUrl: config.SOUS_DATABASE_URL,
+  ...databaseTls,
+  ...databasePassword,
   graphiql: config.SOUS_API_GRAPHIQL === 'true',
 });
 const url = await serveApi(app, { host: config.SOUS_API_HOST, port: config.SOUS_API_PORT });

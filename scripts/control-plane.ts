@@ -4,6 +4,7 @@
 // SOUS_STATE_SNAPSHOT_EVERY, SOUS_PG_POOL_SIZE, SOUS_CONNECT_URL,
 // SOUS_OUTBOX_CONNECTOR, SOUS_REGION, SOUS_REMOTE_REGIONS (regions), SOUS_METRICS_PORT, SOUS_METRICS_HOST, SOUS_METRICS_SAMPLE_MS for /metrics, /healthz and
 // /readyz, and SOUS_RETENTION, SOUS_RETENTION_BATCH_SIZE for the purge of finished executions).
+// Secure connections: SOUS_KAFKA_SSL*, SOUS_KAFKA_SASL_*, SOUS_PG_SSL_*, SOUS_DATABASE_PASSWORD_FILE.
 // Tracing: the standard OTEL_* variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_TRACES_EXPORTER, ...).
 import { loadEnvironmentConfig } from '../src/config.js';
 import { controlPlaneInternals, createControlPlane } from '../src/control-plane/control-plane.js';
@@ -18,6 +19,9 @@ try {
   const controlPlane = createControlPlane({
     databaseUrl: config.databaseUrl,
     brokers: config.brokers,
+    kafkaSecurity: config.security.kafka,
+    ...(config.security.postgres === undefined ? {} : { databaseTls: config.security.postgres }),
+    ...(config.security.postgresPassword === undefined ? {} : { databasePassword: config.security.postgresPassword }),
     replyTopic: config.replyTopic,
     groupId: config.groupId,
     replyBatchSize: config.replyBatchSize,

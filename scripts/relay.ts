@@ -1,6 +1,6 @@
 // The relay of one region, until SIGTERM/SIGINT: copies what other regions send here
 // (their `sous.relay-<region>` topic) into this region's cluster, exactly once, in order
-// per key. Configured by SOUS_REGION, SOUS_KAFKA_BROKERS and SOUS_RELAY_SOURCES
+// per key. Configured by SOUS_REGION, SOUS_KAFKA_BROKERS, SOUS_RELAY_SOURCES (and SOUS_KAFKA_SSL*, SOUS_KAFKA_SASL_*)
 // (src/relay/config.ts; see the README's "Regions").
 import { SousError } from '../src/errors.js';
 import { logger } from '../src/logger.js';

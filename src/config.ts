@@ -6,6 +6,7 @@ import {
 } from './control-plane/retention-policy.js';
 import { integerVariable, parseEnvironment } from './env.js';
 import { ConfigInvalidError } from './errors.js';
+import { loadSecurityConfig, type SecurityConfig } from './security/config.js';
 
 /** Settings of a sous process read from the environment, validated once at start. */
 export interface EnvironmentConfig {
@@ -58,6 +59,8 @@ export interface EnvironmentConfig {
   readonly retention: RetentionSetting;
   /** SOUS_RETENTION_BATCH_SIZE: root executions purged per transaction. @default 500 */
   readonly retentionBatchSize: number;
+  /** Kafka TLS/SASL and PostgreSQL TLS (SOUS_KAFKA_SSL*, SOUS_KAFKA_SASL_*, SOUS_PG_SSL_*): see loadSecurityConfig. */
+  readonly security: SecurityConfig;
 }
 
 const positiveInt = (name: string, fallback: number) =>
@@ -154,7 +157,9 @@ export function loadEnvironmentConfig(env: NodeJS.ProcessEnv = process.env): Env
     'invalid configuration',
     (message, options) => new ConfigInvalidError(message, options),
   );
+  const security = loadSecurityConfig(env);
   return {
+    security,
     databaseUrl: e.SOUS_DATABASE_URL,
     brokers: e.SOUS_KAFKA_BROKERS,
     replyTopic: e.SOUS_REPLY_TOPIC,

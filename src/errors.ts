@@ -53,3 +53,30 @@ export class MigrationFailedError extends SousError {
   readonly code = 'SOUS_MIGRATION_FAILED';
   readonly retryable = false;
 }
+
+/** The broker refused the client's SASL credentials (wrong user, password or mechanism). */
+export class KafkaAuthFailedError extends SousError {
+  readonly code = 'SOUS_KAFKA_AUTH_FAILED';
+  readonly retryable = false;
+}
+
+/** The TLS handshake with a broker failed (its certificate does not verify, or it does not speak TLS). */
+export class KafkaTlsFailedError extends SousError {
+  readonly code = 'SOUS_KAFKA_TLS_FAILED';
+  readonly retryable = false;
+}
+
+/** PostgreSQL refused the credentials (wrong password, or no pg_hba entry lets this user in). */
+export class PostgresAuthFailedError extends SousError {
+  readonly code = 'SOUS_PG_AUTH_FAILED';
+  readonly retryable = false;
+}
+
+/**
+ * TLS with PostgreSQL failed: its certificate does not verify, it does not offer TLS, or
+ * it requires TLS (hostssl only) of a client configured without it.
+ */
+export class PostgresTlsFailedError extends SousError {
+  readonly code = 'SOUS_PG_TLS_FAILED';
+  readonly retryable = false;
+}

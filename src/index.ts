@@ -7,7 +7,22 @@ export {
   OutboxNotInTransactionError,
   MalformedRecordError,
   MigrationFailedError,
+  KafkaAuthFailedError,
+  KafkaTlsFailedError,
+  PostgresAuthFailedError,
+  PostgresTlsFailedError,
 } from './errors.js';
+export {
+  loadSecurityConfig,
+  type SecurityConfig,
+  type KafkaSecurityOptions,
+  type KafkaTlsOptions,
+  type KafkaSaslOptions,
+  type KafkaSaslMechanism,
+  type PostgresTlsOptions,
+  type PostgresSslMode,
+} from './security/config.js';
+export { redactConnectionString } from './security/redact.js';
 export { loadEnvironmentConfig, type EnvironmentConfig } from './config.js';
 import {
   createControlPlane as createWholeControlPlane,

@@ -1,6 +1,7 @@
 import { pino, type DestinationStream, type Logger } from 'pino';
 import PinoPretty from 'pino-pretty';
 import { ConfigInvalidError } from './errors.js';
+import { CENSORED, LOG_REDACT_PATHS } from './security/redact.js';
 
 /** `pretty`: coloured one-line entries for a person at a terminal; `json`: one JSON object a line, for machines. */
 export type LogFormat = 'json' | 'pretty';
@@ -28,7 +29,12 @@ export interface LoggerOptions {
 
 /** A sous logger: JSON or pretty (see logFormat), at the given level. */
 export function createLogger(options: LoggerOptions = {}): Logger {
-  const settings = { name: 'sous', level: options.level ?? process.env.SOUS_LOG_LEVEL ?? 'info' };
+  const settings = {
+    name: 'sous',
+    level: options.level ?? process.env.SOUS_LOG_LEVEL ?? 'info',
+    // Secrets logged by mistake (a settings object, a client's options) come out censored.
+    redact: { paths: [...LOG_REDACT_PATHS], censor: CENSORED },
+  };
   const format = options.format ?? logFormat();
   if (format === 'json')
     return options.destination === undefined ? pino(settings) : pino(settings, options.destination);

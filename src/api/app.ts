@@ -18,6 +18,7 @@ import { registerGraphiql } from './graphiql.js';
 import { registerConsole } from '../console/serve.js';
 import { withOverviewResolvers } from './overview-resolvers.js';
 import { nulArgumentRule } from './nul-arguments.js';
+import type { PostgresTlsOptions } from '../security/config.js';
 import { listenForExecutionChanges, type ChangeListener } from './notifications.js';
 import { loaders, resolvers } from './resolvers.js';
 import { withDeadLetterJobResolvers } from './dead-letter-job-resolvers.js';
@@ -38,6 +39,10 @@ export interface ApiOptions {
   readonly controlPlane: PublicControlPlane | ControlPlane;
   /** PostgreSQL to LISTEN on for committed execution changes (subscriptions). */
   readonly databaseUrl: string;
+  /** TLS of that connection (SOUS_PG_SSL_*). @default the connection string decides */
+  readonly databaseTls?: PostgresTlsOptions;
+  /** Its password, when not in the connection string (SOUS_DATABASE_PASSWORD_FILE). @default none */
+  readonly databasePassword?: string;
   /** Serve GraphiQL at /graphiql. @default false */
   readonly graphiql?: boolean;
   /**
@@ -211,7 +216,11 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
       for (const change of changes) app.graphql.pubsub.publish({ topic: 'shards', payload: { change } });
     });
     listener = await listenForExecutionChanges(
-      options.databaseUrl,
+      {
+        connectionString: options.databaseUrl,
+        ...(options.databaseTls === undefined ? {} : { tls: options.databaseTls }),
+        ...(options.databasePassword === undefined ? {} : { password: options.databasePassword }),
+      },
       (change) => {
         app.graphql.pubsub.publish({ topic: `execution:${change.id}`, payload: { change } });
         app.graphql.pubsub.publish({ topic: 'executions', payload: { change } });

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { z } from 'zod';
+import { pgConnectionConfig, type PostgresConnection } from '../db/connection.js';
 import type { Logger } from '../logger.js';
 
 /** One execution's change, as sous.notify_execution_changes() announces it when it commits. */
@@ -34,7 +35,7 @@ export interface ChangeListener {
  * subscriber that must not miss one re-reads the execution after reconnecting.
  */
 export async function listenForExecutionChanges(
-  connectionString: string,
+  connection: PostgresConnection,
   onChange: (change: ExecutionChange) => void,
   logger: Logger,
 ): Promise<ChangeListener> {
@@ -43,7 +44,7 @@ export async function listenForExecutionChanges(
   let closed = false;
 
   const connect = async (): Promise<void> => {
-    const next = new pg.Client({ connectionString, application_name: 'sous-api-listen' });
+    const next = new pg.Client({ ...pgConnectionConfig(connection), application_name: 'sous-api-listen' });
     next.on('notification', (message) => {
       if (message.channel !== EXECUTION_CHANNEL || message.payload === undefined) return;
       let payload: unknown;

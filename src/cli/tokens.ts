@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
+import { redactConnectionString } from '../security/redact.js';
 import { clientOf } from './common.js';
 import { CliError, EXIT } from './exit-codes.js';
 import { printJson, printLine, type Io } from './output.js';
@@ -21,25 +22,52 @@ async function onLocalDatabase<T>(
   work: (db: Kysely<Database>, auth: typeof import('../api/auth.js')) => Promise<T>,
 ): Promise<T> {
   // Loaded only here: commands that call the API start without the database layers.
-  const [auth, { createDatabase }, { migrate }, { databaseUrl, loadStackConfig }] = await Promise.all([
-    import('../api/auth.js'),
-    import('../db/database.js'),
-    import('../db/migrate.js'),
-    import('../stack/config.js'),
-  ]);
+  const [auth, { createDatabase }, { migrate }, { databaseUrl, loadStackConfig }, security, connectionErrors] =
+    await Promise.all([
+      import('../api/auth.js'),
+      import('../db/database.js'),
+      import('../db/migrate.js'),
+      import('../stack/config.js'),
+      import('../security/config.js'),
+      import('../db/connection-errors.js'),
+    ]);
   const url = process.env.SOUS_DATABASE_URL ?? databaseUrl(loadStackConfig());
-  const db = createDatabase({ connectionString: url, poolSize: 1, applicationName: 'sous-cli' });
+  // SOUS_PG_SSL_*, SOUS_DATABASE_PASSWORD_FILE as every sous process reads them; a bad one stops here.
+  let settings: import('../security/config.js').SecurityConfig;
+  try {
+    settings = security.loadSecurityConfig();
+  } catch (error) {
+    throw new CliError(EXIT.usage, 'SOUS_CONFIG_INVALID', (error as Error).message, { cause: error });
+  }
+  const db = createDatabase({
+    connectionString: url,
+    ...(settings.postgres === undefined ? {} : { tls: settings.postgres }),
+    ...(settings.postgresPassword === undefined ? {} : { password: settings.postgresPassword }),
+    poolSize: 1,
+    applicationName: 'sous-cli',
+  });
   try {
     await migrate(db);
     return await work(db, auth);
   } catch (error) {
     if (error instanceof CliError || (error as { code?: unknown }).code === 'SOUS_TOKEN_EXISTS') throw error;
+    const refused = connectionErrors.postgresConnectionFailure(error);
+    if (refused !== undefined) {
+      throw new CliError(
+        EXIT.unreachable,
+        refused.code,
+        `${refused.message} (PostgreSQL at ${redactConnectionString(url)})`,
+        {
+          cause: error,
+        },
+      );
+    }
     const code = (error as { code?: unknown }).code;
     if (typeof code === 'string' && /^(ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|28P01|28000|3D000)$/.test(code)) {
       throw new CliError(
         EXIT.unreachable,
         'SOUS_CLI_DATABASE_UNREACHABLE',
-        `cannot reach PostgreSQL at ${url} (${code}): start the stack (sous stack up) or set SOUS_DATABASE_URL`,
+        `cannot reach PostgreSQL at ${redactConnectionString(url)} (${code}): start the stack (sous stack up) or set SOUS_DATABASE_URL`,
         { cause: error },
       );
     }

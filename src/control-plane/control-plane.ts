@@ -7,7 +7,9 @@ import { unlockJobsOfDeadPools } from '../store/job-locks.js';
 import { JobPoolPresence } from './job-pool-presence.js';
 import type { Kysely } from 'kysely';
 import { z } from 'zod';
-import { createDatabase } from '../db/database.js';
+import pg from 'pg';
+import { postgresConnectionFailure } from '../db/connection-errors.js';
+import { createDatabase, pgConnectionConfig, type PostgresConnection } from '../db/database.js';
 import { migrateAll } from '../db/migrate.js';
 import type { Database } from '../db/schema.js';
 import { isDataException } from '../db/sqlstate.js';
@@ -21,7 +23,9 @@ import { requestShardControl, type ShardControlRequested } from './shard-control
 import { ShardRegistry, type ShardListener } from './shard-registry.js';
 import { WaitingCommandReleaser } from './waiting-commands.js';
 import { publishDeadLetter } from '../kafka/dead-letter.js';
+import { kafkaConnectionFailure } from '../kafka/connection-errors.js';
 import { createKafka, type Kafka } from '../kafka/kafka-client.js';
+import type { KafkaSecurityOptions, PostgresTlsOptions } from '../security/config.js';
 import { createRecordProducer, type RecordProducer } from '../kafka/producer.js';
 import { ensureTopics } from '../kafka/topics.js';
 import { logger as rootLogger, type Logger } from '../logger.js';
@@ -106,6 +110,17 @@ export const HOT_EXECUTION_BATCH = 10;
 
 const optionsSchema = z.strictObject({
   databaseUrl: z.string().min(1, 'databaseUrl must be a PostgreSQL connection string'),
+  // Checked by loadSecurityConfig when they come from the environment; here only their shape.
+  databaseTls: z
+    .custom<PostgresTlsOptions>(
+      (v) => typeof v === 'object' && v !== null && typeof (v as { mode?: unknown }).mode === 'string',
+      'databaseTls must be { mode, ca?, cert?, key? }',
+    )
+    .optional(),
+  databasePassword: z.string().min(1, 'databasePassword must not be empty').optional(),
+  kafkaSecurity: z
+    .custom<KafkaSecurityOptions>((v) => typeof v === 'object' && v !== null, 'kafkaSecurity must be { ssl?, sasl? }')
+    .optional(),
   brokers: z
     .array(z.string().regex(/^[^:]+:\d+$/, 'brokers must be host:port'))
     .min(1, 'brokers must name at least one broker'),
@@ -180,8 +195,18 @@ const optionsSchema = z.strictObject({
 export interface ControlPlaneOptions {
   /** PostgreSQL holding sous's tables (and graphile-worker's). */
   readonly databaseUrl: string;
+  /**
+   * TLS of every PostgreSQL connection of the process: its pool, graphile-worker's, the
+   * API's LISTEN. A connection string's own `sslmode` takes precedence.
+   * @default the connection string decides (SOUS_PG_SSL_MODE, SOUS_PG_SSL_CA_FILE, ...)
+   */
+  readonly databaseTls?: PostgresTlsOptions;
+  /** PostgreSQL password kept out of `databaseUrl`. @default none (SOUS_DATABASE_PASSWORD_FILE) */
+  readonly databasePassword?: string;
   /** Kafka brokers, host:port. */
   readonly brokers: readonly string[];
+  /** TLS and SASL of every Kafka client of the process. @default plaintext (SOUS_KAFKA_SSL*, SOUS_KAFKA_SASL_*) */
+  readonly kafkaSecurity?: KafkaSecurityOptions;
   /** Topic workers reply on. @default 'sous.replies' */
   readonly replyTopic?: string;
   /** Consumer group of the control-plane processes: each reply partition goes to one. @default 'sous-control-plane' */
@@ -450,15 +475,20 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     );
   }
   const log = (givenLogger ?? rootLogger).child({ component: 'control-plane' });
-  const db = createDatabase({
+  const connection: PostgresConnection = {
     connectionString: config.databaseUrl,
-    poolSize: config.poolSize,
-    applicationName: 'sous-control-plane',
-  });
+    ...(config.databaseTls === undefined ? {} : { tls: config.databaseTls }),
+    ...(config.databasePassword === undefined ? {} : { password: config.databasePassword }),
+  };
+  const db = createDatabase({ ...connection, poolSize: config.poolSize, applicationName: 'sous-control-plane' });
   const metrics = new ControlPlaneMetrics({ processMetrics: config.processMetrics });
   const plans = new PlanCache();
   const observer = new DecisionObserver(metrics, (name, version) => plans.peek(name, version));
-  const kafka: Kafka = createKafka({ brokers: config.brokers, clientId: 'sous-control-plane' });
+  const kafka: Kafka = createKafka({
+    brokers: config.brokers,
+    clientId: 'sous-control-plane',
+    ...(config.kafkaSecurity === undefined ? {} : { security: config.kafkaSecurity }),
+  });
   const registry = new ShardRegistry({
     kafka,
     db,
@@ -515,6 +545,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
   let runner: Runner | undefined;
   let presence: JobPoolPresence | undefined;
   let deadPoolSweep: NodeJS.Timeout | undefined;
+  let graphilePool: pg.Pool | undefined;
   let ingest: DeadLetterIngest | undefined;
   let watchdog: ConnectorWatchdog | undefined;
   let inbox: OutboxConsumer | undefined;
@@ -758,143 +789,158 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     resumeSchedule: async (id) => scheduleOf(await resumeSchedule(db, id, environment.now(), audit)),
     deleteSchedule: (id) => deleteSchedule(db, id, audit),
   });
+
+  const startParts = async (): Promise<void> => {
+    // Probes first: /healthz answers and /readyz says why not ready while starting.
+    if (config.metricsPort !== undefined) {
+      probeServer = await serveProbes({
+        host: config.metricsHost,
+        port: config.metricsPort,
+        probes: observability,
+        portSetting: 'metricsPort (SOUS_METRICS_PORT)',
+        log,
+      });
+    }
+    if (config.migrate) await migrateAll(db, connection);
+    // Routing needs the whole registry: read up to its end before any decision is made.
+    // Static routing needs none, and keeps no Kafka consumer for it.
+    if (config.routing === 'registry') await registry.start();
+    releaser.start();
+    releaser.poke();
+    if (sampleGauges) sampler.start();
+    if (!config.consume) return;
+    await ensureTopics(kafka, [config.replyTopic], { partitions: config.replyPartitions });
+    await ensureTopics(kafka, [deadLetterTopic(config.replyTopic)], { partitions: 1 });
+    // graphile-worker gets a pool with the same TLS and password as every other connection.
+    graphilePool = new pg.Pool({ ...pgConnectionConfig(connection), max: config.timerConcurrency + 2 });
+    graphilePool.on('error', (error: Error) => {
+      log.warn({ component: 'graphile-pool', reason: error.message }, 'idle PostgreSQL connection lost');
+    });
+    // The job pool's presence lock, taken as the pool is made (see job-pool-presence.ts).
+    const poolEvents: WorkerEvents = new EventEmitter();
+    poolEvents.on('pool:create', ({ workerPool }) => {
+      if (presence !== undefined) return;
+      presence = new JobPoolPresence(pgConnectionConfig(connection), workerPool.id, log);
+      presence.start();
+    });
+    runner = await runGraphile({
+      events: poolEvents,
+      pgPool: graphilePool,
+      concurrency: config.timerConcurrency,
+      noHandleSignals: true,
+      pollInterval: 1000,
+      logger: graphileLogger,
+      taskList: {
+        [environment.timerTask]: observedTask('timer', timerTask(db, environment)),
+        [DEAD_LETTER_JOB_TASK]: observedTask('operator', deadLetterJobTask(db, environment)),
+        // Once a minute (one process per tick): DLT jobs whose worker crashed go on.
+        [`${DEAD_LETTER_JOB_TASK}_sweep`]: async () => {
+          await resumeStaleDeadLetterJobs(db);
+        },
+        [SCHEDULE_TASK]: scheduleTask(
+          db,
+          environment,
+          (work) => observer.run('start', work),
+          log,
+          (report) => {
+            for (const outcome of ['started', 'skipped', 'queued', 'missed', 'failed'] as const) {
+              if (report[outcome] > 0) metrics.scheduleFires.inc({ outcome }, report[outcome]);
+            }
+          },
+        ),
+        [RETENTION_TASK]: retentionTask(
+          db,
+          { retention: config.retention, batchSize: config.retentionBatchSize },
+          log,
+          (report) => {
+            const purged = metrics.retentionPurged;
+            purged.inc({ table: 'execution' }, report.executions);
+            purged.inc({ table: 'execution_event' }, report.events);
+            purged.inc({ table: 'step' }, report.steps);
+            purged.inc({ table: 'step_attempt' }, report.attempts);
+            purged.inc({ table: 'foreach_item' }, report.foreachItems);
+            purged.inc({ table: 'payload' }, report.payloads);
+            purged.inc({ table: 'processed_message' }, report.processedMessages);
+          },
+        ),
+      },
+      crontab: [
+        `* * * * * ${DEAD_LETTER_JOB_TASK}_sweep`,
+        SCHEDULE_CRONTAB,
+        ...retentionCrontab(config.retention),
+      ].join('\n'),
+    });
+    deadPoolSweep = setInterval(() => {
+      unlockJobsOfDeadPools(db, config.deadJobPoolAfterMs / 1000)
+        .then((pools) => {
+          if (pools.length > 0) log.warn({ pools }, 'timer jobs of dead control planes handed on');
+        })
+        .catch((error: unknown) => {
+          log.warn({ err: error }, 'could not check for timer jobs of dead control planes');
+        });
+    }, config.deadJobPoolAfterMs / 3);
+    deadPoolSweep.unref();
+    consumer = await runJsonConsumer({
+      kafka,
+      groupId: config.groupId,
+      topics: [config.replyTopic],
+      fromBeginning: true,
+      partitionsConsumedConcurrently: config.partitionsConsumedConcurrently,
+      onUndecodable: deadLetter,
+      handle: handleOne,
+      ...(config.replyBatchSize > 1
+        ? {
+            handleBatch,
+            maxBatch: config.replyBatchSize,
+            maxBatchSameKey: config.replyBatchSize * HOT_EXECUTION_BATCH,
+          }
+        : {}),
+    });
+    if (config.region !== undefined) {
+      // Steps other regions send to run here: routed by this region's registry.
+      inbox = await runRegionInbox({
+        kafka,
+        db,
+        producer,
+        region: config.region,
+        groupId: `${config.groupId}.region-inbox`,
+        route,
+        log,
+      });
+    }
+    if (config.ingestDeadLetters) {
+      ingest = await runDeadLetterIngest({
+        kafka,
+        db,
+        groupId: config.deadLetterGroupId,
+        topicPattern: new RegExp(config.deadLetterTopicPattern),
+        refreshMs: config.deadLetterRefreshMs,
+        logger: log,
+      });
+    }
+    if (config.connectUrl !== undefined) {
+      watchdog = startConnectorWatchdog({
+        connectUrl: config.connectUrl,
+        connectorName: config.connectorName,
+        intervalMs: config.connectorCheckMs,
+        logger: log,
+      });
+    }
+    log.info({ replyTopic: config.replyTopic, groupId: config.groupId }, 'control plane consuming replies');
+  };
+
   const controlPlane: ControlPlane = {
     db,
     environment,
     observability,
     readiness,
     async start() {
-      // Probes first: /healthz answers and /readyz says why not ready while starting.
-      if (config.metricsPort !== undefined) {
-        probeServer = await serveProbes({
-          host: config.metricsHost,
-          port: config.metricsPort,
-          probes: observability,
-          portSetting: 'metricsPort (SOUS_METRICS_PORT)',
-          log,
-        });
+      try {
+        await startParts();
+      } catch (error) {
+        // A refused login or a certificate that does not verify: one coded error naming what to fix.
+        throw kafkaConnectionFailure(error) ?? postgresConnectionFailure(error) ?? error;
       }
-      if (config.migrate) await migrateAll(db, config.databaseUrl);
-      // Routing needs the whole registry: read up to its end before any decision is made.
-      // Static routing needs none, and keeps no Kafka consumer for it.
-      if (config.routing === 'registry') await registry.start();
-      releaser.start();
-      releaser.poke();
-      if (sampleGauges) sampler.start();
-      if (!config.consume) return;
-      await ensureTopics(kafka, [config.replyTopic], { partitions: config.replyPartitions });
-      await ensureTopics(kafka, [deadLetterTopic(config.replyTopic)], { partitions: 1 });
-      // The job pool's presence lock, taken as the pool is made (see job-pool-presence.ts).
-      const poolEvents: WorkerEvents = new EventEmitter();
-      poolEvents.on('pool:create', ({ workerPool }) => {
-        if (presence !== undefined) return;
-        presence = new JobPoolPresence(config.databaseUrl, workerPool.id, log);
-        presence.start();
-      });
-      runner = await runGraphile({
-        events: poolEvents,
-        connectionString: config.databaseUrl,
-        concurrency: config.timerConcurrency,
-        noHandleSignals: true,
-        pollInterval: 1000,
-        logger: graphileLogger,
-        taskList: {
-          [environment.timerTask]: observedTask('timer', timerTask(db, environment)),
-          [DEAD_LETTER_JOB_TASK]: observedTask('operator', deadLetterJobTask(db, environment)),
-          // Once a minute (one process per tick): DLT jobs whose worker crashed go on.
-          [`${DEAD_LETTER_JOB_TASK}_sweep`]: async () => {
-            await resumeStaleDeadLetterJobs(db);
-          },
-          [SCHEDULE_TASK]: scheduleTask(
-            db,
-            environment,
-            (work) => observer.run('start', work),
-            log,
-            (report) => {
-              for (const outcome of ['started', 'skipped', 'queued', 'missed', 'failed'] as const) {
-                if (report[outcome] > 0) metrics.scheduleFires.inc({ outcome }, report[outcome]);
-              }
-            },
-          ),
-          [RETENTION_TASK]: retentionTask(
-            db,
-            { retention: config.retention, batchSize: config.retentionBatchSize },
-            log,
-            (report) => {
-              const purged = metrics.retentionPurged;
-              purged.inc({ table: 'execution' }, report.executions);
-              purged.inc({ table: 'execution_event' }, report.events);
-              purged.inc({ table: 'step' }, report.steps);
-              purged.inc({ table: 'step_attempt' }, report.attempts);
-              purged.inc({ table: 'foreach_item' }, report.foreachItems);
-              purged.inc({ table: 'payload' }, report.payloads);
-              purged.inc({ table: 'processed_message' }, report.processedMessages);
-            },
-          ),
-        },
-        crontab: [
-          `* * * * * ${DEAD_LETTER_JOB_TASK}_sweep`,
-          SCHEDULE_CRONTAB,
-          ...retentionCrontab(config.retention),
-        ].join('\n'),
-      });
-      deadPoolSweep = setInterval(() => {
-        unlockJobsOfDeadPools(db, config.deadJobPoolAfterMs / 1000)
-          .then((pools) => {
-            if (pools.length > 0) log.warn({ pools }, 'timer jobs of dead control planes handed on');
-          })
-          .catch((error: unknown) => {
-            log.warn({ err: error }, 'could not check for timer jobs of dead control planes');
-          });
-      }, config.deadJobPoolAfterMs / 3);
-      deadPoolSweep.unref();
-      consumer = await runJsonConsumer({
-        kafka,
-        groupId: config.groupId,
-        topics: [config.replyTopic],
-        fromBeginning: true,
-        partitionsConsumedConcurrently: config.partitionsConsumedConcurrently,
-        onUndecodable: deadLetter,
-        handle: handleOne,
-        ...(config.replyBatchSize > 1
-          ? {
-              handleBatch,
-              maxBatch: config.replyBatchSize,
-              maxBatchSameKey: config.replyBatchSize * HOT_EXECUTION_BATCH,
-            }
-          : {}),
-      });
-      if (config.region !== undefined) {
-        // Steps other regions send to run here: routed by this region's registry.
-        inbox = await runRegionInbox({
-          kafka,
-          db,
-          producer,
-          region: config.region,
-          groupId: `${config.groupId}.region-inbox`,
-          route,
-          log,
-        });
-      }
-      if (config.ingestDeadLetters) {
-        ingest = await runDeadLetterIngest({
-          kafka,
-          db,
-          groupId: config.deadLetterGroupId,
-          topicPattern: new RegExp(config.deadLetterTopicPattern),
-          refreshMs: config.deadLetterRefreshMs,
-          logger: log,
-        });
-      }
-      if (config.connectUrl !== undefined) {
-        watchdog = startConnectorWatchdog({
-          connectUrl: config.connectUrl,
-          connectorName: config.connectorName,
-          intervalMs: config.connectorCheckMs,
-          logger: log,
-        });
-      }
-      log.info({ replyTopic: config.replyTopic, groupId: config.groupId }, 'control plane consuming replies');
     },
     async stop() {
       await sampler.stop();
@@ -907,6 +953,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
       clearInterval(deadPoolSweep);
       await runner?.stop();
       await presence?.stop();
+      await graphilePool?.end();
       await producer.disconnect();
       await admin.close();
       await probeServer?.close();

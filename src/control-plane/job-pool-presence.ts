@@ -21,7 +21,8 @@ export class JobPoolPresence {
   #retry: NodeJS.Timeout | undefined;
 
   constructor(
-    readonly connectionString: string,
+    /** How to connect: the same TLS and password as the process's other connections. */
+    readonly connection: pg.ClientConfig,
     readonly poolId: string,
     readonly log: Logger,
     /** Pause before taking the lock again after the connection is lost. */
@@ -31,10 +32,7 @@ export class JobPoolPresence {
   /** Takes the lock, and takes it again whenever the connection is lost, until `stop()`. */
   start(): void {
     if (this.#stopped) return;
-    const client = new pg.Client({
-      connectionString: this.connectionString,
-      application_name: 'sous-job-pool-presence',
-    });
+    const client = new pg.Client({ ...this.connection, application_name: 'sous-job-pool-presence' });
     this.#client = client;
     const again = (error?: Error) => {
       if (this.#client !== client || this.#stopped) return;

@@ -2,11 +2,12 @@ import { createHash } from 'node:crypto';
 import { Kysely, PostgresDialect, type KyselyConfig, type PostgresPool, type PostgresPoolClient } from 'kysely';
 import pg from 'pg';
 import { logger } from '../logger.js';
+import { pgConnectionConfig, type PostgresConnection } from './connection.js';
 import type { Database } from './schema.js';
 
-export interface DatabaseOptions {
-  /** PostgreSQL connection string. */
-  readonly connectionString: string;
+export { pgConnectionConfig, type PostgresConnection };
+
+export interface DatabaseOptions extends PostgresConnection {
   /** Connections in the pool. @default 10 */
   readonly poolSize?: number;
   /** Name shown in pg_stat_activity. @default 'sous' */
@@ -63,7 +64,7 @@ function preparingPool(pool: pg.Pool): PostgresPool {
 /** A Kysely instance over a pg pool; `destroy()` it to close the pool. */
 export function createDatabase(options: DatabaseOptions): Kysely<Database> {
   const pool = new pg.Pool({
-    connectionString: options.connectionString,
+    ...pgConnectionConfig(options),
     max: options.poolSize ?? 10,
     application_name: options.applicationName ?? 'sous',
   });

@@ -5,6 +5,8 @@ import { type Migration, type MigrationProvider, Migrator } from 'kysely/migrati
 import { runMigrations as runGraphileMigrations } from 'graphile-worker';
 import { MigrationFailedError } from '../errors.js';
 import { graphileLogger } from '../graphile-logger.js';
+import pg from 'pg';
+import { pgConnectionConfig, type PostgresConnection } from './connection.js';
 
 /** The folder of numbered `.sql` migrations shipped with sous. */
 export const MIGRATIONS_FOLDER = resolve(import.meta.dirname, '..', '..', 'migrations');
@@ -73,8 +75,17 @@ export async function migrate<DB>(db: Kysely<DB>, folder: string = MIGRATIONS_FO
  * Everything the control plane's database needs: sous's migrations, then
  * graphile-worker's own (its jobs are added inside sous transactions).
  */
-export async function migrateAll<DB>(db: Kysely<DB>, connectionString: string): Promise<string[]> {
+export async function migrateAll<DB>(db: Kysely<DB>, connection: string | PostgresConnection): Promise<string[]> {
   const applied = await migrate(db);
-  await runGraphileMigrations({ connectionString, logger: graphileLogger });
+  // graphile-worker connects with sous's pg settings (TLS, password), not a bare string.
+  const pgPool = new pg.Pool({
+    ...pgConnectionConfig(typeof connection === 'string' ? { connectionString: connection } : connection),
+    max: 1,
+  });
+  try {
+    await runGraphileMigrations({ pgPool, logger: graphileLogger });
+  } finally {
+    await pgPool.end();
+  }
   return applied;
 }

@@ -1,5 +1,6 @@
-import { Kafka, logLevel, type LogEntry, type logCreator } from 'kafkajs';
+import { Kafka, logLevel, type KafkaConfig, type LogEntry, type logCreator } from 'kafkajs';
 import { logger as rootLogger, type Logger } from '../logger.js';
+import type { KafkaSecurityOptions } from '../security/config.js';
 
 /*
  * Every kafkajs call of sous lives under src/kafka/, so a maintained client can replace
@@ -13,6 +14,38 @@ export interface KafkaClientOptions {
   readonly clientId?: string;
   /** Where kafkajs logs go. @default the shared pino logger */
   readonly logger?: Logger;
+  /** TLS and SASL (loadSecurityConfig reads them from SOUS_KAFKA_SSL*, SOUS_KAFKA_SASL_*). @default plaintext */
+  readonly security?: KafkaSecurityOptions;
+  /** Retries of a failed request or connection before it fails. @default 8 */
+  readonly retries?: number;
+}
+
+/** kafkajs's ssl and sasl options from sous's security settings. */
+function securityConfig(security: KafkaSecurityOptions | undefined): Pick<KafkaConfig, 'ssl' | 'sasl'> {
+  if (security === undefined) return {};
+  const { ssl, sasl } = security;
+  return {
+    ...(ssl === undefined || ssl === false
+      ? {}
+      : {
+          ssl:
+            ssl === true
+              ? true
+              : {
+                  rejectUnauthorized: ssl.rejectUnauthorized ?? true,
+                  ...(ssl.ca === undefined ? {} : { ca: [ssl.ca] }),
+                  ...(ssl.cert === undefined ? {} : { cert: ssl.cert }),
+                  ...(ssl.key === undefined ? {} : { key: ssl.key }),
+                },
+        }),
+    ...(sasl === undefined
+      ? {}
+      : sasl.mechanism === 'plain'
+        ? { sasl: { mechanism: 'plain', username: sasl.username, password: sasl.password } }
+        : sasl.mechanism === 'scram-sha-256'
+          ? { sasl: { mechanism: 'scram-sha-256', username: sasl.username, password: sasl.password } }
+          : { sasl: { mechanism: 'scram-sha-512', username: sasl.username, password: sasl.password } }),
+  };
 }
 
 const levels: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
@@ -54,7 +87,8 @@ export function createKafka(options: KafkaClientOptions): Kafka {
     brokers: [...options.brokers],
     logLevel: logLevel.WARN,
     logCreator: pinoLogCreator((options.logger ?? rootLogger).child({ component: 'kafkajs' })),
-    retry: { initialRetryTime: 100, retries: 8 },
+    retry: { initialRetryTime: 100, retries: options.retries ?? 8 },
+    ...securityConfig(options.security),
   });
 }
 

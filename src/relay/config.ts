@@ -1,4 +1,5 @@
 import { ConfigInvalidError } from '../errors.js';
+import { loadSecurityConfig, type KafkaSecurityOptions } from '../security/config.js';
 import { regionSchema } from '../protocol/shards.js';
 import type { RelaySource } from './relay.js';
 
@@ -12,6 +13,11 @@ export interface RelayConfig {
   readonly sources: RelaySource[];
   /** SOUS_RELAY_FETCH_MAX_BYTES: most bytes per source partition fetch, so per transaction. @default 1048576 */
   readonly fetchMaxBytes: number;
+  /**
+   * SOUS_KAFKA_SSL*, SOUS_KAFKA_SASL_* (loadSecurityConfig): TLS and SASL to this region's
+   * cluster and the sources alike. @default plaintext
+   */
+  readonly kafkaSecurity: KafkaSecurityOptions;
 }
 
 const HOST_PORT = /^[A-Za-z0-9.-]+:\d{1,5}$/;
@@ -48,5 +54,5 @@ export function loadRelayConfig(env: NodeJS.ProcessEnv): RelayConfig {
   if (!Number.isInteger(fetchMaxBytes) || fetchMaxBytes < 1024) {
     invalid(`SOUS_RELAY_FETCH_MAX_BYTES must be a whole number of at least 1024 (got ${JSON.stringify(fetchText)})`);
   }
-  return { region, brokers, sources, fetchMaxBytes };
+  return { region, brokers, sources, fetchMaxBytes, kafkaSecurity: loadSecurityConfig(env).kafka };
 }

@@ -1,4 +1,5 @@
 import { createKafka } from '../kafka/kafka-client.js';
+import type { KafkaSecurityOptions } from '../security/config.js';
 import { runTransactionalCopy, type TransactionalCopy } from '../kafka/transactional-copy.js';
 import { logger as rootLogger, type Logger } from '../logger.js';
 import { regionInboxTopic } from '../regions/region-inbox.js';
@@ -13,6 +14,8 @@ import {
 export interface RelaySource {
   readonly region: string;
   readonly brokers: readonly string[];
+  /** TLS and SASL to that cluster. @default the relay's `kafkaSecurity` */
+  readonly kafkaSecurity?: KafkaSecurityOptions;
 }
 
 export interface RelayOptions {
@@ -20,6 +23,8 @@ export interface RelayOptions {
   readonly region: string;
   /** Brokers of this region's cluster (local: the relay produces here). */
   readonly brokers: readonly string[];
+  /** TLS and SASL to this region's cluster (and to sources naming none). @default plaintext */
+  readonly kafkaSecurity?: KafkaSecurityOptions;
   /** The other regions' clusters (remote: the relay only consumes there). */
   readonly sources: readonly RelaySource[];
   /** Topics created in the destination before copying (targets may otherwise not exist yet). */
@@ -45,12 +50,20 @@ export interface Relay {
  */
 export function startRelay(options: RelayOptions): Relay {
   const log = (options.logger ?? rootLogger).child({ component: 'relay', region: options.region });
-  const destination = createKafka({ brokers: options.brokers, clientId: `sous-relay-${options.region}`, logger: log });
+  const destination = createKafka({
+    brokers: options.brokers,
+    clientId: `sous-relay-${options.region}`,
+    logger: log,
+    ...(options.kafkaSecurity === undefined ? {} : { security: options.kafkaSecurity }),
+  });
   const copies: Promise<TransactionalCopy>[] = options.sources.map((source) => {
     const sourceKafka = createKafka({
       brokers: source.brokers,
       clientId: `sous-relay-${source.region}-to-${options.region}`,
       logger: log,
+      ...((source.kafkaSecurity ?? options.kafkaSecurity) === undefined
+        ? {}
+        : { security: source.kafkaSecurity ?? options.kafkaSecurity }),
     });
     return runTransactionalCopy({
       source: sourceKafka,

@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Artifacts } from './artifacts.js';
 import { connectUrl, type StackConfig } from './config.js';
 import { requireJava, startJvmDaemon, writeLog4j } from './kafka.js';
+import { javaClientProperties, type JavaClientSecurity } from './secure.js';
 import { failedParts, isRunning, readConnectorStatus, restartFailedParts } from '../outbox/connector-watchdog.js';
 import { assertPortFree, daemonFiles, runningPid, stopDaemon, StackError, waitFor, waitForDaemon } from './process.js';
 
@@ -26,11 +27,21 @@ async function rest(config: StackConfig, path: string, init?: RequestInit): Prom
   return fetch(`${connectUrl(config)}${path}`, { ...init, signal: AbortSignal.timeout(10_000) });
 }
 
+export interface StartConnectOptions {
+  /** SASL_SSL to the broker, for Connect's own clients and its connectors' (see javaClientProperties). @default plaintext */
+  readonly kafkaSecurity?: JavaClientSecurity;
+  /** Settings merged over connectors/outbox-connector.json (e.g. database.sslmode). @default none */
+  readonly connector?: Readonly<Record<string, string>>;
+  /** The connector's PostgreSQL password (SOUS_PG_PASSWORD in its ${env:} settings). @default SOUS_PG_PASSWORD, else empty */
+  readonly pgPassword?: string;
+}
+
 /** Runs a Kafka Connect worker in distributed mode with the Debezium plugin on its plugin path. */
 export async function startConnect(
   config: StackConfig,
   artifacts: Artifacts,
   log: (line: string) => void,
+  options: StartConnectOptions = {},
 ): Promise<void> {
   const p = connectPaths(config);
   if (connectPid(config) === undefined) {
@@ -72,6 +83,7 @@ export async function startConnect(
         // serves docker-compose and this stack.
         'config.providers=env',
         'config.providers.env.class=org.apache.kafka.common.config.provider.EnvVarConfigProvider',
+        ...(options.kafkaSecurity === undefined ? [] : javaClientProperties(options.kafkaSecurity)),
         '',
       ].join('\n'),
     );
@@ -85,7 +97,7 @@ export async function startConnect(
         SOUS_PG_HOST: '127.0.0.1',
         SOUS_PG_PORT: String(config.pgPort),
         SOUS_PG_USER: config.pgUser,
-        SOUS_PG_PASSWORD: process.env.SOUS_PG_PASSWORD ?? '',
+        SOUS_PG_PASSWORD: options.pgPassword ?? process.env.SOUS_PG_PASSWORD ?? '',
         SOUS_PG_DATABASE: config.pgDatabase,
       },
     });
@@ -96,15 +108,19 @@ export async function startConnect(
     code: 'SOUS_STACK_CONNECT_START_FAILED',
     problem: `Kafka Connect did not answer on ${connectUrl(config)}`,
   });
-  await registerOutboxConnector(config);
+  await registerOutboxConnector(config, options.connector);
   log(`connect    ${connectUrl(config)} connector ${OUTBOX_CONNECTOR} RUNNING (log ${p.logFile})`);
 }
 
 /** PUTs connectors/outbox-connector.json (idempotent) and waits until its task runs. */
-export async function registerOutboxConnector(config: StackConfig): Promise<void> {
+export async function registerOutboxConnector(
+  config: StackConfig,
+  overrides: Readonly<Record<string, string>> = {},
+): Promise<void> {
   const p = connectPaths(config);
-  const body = readFileSync(p.connectorFile, 'utf8');
-  JSON.parse(body); // A broken file fails here with its own parse error.
+  const file = readFileSync(p.connectorFile, 'utf8');
+  // A broken file fails here with its own parse error.
+  const body = JSON.stringify({ ...(JSON.parse(file) as Record<string, unknown>), ...overrides });
   await waitFor(
     async () => {
       const response = await rest(config, `/connectors/${OUTBOX_CONNECTOR}/config`, {

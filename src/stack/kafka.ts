@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import type { Artifacts } from './artifacts.js';
 import type { StackConfig } from './config.js';
+import { saslSslBrokerProperties, scramFormatArguments, type KafkaSaslSslListener } from './secure.js';
 import {
   assertPortFree,
   daemonFiles,
@@ -111,11 +112,17 @@ export function kafkaPid(config: StackConfig): number | undefined {
   return runningPid(kafkaPaths(config).pidFile);
 }
 
+export interface StartKafkaOptions {
+  /** Serve clients on a SASL_SSL listener (on SOUS_KAFKA_PORT) instead of plaintext. @default plaintext */
+  readonly saslSsl?: KafkaSaslSslListener;
+}
+
 /** Formats KRaft storage once and runs a single-node broker+controller on 127.0.0.1. */
 export async function startKafka(
   config: StackConfig,
   artifacts: Artifacts,
   log: (line: string) => void,
+  options: StartKafkaOptions = {},
 ): Promise<void> {
   const p = kafkaPaths(config);
   if (kafkaPid(config) !== undefined) {
@@ -133,11 +140,15 @@ export async function startKafka(
       'process.roles=broker,controller',
       'node.id=1',
       `controller.quorum.voters=1@127.0.0.1:${config.kafkaControllerPort}`,
-      `listeners=PLAINTEXT://127.0.0.1:${config.kafkaPort},CONTROLLER://127.0.0.1:${config.kafkaControllerPort}`,
-      `advertised.listeners=PLAINTEXT://127.0.0.1:${config.kafkaPort}`,
+      ...(options.saslSsl === undefined
+        ? [
+            `listeners=PLAINTEXT://127.0.0.1:${config.kafkaPort},CONTROLLER://127.0.0.1:${config.kafkaControllerPort}`,
+            `advertised.listeners=PLAINTEXT://127.0.0.1:${config.kafkaPort}`,
+            'inter.broker.listener.name=PLAINTEXT',
+            'listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT',
+          ]
+        : saslSslBrokerProperties(options.saslSsl, config.kafkaPort, config.kafkaControllerPort)),
       'controller.listener.names=CONTROLLER',
-      'inter.broker.listener.name=PLAINTEXT',
-      'listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT',
       `log.dirs=${p.dataDir}`,
       'num.partitions=1',
       // Topics are created deliberately (by sous, or by Connect for outbox rows naming a
@@ -170,6 +181,7 @@ export async function startKafka(
         '-c',
         p.props,
         '--ignore-formatted',
+        ...(options.saslSsl === undefined ? [] : scramFormatArguments(options.saslSsl)),
       ],
       { encoding: 'utf8' },
     );

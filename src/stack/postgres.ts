@@ -1,5 +1,15 @@
 import { spawnSync } from 'node:child_process';
-import { chownSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  closeSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import type { StackConfig } from './config.js';
@@ -85,12 +95,37 @@ export function postgresPid(config: StackConfig): number | undefined {
   return Number.isInteger(pid) && isAlive(pid) ? pid : undefined;
 }
 
+/**
+ * TLS for the stack's PostgreSQL (tests; the developer stack is plaintext): the server
+ * gets these PEM files and pg_hba takes TCP connections over TLS only (`hostssl`), with
+ * scram-sha-256 passwords for every user but the superuser the stack itself connects as.
+ */
+export interface PostgresTlsListener {
+  readonly certFile: string;
+  readonly keyFile: string;
+  /** CA of `certFile`: the stack's own connections verify the server with it. */
+  readonly caFile: string;
+}
+
+export interface StartPostgresOptions {
+  readonly tls?: PostgresTlsListener;
+  /** Password set on SOUS_PG_USER (needed once pg_hba asks for one). @default none */
+  readonly userPassword?: string;
+}
+
 async function query<R extends pg.QueryResultRow = Record<string, unknown>>(
   config: StackConfig,
   database: string,
   text: string,
+  tls?: PostgresTlsListener,
 ): Promise<pg.QueryResult<R>> {
-  const client = new pg.Client({ host: '127.0.0.1', port: config.pgPort, user: 'postgres', database });
+  const client = new pg.Client({
+    host: '127.0.0.1',
+    port: config.pgPort,
+    user: 'postgres',
+    database,
+    ...(tls === undefined ? {} : { ssl: { ca: readFileSync(tls.caFile, 'utf8'), rejectUnauthorized: true } }),
+  });
   await client.connect();
   try {
     return await client.query<R>(text);
@@ -99,7 +134,38 @@ async function query<R extends pg.QueryResultRow = Record<string, unknown>>(
   }
 }
 
-export async function startPostgres(config: StackConfig, log: (line: string) => void): Promise<void> {
+/** The server's TLS files in its data folder, owned by the server user (PostgreSQL refuses a key others can read). */
+function installTlsFiles(dataDir: string, tls: PostgresTlsListener, owner: { uid: number; gid: number } | undefined) {
+  for (const [from, name, mode] of [
+    [tls.certFile, 'server.crt', 0o644],
+    [tls.caFile, 'root.crt', 0o644],
+    [tls.keyFile, 'server.key', 0o600],
+  ] as const) {
+    const to = join(dataDir, name);
+    copyFileSync(from, to);
+    chmodSync(to, mode);
+    if (owner !== undefined) chownSync(to, owner.uid, owner.gid);
+  }
+  const hba = join(dataDir, 'pg_hba.conf');
+  writeFileSync(
+    hba,
+    [
+      'local all all trust',
+      'hostssl all postgres 127.0.0.1/32 trust',
+      'hostssl all all 127.0.0.1/32 scram-sha-256',
+      'hostssl replication all 127.0.0.1/32 scram-sha-256',
+      '',
+    ].join('\n'),
+  );
+  if (owner !== undefined) chownSync(hba, owner.uid, owner.gid);
+}
+
+export async function startPostgres(
+  config: StackConfig,
+  log: (line: string) => void,
+  options: StartPostgresOptions = {},
+): Promise<void> {
+  const tls = options.tls;
   const p = postgresPaths(config);
   const owner = asServerUser();
   mkdirSync(join(config.stackDir, 'logs'), { recursive: true });
@@ -130,6 +196,9 @@ export async function startPostgres(config: StackConfig, log: (line: string) => 
     'max_connections = 300',
     'shared_buffers = 256MB',
     "log_min_messages = 'warning'",
+    ...(tls === undefined
+      ? []
+      : ['ssl = on', "ssl_cert_file = 'server.crt'", "ssl_key_file = 'server.key'", "ssl_ca_file = 'root.crt'"]),
     // Statement counts for `npm run bench` (SQL round trips per step). Loaded at server
     // start; the extension's view is created in the sous database below. track_utility
     // makes BEGIN/COMMIT count, track=top leaves statements inside functions out: what
@@ -139,6 +208,7 @@ export async function startPostgres(config: StackConfig, log: (line: string) => 
     'pg_stat_statements.track_utility = on',
     'pg_stat_statements.max = 10000',
   ];
+  if (tls !== undefined) installTlsFiles(p.dataDir, tls, owner);
   const confFile = join(p.dataDir, 'sous.conf');
   writeFileSync(confFile, `${settings.join('\n')}\n`);
   if (owner !== undefined) chownSync(confFile, owner.uid, owner.gid);
@@ -155,7 +225,7 @@ export async function startPostgres(config: StackConfig, log: (line: string) => 
   }
   let wal: pg.QueryResult<{ wal_level: string }>;
   try {
-    wal = await query<{ wal_level: string }>(config, 'postgres', 'SHOW wal_level');
+    wal = await query<{ wal_level: string }>(config, 'postgres', 'SHOW wal_level', tls);
   } catch (error) {
     throw new StackError(
       'SOUS_STACK_PG_UNREACHABLE',
@@ -174,24 +244,29 @@ export async function startPostgres(config: StackConfig, log: (line: string) => 
     config,
     'postgres',
     `SELECT 1 FROM pg_roles WHERE rolname = ${pg.escapeLiteral(config.pgUser)}`,
+    tls,
   );
-  if (role.rowCount === 0) await query(config, 'postgres', `CREATE ROLE ${user} LOGIN REPLICATION`);
+  if (role.rowCount === 0) await query(config, 'postgres', `CREATE ROLE ${user} LOGIN REPLICATION`, tls);
   // The read-only reporting role (migration 0005 grants it the reporting views). Roles
   // are the cluster's, and sous's own user may not create roles: the superuser does.
-  const reporting = await query(config, 'postgres', `SELECT 1 FROM pg_roles WHERE rolname = 'sous_reporting'`);
-  if (reporting.rowCount === 0) await query(config, 'postgres', 'CREATE ROLE sous_reporting NOLOGIN');
+  const reporting = await query(config, 'postgres', `SELECT 1 FROM pg_roles WHERE rolname = 'sous_reporting'`, tls);
+  if (reporting.rowCount === 0) await query(config, 'postgres', 'CREATE ROLE sous_reporting NOLOGIN', tls);
   // The workers' claim-check role (migration 0016 grants it sous_payload.payload).
-  const payloads = await query(config, 'postgres', `SELECT 1 FROM pg_roles WHERE rolname = 'sous_payload_worker'`);
-  if (payloads.rowCount === 0) await query(config, 'postgres', 'CREATE ROLE sous_payload_worker NOLOGIN');
+  const payloads = await query(config, 'postgres', `SELECT 1 FROM pg_roles WHERE rolname = 'sous_payload_worker'`, tls);
+  if (payloads.rowCount === 0) await query(config, 'postgres', 'CREATE ROLE sous_payload_worker NOLOGIN', tls);
   const db = await query(
     config,
     'postgres',
     `SELECT 1 FROM pg_database WHERE datname = ${pg.escapeLiteral(config.pgDatabase)}`,
+    tls,
   );
   if (db.rowCount === 0) {
-    await query(config, 'postgres', `CREATE DATABASE ${pg.escapeIdentifier(config.pgDatabase)} OWNER ${user}`);
+    await query(config, 'postgres', `CREATE DATABASE ${pg.escapeIdentifier(config.pgDatabase)} OWNER ${user}`, tls);
   }
-  await ensureStatementStats(config, log);
+  if (options.userPassword !== undefined) {
+    await query(config, 'postgres', `ALTER ROLE ${user} PASSWORD ${pg.escapeLiteral(options.userPassword)}`, tls);
+  }
+  await ensureStatementStats(config, log, tls);
   log(`postgres   127.0.0.1:${config.pgPort} database ${config.pgDatabase} (log ${p.logFile})`);
 }
 
@@ -200,11 +275,16 @@ export async function startPostgres(config: StackConfig, log: (line: string) => 
  * it). A cluster started before the library was preloaded has no statistics until it
  * restarts; that is said, not failed on: only the bench reads them.
  */
-async function ensureStatementStats(config: StackConfig, log: (line: string) => void): Promise<void> {
+async function ensureStatementStats(
+  config: StackConfig,
+  log: (line: string) => void,
+  tls: PostgresTlsListener | undefined,
+): Promise<void> {
   const loaded = await query<{ setting: string }>(
     config,
     'postgres',
     `SELECT setting FROM pg_settings WHERE name = 'shared_preload_libraries'`,
+    tls,
   );
   if (!(loaded.rows[0]?.setting ?? '').split(',').some((l) => l.trim() === 'pg_stat_statements')) {
     log(
@@ -212,7 +292,7 @@ async function ensureStatementStats(config: StackConfig, log: (line: string) => 
     );
     return;
   }
-  await query(config, config.pgDatabase, 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
+  await query(config, config.pgDatabase, 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements', tls);
 }
 
 export function stopPostgres(config: StackConfig, { immediate = false }: { immediate?: boolean } = {}): boolean {

@@ -1,5 +1,6 @@
 import { context as otelContext } from '@opentelemetry/api';
 import { createKafka, type Kafka } from '../kafka/kafka-client.js';
+import type { KafkaSecurityOptions } from '../security/config.js';
 import { createRecordProducer } from '../kafka/producer.js';
 import { decodeCompletionToken } from '../protocol/completion-token.js';
 import type { StepError } from '../protocol/messages.js';
@@ -29,6 +30,8 @@ export interface CompletionClient {
 export function createCompletionClient(options: {
   kafka?: Kafka;
   brokers?: readonly string[];
+  /** TLS and SASL to the brokers, when `kafka` is not given (as a worker's `kafkaSecurity`). @default plaintext */
+  kafkaSecurity?: KafkaSecurityOptions;
   workerId?: string;
   /** Stores outputs over its inline limit (as a worker's does). @default none: outputs go inline */
   payloadStore?: PayloadStore;
@@ -36,7 +39,13 @@ export function createCompletionClient(options: {
   if (options.kafka === undefined && (options.brokers === undefined || options.brokers.length === 0)) {
     throw new WorkerConfigError('createCompletionClient needs kafka or brokers');
   }
-  const kafka = options.kafka ?? createKafka({ brokers: options.brokers ?? [], clientId: 'sous-completion' });
+  const kafka =
+    options.kafka ??
+    createKafka({
+      brokers: options.brokers ?? [],
+      clientId: 'sous-completion',
+      ...(options.kafkaSecurity === undefined ? {} : { security: options.kafkaSecurity }),
+    });
   const producer = createRecordProducer(kafka);
   const workerId = options.workerId ?? 'completion-client';
   const send = async (token: string, body: ReplyBody) => {

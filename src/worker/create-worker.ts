@@ -7,6 +7,7 @@ import { MalformedRecordError } from '../errors.js';
 import { createCoalescingProducer } from '../kafka/coalescing-producer.js';
 import { runConcurrentConsumer, type ConcurrentConsumer } from '../kafka/concurrent-consumer.js';
 import { publishDeadLetter } from '../kafka/dead-letter.js';
+import { kafkaConnectionFailure } from '../kafka/connection-errors.js';
 import { createKafka } from '../kafka/kafka-client.js';
 import { decodeOutboxRecord } from '../kafka/outbox-record.js';
 import { createRecordProducer, type RecordProducer } from '../kafka/producer.js';
@@ -89,7 +90,13 @@ export function createWorker(options: WorkerOptions): Worker {
   const names = options.capabilities.map((c) => c.name);
   const workerId = config.workerId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
   const groupId = config.groupId ?? `sous-worker.${[...names].sort().join('+')}`;
-  const kafka = options.kafka ?? createKafka({ brokers: options.brokers ?? [], clientId: workerId });
+  const kafka =
+    options.kafka ??
+    createKafka({
+      brokers: options.brokers ?? [],
+      clientId: workerId,
+      ...(options.kafkaSecurity === undefined ? {} : { security: options.kafkaSecurity }),
+    });
   const log = (options.logger ?? rootLogger).child({ component: 'worker', workerId });
   const region = config.region ?? null;
   const topics = options.capabilities.flatMap((c) => shardCommandTopics(c.name, c.version, region));
@@ -310,7 +317,12 @@ export function createWorker(options: WorkerOptions): Worker {
           log,
         });
       }
-      await ensureTopics(kafka, topics);
+      try {
+        await ensureTopics(kafka, topics);
+      } catch (error) {
+        // The first connection: a refused login or certificate is one coded error naming the setting.
+        throw kafkaConnectionFailure(error) ?? error;
+      }
       await ensureTopics(kafka, topics.map(deadLetterTopic), { partitions: 1 });
       await ensureCompactedTopic(kafka, SHARD_REGISTRY_TOPIC);
       await ensureTopics(kafka, [SHARD_CONTROL_TOPIC], { partitions: 1 });

@@ -22,6 +22,17 @@ export {
   OutputNotStoredError,
 } from './errors.js';
 export { createCompletionClient, type CompletionClient } from './completion.js';
+export {
+  loadSecurityConfig,
+  type SecurityConfig,
+  type KafkaSecurityOptions,
+  type KafkaTlsOptions,
+  type KafkaSaslOptions,
+  type KafkaSaslMechanism,
+  type PostgresTlsOptions,
+  type PostgresSslMode,
+} from '../security/config.js';
+export { KafkaAuthFailedError, KafkaTlsFailedError } from '../errors.js';
 export { withExactlyOnce, installExactlyOnce } from './exactly-once.js';
 export {
   postgresPayloadStore,

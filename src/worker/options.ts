@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { regionSchema } from '../protocol/shards.js';
 import type { Kafka } from '../kafka/kafka-client.js';
 import type { Logger } from '../logger.js';
+import type { KafkaSecurityOptions } from '../security/config.js';
 import type { Capability } from './define-capability.js';
 import { WorkerConfigError } from './errors.js';
 import type { PayloadStore } from './payload-store.js';
@@ -11,6 +12,13 @@ export interface WorkerOptions {
   readonly kafka?: Kafka;
   /** host:port of the brokers, when `kafka` is not given. */
   readonly brokers?: readonly string[];
+  /**
+   * TLS and SASL to the brokers, when `kafka` is not given: `{ ssl: { ca }, sasl: {
+   * mechanism: 'scram-sha-256', username, password } }`. `loadSecurityConfig().kafka` reads
+   * them from SOUS_KAFKA_SSL* and SOUS_KAFKA_SASL_* as the other sous processes do.
+   * @default plaintext, no authentication
+   */
+  readonly kafkaSecurity?: KafkaSecurityOptions;
   /** What this worker executes: it subscribes to `sous.cmd.<name>` of each, and nothing else. */
   readonly capabilities: readonly Capability[];
   /**
@@ -96,6 +104,30 @@ const optionsSchema = z.strictObject({
   kafka: z.custom<Kafka>((v) => typeof v === 'object' && v !== null).optional(),
   // An empty list is refused below, with "give kafka or brokers".
   brokers: z.array(z.string().regex(/^[^:\s]+:\d+$/, 'brokers must be host:port')).optional(),
+  kafkaSecurity: z
+    .strictObject({
+      ssl: z
+        .union([
+          z.boolean(),
+          z.strictObject({
+            ca: z.string().min(1, 'kafkaSecurity.ssl.ca must be PEM text').optional(),
+            cert: z.string().min(1).optional(),
+            key: z.string().min(1).optional(),
+            rejectUnauthorized: z.boolean().optional(),
+          }),
+        ])
+        .optional(),
+      sasl: z
+        .strictObject({
+          mechanism: z.enum(['plain', 'scram-sha-256', 'scram-sha-512'], {
+            error: 'kafkaSecurity.sasl.mechanism must be plain, scram-sha-256 or scram-sha-512',
+          }),
+          username: z.string().min(1, 'kafkaSecurity.sasl.username is required'),
+          password: z.string().min(1, 'kafkaSecurity.sasl.password is required'),
+        })
+        .optional(),
+    })
+    .optional(),
   payloadStore: z.custom<PayloadStore>((v) => typeof v === 'object' && v !== null).optional(),
   logger: z.custom<Logger>((v) => typeof v === 'object' && v !== null).optional(),
   capabilities: z.array(z.object({ name: z.string() })).min(1, 'capabilities must declare at least one capability'),

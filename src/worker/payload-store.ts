@@ -1,4 +1,6 @@
 import pg from 'pg';
+import { pgConnectionConfig } from '../db/connection.js';
+import type { PostgresTlsOptions } from '../security/config.js';
 import { z } from 'zod';
 import { newId } from '../uuid.js';
 import { PayloadUnavailableError, WorkerConfigError } from './errors.js';
@@ -31,6 +33,10 @@ export interface PostgresPayloadStoreOptions {
   readonly maxInlineBytes?: number;
   /** Connections of the store's pool. @default 2 */
   readonly poolSize?: number;
+  /** TLS to PostgreSQL (a connection string's own sslmode takes precedence). @default the connection string decides */
+  readonly tls?: PostgresTlsOptions;
+  /** Password, when not in the connection string. @default none */
+  readonly password?: string;
 }
 
 const optionsSchema = z.strictObject({
@@ -40,6 +46,16 @@ const optionsSchema = z.strictObject({
     .min(1024, 'maxInlineBytes must be at least 1024')
     .default(DEFAULT_MAX_INLINE_OUTPUT_BYTES),
   poolSize: z.number().int().min(1, 'poolSize must be at least 1').default(2),
+  tls: z
+    .custom<PostgresTlsOptions>(
+      (v) =>
+        typeof v === 'object' &&
+        v !== null &&
+        ['disable', 'require', 'verify-ca', 'verify-full'].includes(String((v as { mode?: unknown }).mode)),
+      'tls.mode must be disable, require, verify-ca or verify-full',
+    )
+    .optional(),
+  password: z.string().min(1, 'password must not be empty').optional(),
 });
 
 /**
@@ -58,7 +74,16 @@ export function postgresPayloadStore(
     const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(options)'}: ${i.message}`);
     throw new WorkerConfigError(`invalid payload store options: ${problems.join('; ')}`, { cause: parsed.error });
   }
-  const pool = new pg.Pool({ connectionString, max: parsed.data.poolSize, application_name: 'sous-worker-payloads' });
+  const { tls, password } = parsed.data;
+  const pool = new pg.Pool({
+    ...pgConnectionConfig({
+      connectionString,
+      ...(tls === undefined ? {} : { tls }),
+      ...(password === undefined ? {} : { password }),
+    }),
+    max: parsed.data.poolSize,
+    application_name: 'sous-worker-payloads',
+  });
   pool.on('error', () => undefined); // A dropped idle connection is replaced on next use.
   return {
     maxInlineBytes: parsed.data.maxInlineBytes,

@@ -52,7 +52,7 @@ describe('timer jobs of dead control planes', () => {
   it("hands on a dead pool's stale job, keeps a live pool's and a fresh one", async () => {
     const dead = uniqueName('pool-dead');
     const alive = uniqueName('pool-alive');
-    const presence = new JobPoolPresence(databaseUrl(stackConfig), alive, logger);
+    const presence = new JobPoolPresence({ connectionString: databaseUrl(stackConfig) }, alive, logger);
     presence.start();
     try {
       for (let i = 0; !(await presenceHeld(alive)); i++) {
@@ -86,7 +86,7 @@ describe('timer jobs of dead control planes', () => {
 
   it('takes the presence lock again when its connection is lost (PostgreSQL restarted)', async () => {
     const pool = uniqueName('pool-reconnect');
-    const presence = new JobPoolPresence(databaseUrl(stackConfig), pool, logger, 200);
+    const presence = new JobPoolPresence({ connectionString: databaseUrl(stackConfig) }, pool, logger, 200);
     presence.start();
     try {
       for (let i = 0; !(await presenceHeld(pool)); i++) {
