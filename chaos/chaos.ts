@@ -105,7 +105,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   if (faultKinds.includes('network')) {
     const unavailable = loopbackBlockUnavailable();
     if (unavailable !== undefined) throw new Error(unavailable);
-    const removed = removeLeftoverBlocks();
+    const removed = removeLeftoverBlocks(config.kafkaPort);
     if (removed > 0) log(`  removed ${removed} loopback block(s) an earlier chaos run left`);
     brokerBlock = new LoopbackBlock(config.kafkaPort, run);
   }

@@ -2,8 +2,8 @@
 // iptables rule that drops every TCP packet sent to its port (new connections hang in SYN,
 // requests on open ones go unanswered), then the rule is deleted. Needs root and iptables
 // (`apt-get install iptables`). Each rule carries a comment naming the run, so a run killed
-// before it could undo its rule has it deleted by the next run (`removeLeftoverBlocks`), and
-// every rule still in place is deleted when the process exits.
+// before it could undo its rule has it deleted by the next run on that port
+// (`removeLeftoverBlocks`), and every rule still in place is deleted when the process exits.
 import { execFileSync } from 'node:child_process';
 
 const TAG_PREFIX = 'sous-chaos-';
@@ -23,11 +23,14 @@ export function loopbackBlockUnavailable(): string | undefined {
   }
 }
 
-/** Deletes rules an earlier run left (it was killed between block and unblock). */
-export function removeLeftoverBlocks(): number {
+/**
+ * Deletes rules an earlier run on the same port left (it was killed between block and
+ * unblock). A rule on another port belongs to a chaos run on another stack, maybe running.
+ */
+export function removeLeftoverBlocks(port: number): number {
   let removed = 0;
   for (const line of iptables(['-S', 'INPUT']).split('\n')) {
-    if (!line.startsWith('-A INPUT ') || !line.includes(TAG_PREFIX)) continue;
+    if (!line.startsWith('-A INPUT ') || !line.includes(TAG_PREFIX) || !line.includes(`--dport ${port} `)) continue;
     // `-S` prints the rule as it was added; the same arguments after -D delete it.
     const spec = line.slice('-A INPUT '.length).match(/"[^"]*"|\S+/g) ?? [];
     iptables(['-D', 'INPUT', ...spec.map((part) => part.replace(/^"|"$/g, ''))]);
