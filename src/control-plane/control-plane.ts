@@ -816,6 +816,9 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     graphilePool.on('error', (error: Error) => {
       log.warn({ component: 'graphile-pool', reason: error.message }, 'idle PostgreSQL connection lost');
     });
+    // A checked-out connection's error reaches graphile-worker through its query; this keeps
+    // pg from throwing it at the process as well.
+    graphilePool.on('connect', (client) => client.on('error', () => undefined));
     // The job pool's presence lock, taken as the pool is made (see job-pool-presence.ts).
     const poolEvents: WorkerEvents = new EventEmitter();
     poolEvents.on('pool:create', ({ workerPool }) => {
@@ -861,6 +864,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
             purged.inc({ table: 'foreach_item' }, report.foreachItems);
             purged.inc({ table: 'payload' }, report.payloads);
             purged.inc({ table: 'processed_message' }, report.processedMessages);
+            purged.inc({ table: 'region_inbox' }, report.regionInbox);
           },
         ),
       },

@@ -9,6 +9,7 @@ import {
   selectRecipeRetentions,
   type PurgedRows,
 } from '../store/retention.js';
+import { deleteRegionInboxBefore } from '../store/region-inbox.js';
 import { purgeGroups, takeBatch, type RetentionSetting } from './retention-policy.js';
 
 /*
@@ -57,11 +58,14 @@ export interface PurgeReport extends PurgedRows {
   readonly batches: number;
   /** Whether the run stopped on its time bound with expired executions left for the next run. */
   readonly more: boolean;
+  /** Rows of sous.region_inbox purged (commands received from other regions). */
+  readonly regionInbox: number;
 }
 
 const EMPTY: PurgeReport = {
   batches: 0,
   more: false,
+  regionInbox: 0,
   executions: 0,
   events: 0,
   steps: 0,
@@ -75,6 +79,7 @@ function add(report: PurgeReport, rows: PurgedRows): PurgeReport {
   return {
     batches: report.batches + 1,
     more: report.more,
+    regionInbox: report.regionInbox,
     executions: report.executions + rows.executions,
     events: report.events + rows.events,
     steps: report.steps + rows.steps,
@@ -114,6 +119,35 @@ export async function purgeExpiredExecutions(db: Kysely<Database>, options: Purg
   return report;
 }
 
+/**
+ * A region inbox row must outlive every redelivery of its command: the relay, Kafka or a
+ * consumer restart can only redeliver a record the inbox topic still holds, and Kafka keeps
+ * records 7 days by default (retention.ms). So rows are kept as long as finished executions
+ * are, and never less than 7 days; with retention `off` or `forever`, forever.
+ */
+export const MIN_REGION_INBOX_KEEP_MS = 7 * 86_400_000;
+
+/** Purges old sous.region_inbox rows in batches of `batchSize`, for at most `maxRunMs`. */
+export async function purgeRegionInbox(
+  db: Kysely<Database>,
+  retention: RetentionSetting,
+  {
+    batchSize = 10_000,
+    maxRunMs = 20_000,
+    now = new Date(),
+  }: { batchSize?: number; maxRunMs?: number; now?: Date } = {},
+): Promise<number> {
+  if (typeof retention !== 'number') return 0;
+  const before = new Date(now.getTime() - Math.max(retention, MIN_REGION_INBOX_KEEP_MS));
+  const started = Date.now();
+  let purged = 0;
+  for (;;) {
+    const n = await deleteRegionInboxBefore(db, before, batchSize);
+    purged += n;
+    if (n < batchSize || Date.now() - started >= maxRunMs) return purged;
+  }
+}
+
 /** The cron task: one run of purgeExpiredExecutions, logged and handed to `purged` when it purged anything. */
 export function retentionTask(
   db: Kysely<Database>,
@@ -122,8 +156,9 @@ export function retentionTask(
   purged: (report: PurgeReport) => void = () => undefined,
 ): Task {
   return async () => {
-    const report = await purgeExpiredExecutions(db, options);
-    if (report.executions === 0 && !report.more) return;
+    const executions = await purgeExpiredExecutions(db, options);
+    const report = { ...executions, regionInbox: await purgeRegionInbox(db, options.retention) };
+    if (report.executions === 0 && report.regionInbox === 0 && !report.more) return;
     log.info({ retention: report }, 'retention purge');
     purged(report);
   };

@@ -82,6 +82,10 @@ export async function migrateAll<DB>(db: Kysely<DB>, connection: string | Postgr
     ...pgConnectionConfig(typeof connection === 'string' ? { connectionString: connection } : connection),
     max: 1,
   });
+  // An idle connection lost while migrating surfaces as the migration's own error; without a
+  // handler pg would throw it at the process (and graphile-worker warns that none is set).
+  pgPool.on('error', () => undefined);
+  pgPool.on('connect', (client) => client.on('error', () => undefined));
   try {
     await runGraphileMigrations({ pgPool, logger: graphileLogger });
   } finally {

@@ -59,3 +59,20 @@ export async function selectInboxStates(
   const rows = await db.selectFrom('sous.region_inbox').select(['id', 'state']).where('id', 'in', ids).execute();
   return new Map(rows.map((r) => [r.id, r.state]));
 }
+
+/**
+ * Deletes up to `limit` rows received before `before` whose command is no longer held here
+ * (a held row stands for a command still to send: it stays until sent or cancelled).
+ * Returns how many went.
+ */
+export async function deleteRegionInboxBefore(db: Kysely<Database>, before: Date, limit: number): Promise<number> {
+  const { rows } = await sql<{ n: string }>`
+    WITH gone AS (
+      DELETE FROM sous.region_inbox WHERE id IN (
+        SELECT id FROM sous.region_inbox
+        WHERE received_at < ${before} AND state <> 'held'
+        ORDER BY received_at LIMIT ${limit})
+      RETURNING 1)
+    SELECT count(*) AS n FROM gone`.execute(db);
+  return Number(rows[0]?.n ?? 0);
+}

@@ -10,7 +10,7 @@ import { applyReplies, type ReplyTopicMessage } from '../../src/control-plane/ap
 import { cancelExecution, startExecution } from '../../src/control-plane/executions.js';
 import { PlanCache } from '../../src/control-plane/plan-cache.js';
 import { registerRecipe } from '../../src/control-plane/recipes.js';
-import { purgeExpiredExecutions, type PurgeOptions } from '../../src/control-plane/retention.js';
+import { purgeExpiredExecutions, purgeRegionInbox, type PurgeOptions } from '../../src/control-plane/retention.js';
 import { defaultDecisionEnvironment } from '../../src/control-plane/run-decision.js';
 import { createDatabase } from '../../src/db/database.js';
 import { migrateAll } from '../../src/db/migrate.js';
@@ -312,5 +312,39 @@ describe('retention purge', () => {
       assert.equal((await purge([r, child])).executions, 0);
       assert.equal((await rowsOf([root, done])).executions, 2);
     });
+  });
+
+  it('purges region inbox rows older than the retention and 7 days, keeps held ones and young ones', async () => {
+    await sql`DELETE FROM sous.region_inbox`.execute(db);
+    const row = async (state: string, ageDays: number) => {
+      const id = randomUUID();
+      await sql`INSERT INTO sous.region_inbox (id, execution_id, origin_region, state, received_at)
+        VALUES (${id}::uuid, ${randomUUID()}::uuid, 'home', ${state}, now() - make_interval(days => ${ageDays}))`.execute(
+        db,
+      );
+      return id;
+    };
+    const kept = async () =>
+      (await sql<{ id: string }>`SELECT id::text FROM sous.region_inbox`.execute(db)).rows.map((r) => r.id).sort();
+    await row('dispatched', 9);
+    await row('cancelled', 9);
+    const oldHeld = await row('held', 9);
+    const sixDays = await row('dispatched', 6);
+
+    // Retention 1 day: still 7 days are kept (the inbox topic may redeliver a week-old command).
+    assert.equal(await purgeRegionInbox(db, DAY, { batchSize: 1 }), 2);
+    assert.deepEqual(await kept(), [oldHeld, sixDays].sort());
+
+    // Retention 30 days: a 20-day-old row stays, a 40-day-old one goes.
+    const twentyDays = await row('dispatched', 20);
+    await row('cancelled', 40);
+    assert.equal(await purgeRegionInbox(db, 30 * DAY), 1);
+    assert.deepEqual(await kept(), [oldHeld, sixDays, twentyDays].sort());
+
+    // Forever or off: nothing goes.
+    await row('dispatched', 400);
+    assert.equal(await purgeRegionInbox(db, 'forever'), 0);
+    assert.equal(await purgeRegionInbox(db, 'off'), 0);
+    assert.equal((await kept()).length, 4);
   });
 });
