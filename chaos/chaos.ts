@@ -74,12 +74,20 @@ async function persist<T>(what: string, fn: () => Promise<T>, timeoutMs = 180_00
   }
 }
 
-/** The fault to inject next: a random one among the kinds injected least so far whose part is up. */
-function nextFault(available: readonly Fault[], injected: readonly InjectedFault[]): Fault | undefined {
-  const count = (f: Fault) => injected.filter((i) => i.fault === f).length;
-  const least = Math.min(...available.map(count));
-  const candidates = available.filter((f) => count(f) === least);
-  return candidates[randomInt(Math.max(1, candidates.length))];
+/**
+ * The fault to inject next: one of the kinds injected least so far, so every kind gets its
+ * share; undefined while all of those are busy (the caller waits rather than substitute a
+ * kind that is up more often, such as PostgreSQL, which restarts in 2 s).
+ */
+function nextFault(
+  kinds: readonly Fault[],
+  available: readonly Fault[],
+  started: ReadonlyMap<Fault, number>,
+): Fault | undefined {
+  const count = (f: Fault) => started.get(f) ?? 0;
+  const least = Math.min(...kinds.map(count));
+  const candidates = kinds.filter((f) => count(f) === least && available.includes(f));
+  return candidates.length === 0 ? undefined : candidates[randomInt(candidates.length)];
 }
 
 /** Runs the chaos workload and checks the invariants; never throws for a broken invariant (see `ok`). */
@@ -254,13 +262,17 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
 
   try {
     try {
+      // Faults started per kind (a fault is counted when it starts, not when it is undone).
+      const startedKinds = new Map<Fault, number>();
       for (let k = 0; k < faultCount; k++) {
         await sleep(randomInt(gapMin, gapMax));
-        let fault = nextFault(injector.available(faultKinds), injector.injected);
+        const choose = () => nextFault(faultKinds, injector.available(faultKinds), startedKinds);
+        let fault = choose();
         while (fault === undefined) {
           await sleep(500);
-          fault = nextFault(injector.available(faultKinds), injector.injected);
+          fault = choose();
         }
+        startedKinds.set(fault, (startedKinds.get(fault) ?? 0) + 1);
         injector.start(fault);
       }
     } finally {
