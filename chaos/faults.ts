@@ -132,14 +132,22 @@ export class FaultInjector {
     while (this.#running.size > 0) await Promise.all([...this.#running]);
   }
 
+  /** SIGKILLs a part of the stack and starts it again, as a supervisor would, 0.5–3 s later. */
+  async #killPart(fault: Fault, name: string, kill: () => Promise<unknown>, start: () => Promise<unknown>) {
+    this.log(`  ✗ ${fault} at ${((Date.now() - this.begin) / 1000).toFixed(1)} s`);
+    await kill();
+    await sleep(randomInt(500, 3000));
+    await startPartSupervised(name, start, kill, this.log);
+  }
+
   async #inject(fault: Fault): Promise<void> {
     const { stack, artifacts, stackLog } = this.parts;
     const at = Date.now() - this.begin;
     const down = Date.now();
-    let target = fault;
+    let target: string = fault;
     const seconds = (ms: number) => (ms / 1000).toFixed(1);
     const restart = async (child: NodeChild) => {
-      target = child.name as Fault;
+      target = child.name;
       this.log(`  ✗ ${fault} (${child.name}) at ${seconds(at)} s`);
       await child.kill();
       await sleep(randomInt(500, 3000));
@@ -153,25 +161,19 @@ export class FaultInjector {
         await restart(pick(this.parts.controlPlanes));
         break;
       case 'connect':
-        this.log(`  ✗ connect at ${seconds(at)} s`);
-        await stopConnect(stack, 'SIGKILL');
-        await sleep(randomInt(500, 3000));
-        await startPartSupervised(
+        await this.#killPart(
+          'connect',
           'Kafka Connect',
-          () => startConnect(stack, artifacts, stackLog),
           () => stopConnect(stack, 'SIGKILL'),
-          this.log,
+          () => startConnect(stack, artifacts, stackLog),
         );
         break;
       case 'broker':
-        this.log(`  ✗ broker at ${seconds(at)} s`);
-        await stopKafka(stack, 'SIGKILL');
-        await sleep(randomInt(500, 3000));
-        await startPartSupervised(
+        await this.#killPart(
+          'broker',
           'the broker',
-          () => startKafka(stack, artifacts, stackLog),
           () => stopKafka(stack, 'SIGKILL'),
-          this.log,
+          () => startKafka(stack, artifacts, stackLog),
         );
         break;
       case 'postgres':
