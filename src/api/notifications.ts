@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { z } from 'zod';
-import { pgConnectionConfig, type PostgresConnection } from '../db/connection.js';
+import { pgConnectionConfig, type PostgresConnection } from '../security/postgres-connection.js';
 import type { Logger } from '../logger.js';
 
 /** One execution's change, as sous.notify_execution_changes() announces it when it commits. */

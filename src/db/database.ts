@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { Kysely, PostgresDialect, type KyselyConfig, type PostgresPool, type PostgresPoolClient } from 'kysely';
 import pg from 'pg';
 import { logger } from '../logger.js';
-import { pgConnectionConfig, type PostgresConnection } from './connection.js';
+import { pgConnectionConfig, type PostgresConnection } from '../security/postgres-connection.js';
 import type { Database } from './schema.js';
 
 export { pgConnectionConfig, type PostgresConnection };

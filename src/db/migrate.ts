@@ -6,7 +6,7 @@ import { runMigrations as runGraphileMigrations } from 'graphile-worker';
 import { MigrationFailedError } from '../errors.js';
 import { graphileLogger } from '../graphile-logger.js';
 import pg from 'pg';
-import { pgConnectionConfig, type PostgresConnection } from './connection.js';
+import { pgConnectionConfig, type PostgresConnection } from '../security/postgres-connection.js';
 
 /** The folder of numbered `.sql` migrations shipped with sous. */
 export const MIGRATIONS_FOLDER = resolve(import.meta.dirname, '..', '..', 'migrations');

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { pgConnectionConfig } from '../db/connection.js';
+import { pgConnectionConfig } from '../security/postgres-connection.js';
 import type { PostgresTlsOptions } from '../security/config.js';
 import { z } from 'zod';
 import { newId } from '../uuid.js';

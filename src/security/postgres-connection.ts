@@ -1,9 +1,9 @@
 import type pg from 'pg';
-import type { PostgresTlsOptions } from '../security/config.js';
+import type { PostgresTlsOptions } from './config.js';
 
 /*
- * Kept apart from database.ts (Kysely) so the worker SDK's payload store uses it without
- * loading the control plane's database layer.
+ * Kept apart from src/db (Kysely, migrations) so the worker SDK's payload store uses it
+ * without shipping the control plane's database layer in @sous/worker.
  */
 
 /** How a process reaches PostgreSQL: the connection string, and TLS and a password given apart from it. */
