@@ -5,8 +5,9 @@ import { ConfigInvalidError } from '../errors.js';
  * Secure connections of every sous process kind (control plane, API, relay, CLI, the
  * bundled worker runner), read once from the environment into plain data. Files are read
  * here, at start, so a missing or unreadable one stops the process before it connects,
- * with an error naming the variable. The data carries no kafkajs or pg types: those stay in
- * src/kafka/ and src/db/, which turn it into client options.
+ * with an error naming the variable. The data carries no kafkajs or pg types: src/kafka/ and
+ * postgres-connection.ts (beside this file, so the worker SDK has it without src/db) turn it
+ * into client options.
  */
 
 /** TLS of the Kafka clients. */
