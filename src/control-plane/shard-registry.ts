@@ -91,7 +91,7 @@ export class ShardRegistry {
   }
 
   route(needs: StepNeeds): Route {
-    return routeStep(this.#view.live(), needs);
+    return routeStep(this.#view.iterate(), needs);
   }
 
   live(): LiveShard[] {

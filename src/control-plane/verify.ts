@@ -82,7 +82,19 @@ export async function verifyExecution(
     if (row === undefined) throw new ExecutionNotFoundError(`no execution ${executionId}`);
     const plan = await plans.get(trx, row.recipe_name, row.recipe_version);
     const events = await selectEvents(trx, executionId);
-    const state = replay(events, plan);
+    // The stored state is a snapshot: the replay of the log up to its seq (sous.execution_snapshot,
+    // or the row's own state when written before 0017). Seq 0: none yet, and none stored.
+    const snapshotRow = (await selectStateSnapshots(trx, [executionId])).get(executionId);
+    const stateSeq = snapshotRow?.state_seq ?? 0;
+    const headSeq = typeof row.state_seq === 'number' ? row.state_seq : events.length;
+    const snapshotSeqValid =
+      stateSeq >= 0 &&
+      stateSeq <= events.length &&
+      !(stateSeq === 0 && (snapshotRow?.state ?? null) !== null) &&
+      headSeq === stateSeq;
+    // The log replayed once: up to the snapshot's seq (to check the snapshot), then on from there.
+    const atSnapshot = snapshotSeqValid && stateSeq > 0 ? replay(events.slice(0, stateSeq), plan) : undefined;
+    const state = atSnapshot === undefined ? replay(events, plan) : replay(events.slice(stateSeq), plan, atSnapshot);
     const out: Disagreement[] = [];
     if (state === undefined) {
       out.push({
@@ -105,17 +117,7 @@ export async function verifyExecution(
       'updated_at',
       'finished_at',
     ]);
-    // The stored state is a snapshot: the replay of the log up to its seq (sous.execution_snapshot,
-    // or the row's own state when written before 0017). Seq 0: none yet, and none stored.
-    const snapshotRow = (await selectStateSnapshots(trx, [executionId])).get(executionId);
-    const stateSeq = snapshotRow?.state_seq ?? 0;
-    const headSeq = typeof row.state_seq === 'number' ? row.state_seq : events.length;
-    if (
-      stateSeq < 0 ||
-      stateSeq > events.length ||
-      (stateSeq === 0 && (snapshotRow?.state ?? null) !== null) ||
-      headSeq !== stateSeq
-    ) {
+    if (!snapshotSeqValid) {
       out.push({
         executionId,
         table: 'execution',
@@ -124,9 +126,10 @@ export async function verifyExecution(
         fromLog: stateSeq,
         inTable: headSeq,
       });
-    } else if (stateSeq > 0) {
-      const snapshot = { state: replay(events.slice(0, stateSeq), plan) };
-      compare(out, executionId, 'execution', executionId, snapshot, { state: snapshotRow?.state }, ['state']);
+    } else if (atSnapshot !== undefined) {
+      compare(out, executionId, 'execution', executionId, { state: atSnapshot }, { state: snapshotRow?.state }, [
+        'state',
+      ]);
     }
 
     const stepRows = new Map(stored.steps.map((r) => [r.step_key, r]));

@@ -75,6 +75,11 @@ export class ShardRegistryView {
   live(): LiveShard[] {
     return [...this.#shards.values()];
   }
+
+  /** The live shards without a copy: routing reads them once per step, on the hot path. */
+  iterate(): IterableIterator<LiveShard> {
+    return this.#shards.values();
+  }
 }
 
 /** What routing depends on; the load is left out (it changes on every heartbeat). */
