@@ -248,6 +248,10 @@ async function forEachWorkload(probe: Probe, items: number, slowMs: number): Pro
     await probe.waitFinished([executionId]);
     clearInterval(sampler);
     const figures = await close(probe, rig, window, items);
+    // Where the WAL went (the last run's), as for the saturation workloads.
+    const to = window.marks.walBytes + (figures.walBytesPerStep ?? 0) * items;
+    const shares = await walBreakdown(config, probe, window.marks.walBytes, to, items);
+    if (shares !== undefined) walShares.foreach = shares;
     const [row] = await probe.query<{ status: string }>(`SELECT status FROM sous.execution WHERE id = $1`, [
       executionId,
     ]);

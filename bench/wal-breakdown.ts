@@ -20,7 +20,7 @@ function lsnOf(bytes: number): string {
   return `${hi.toString(16).toUpperCase()}/${lo.toString(16).toUpperCase()}`;
 }
 
-const RECORD = /len \(rec\/tot\):\s*\d+\/\s*(\d+),.*desc: ([A-Z0-9_+]+)/;
+const RECORD = /len \(rec\/tot\):\s*(\d+)\/\s*(\d+),.*desc: ([A-Z0-9_+]+)/;
 const RELATION = /rel \d+\/\d+\/(\d+)/;
 
 /**
@@ -48,13 +48,21 @@ export async function walBreakdown(
   for (const line of run.stdout.split('\n')) {
     const m = RECORD.exec(line);
     if (m === null) continue;
-    const [, size, record = '?'] = m;
+    const [, recordSize, totalSize, record = '?'] = m;
     const node = RELATION.exec(line)?.[1] ?? '-';
-    const key = `${node} ${record}`;
-    const t = totals.get(key) ?? { bytes: 0, records: 0, node, record };
-    t.bytes += Number(size);
-    t.records++;
-    totals.set(key, t);
+    const add = (kind: string, bytes: number) => {
+      const key = `${node} ${kind}`;
+      const t = totals.get(key) ?? { bytes: 0, records: 0, node, record: kind };
+      t.bytes += bytes;
+      t.records++;
+      totals.set(key, t);
+    };
+    add(record, Number(recordSize));
+    // A full-page image (the first change of a page after a checkpoint) is counted apart:
+    // it depends on when checkpoints fall and which old pages have free space, not on
+    // what a step writes.
+    const image = Number(totalSize) - Number(recordSize);
+    if (image > 0) add('full-page images', image);
   }
   const nodes = [...new Set([...totals.values()].map((t) => t.node).filter((n) => n !== '-'))];
   const names = new Map(
