@@ -47,9 +47,10 @@ export interface DecisionWrites {
 /**
  * Writes a batch of decisions, in the caller's transaction (which holds the locks of
  * the changed executions): one set-based statement per table, whatever the number of
- * executions and replies, in the order the foreign keys need (executions before their
- * events, steps and items; steps before their attempts; forgotten rows before the rows
- * that replace them).
+ * executions and replies, in the order the rows depend on each other (executions before
+ * their events, steps and items; steps before their attempts; forgotten rows before the
+ * rows that replace them). The hot-path tables have no foreign keys (0020): this order,
+ * under the executions' locks, is what keeps them whole, and verifyExecution checks it.
  */
 export async function commitDecision(trx: Kysely<Database>, writes: DecisionWrites, timerTask: string): Promise<void> {
   await insertExecutions(trx, writes.newExecutions);

@@ -2,6 +2,7 @@ import { sql, type Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
 import type { ExecutionRow } from '../engine/projection.js';
 import type { EngineEvent } from '../engine/events.js';
+import { eventJson } from './events.js';
 import type { ExecutionState, ExecutionStatus } from '../engine/state.js';
 
 /** What a decision needs of an execution it has locked, before its state is known. */
@@ -85,7 +86,7 @@ export async function selectStateSnapshots(
   // (seq 0: the whole log is replayed).
   const { rows } = await sql<StateSnapshot>`/* sous:selectStateSnapshots */
     SELECT e.id, e.recipe_name, e.recipe_version, b.state, b.state_seq, e.last_seq, e.written_by,
-      coalesce((SELECT jsonb_agg(v.data ORDER BY v.seq) FROM sous.execution_event v
+      coalesce((SELECT jsonb_agg(${eventJson('v')} ORDER BY v.seq) FROM sous.execution_event v
         WHERE v.execution_id = e.id AND v.seq > b.state_seq AND v.seq <= e.last_seq), '[]') AS events
     FROM sous.execution e
     LEFT JOIN sous.execution_snapshot s ON s.execution_id = e.id

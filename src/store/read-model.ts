@@ -1,5 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
+import { eventJson } from './events.js';
 
 /*
  * The API's read queries, one statement per list, shaped as the API shows them (column
@@ -82,9 +83,9 @@ export async function selectEventNodes<Row>(
   afterSeq: number,
 ): Promise<Row[]> {
   const { rows } = await sql<Row>`
-    SELECT execution_id AS "executionId", seq, type, created_at AS at, data
-    FROM sous.execution_event WHERE execution_id = ANY(${[...executionIds]}::uuid[]) AND seq > ${afterSeq}
-    ORDER BY execution_id, seq`.execute(db);
+    SELECT e.execution_id AS "executionId", e.seq, e.type, e.created_at AS at, ${eventJson('e')} AS data
+    FROM sous.execution_event e WHERE e.execution_id = ANY(${[...executionIds]}::uuid[]) AND e.seq > ${afterSeq}
+    ORDER BY e.execution_id, e.seq`.execute(db);
   return rows;
 }
 

@@ -132,9 +132,9 @@ export interface PurgedRows {
 }
 
 /**
- * Deletes executions with every row of theirs, in one statement: the foreign keys
- * (events, steps, attempts, forEach items, parent → child) are checked at its end, when
- * all are gone. processed_message rows are found through their time, within
+ * Deletes executions with every row of theirs, in one statement, so none is left behind
+ * (events, steps and attempts have no foreign keys since 0020; the remaining ones, forEach
+ * items and parent → child, are checked at its end, when all are gone). processed_message rows are found through their time, within
  * [`from`, `to`) (the batch's earliest start to its latest finish, with a margin): the
  * table is keyed by message id, and an index on its execution id would cost an entry
  * per reply on the hot path. Needs allowPurge first, in the same transaction.

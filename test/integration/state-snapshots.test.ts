@@ -16,6 +16,7 @@ import { replay } from '../../src/engine/evolve.js';
 import type { EngineEvent } from '../../src/engine/events.js';
 import { recipe } from '../../src/recipe/index.js';
 import { databaseUrl } from '../../src/stack/config.js';
+import { selectEvents } from '../../src/store/events.js';
 import { stackConfig, uniqueName } from '../helpers/stack.js';
 
 /*
@@ -82,9 +83,7 @@ describe('execution state snapshots', () => {
   }
 
   async function events(id: string): Promise<EngineEvent[]> {
-    const { rows } = await sql<{ data: EngineEvent }>`
-      SELECT data FROM sous.execution_event WHERE execution_id = ${id} ORDER BY seq`.execute(db);
-    return rows.map((r) => r.data);
+    return selectEvents(db, id);
   }
 
   async function snapshotRow(id: string) {

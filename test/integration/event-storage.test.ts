@@ -1,0 +1,177 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import fc from 'fast-check';
+import { sql, type Kysely } from 'kysely';
+import { startExecution } from '../../src/control-plane/executions.js';
+import { PlanCache } from '../../src/control-plane/plan-cache.js';
+import { registerRecipe } from '../../src/control-plane/recipes.js';
+import { defaultDecisionEnvironment } from '../../src/control-plane/run-decision.js';
+import { verifyExecution } from '../../src/control-plane/verify.js';
+import { createDatabase } from '../../src/db/database.js';
+import { migrateAll } from '../../src/db/migrate.js';
+import type { Database } from '../../src/db/schema.js';
+import type { EngineEvent } from '../../src/engine/events.js';
+import { recipe } from '../../src/recipe/index.js';
+import { databaseUrl } from '../../src/stack/config.js';
+import { appendEvents, selectEvents } from '../../src/store/events.js';
+import { selectStateSnapshots } from '../../src/store/executions.js';
+import { selectEventNodes } from '../../src/store/read-model.js';
+import { stackConfig, uniqueName } from '../helpers/stack.js';
+
+/*
+ * The event log stores `type` and `at` in their columns only (store/events.ts): what is
+ * read back, by every reader, is exactly what was written, and rows written before (with
+ * both in `data`) read as they did.
+ */
+
+const RUNS = Number(process.env.SOUS_PROPERTY_RUNS ?? 100);
+const SEED = Number(process.env.SOUS_PROPERTY_SEED ?? Date.now() % 2 ** 31);
+
+/** Text jsonb can hold (no NUL). */
+const text = fc.string({ maxLength: 12 }).map((s) => s.replaceAll('\u0000', ''));
+const leaf = fc.oneof(
+  fc.integer(),
+  fc.boolean(),
+  text,
+  fc.constant(null),
+  fc.double({ noNaN: true, noDefaultInfinity: true }).filter((d) => !Object.is(d, -0)),
+);
+const value = fc.letrec((tie) => ({
+  value: fc.oneof(
+    { depthSize: 'small' },
+    leaf,
+    fc.array(tie('value'), { maxLength: 3 }),
+    fc.dictionary(text, tie('value'), { maxKeys: 3 }),
+  ),
+})).value;
+const instant = fc.date({
+  min: new Date('2000-01-01T00:00:00Z'),
+  max: new Date('2100-01-01T00:00:00Z'),
+  noInvalidDate: true,
+});
+/** `at` as the engine writes it, and in forms a hand-made or foreign event might carry. */
+const at = fc.oneof(
+  instant.map((d) => d.toISOString()),
+  instant.map((d) => d.toISOString().replace('Z', '+00:00')),
+  instant.map((d) => `${d.toISOString().slice(0, 19)}Z`),
+);
+const event = fc
+  .record({
+    type: fc.constantFrom('StepScheduled', 'StepCompleted', 'SignalReceived', 'ExecutionPaused'),
+    at,
+    fields: fc.dictionary(
+      text.filter((k) => k !== 'type' && k !== 'at'),
+      value,
+      { maxKeys: 5 },
+    ),
+  })
+  .map(({ type, at: when, fields }) => ({ ...fields, type, at: when }) as unknown as EngineEvent);
+
+describe('the event log stores type and at once', () => {
+  let db: Kysely<Database>;
+  const env = defaultDecisionEnvironment(new PlanCache(), { replyTopic: uniqueName('test.replies') });
+  let recipeName: string;
+
+  before(async () => {
+    db = createDatabase({
+      connectionString: databaseUrl(stackConfig),
+      poolSize: 2,
+      applicationName: 'sous-test-events',
+    });
+    await migrateAll(db, databaseUrl(stackConfig));
+    recipeName = uniqueName('event-storage').toLowerCase();
+    await registerRecipe(db, recipe(recipeName).task('a', 'events.step').build());
+  });
+  after(() => db.destroy());
+
+  async function storedRows(executionId: string) {
+    const { rows } = await sql<{ seq: number; type: string; data: Record<string, unknown>; created_at: Date }>`
+      SELECT seq, type, data, created_at FROM sous.execution_event WHERE execution_id = ${executionId} ORDER BY seq`.execute(
+      db,
+    );
+    return rows;
+  }
+
+  it('an execution the engine writes: data holds neither, every reader gives the events back, verify agrees', async () => {
+    const { executionId } = await startExecution(db, env, { recipe: recipeName, input: { n: 1 } });
+    const rows = await storedRows(executionId);
+    assert.ok(rows.length >= 2);
+    for (const row of rows) {
+      assert.equal('type' in row.data, false, `seq ${row.seq} stores type in data`);
+      assert.equal('at' in row.data, false, `seq ${row.seq} stores at in data`);
+    }
+    const events = await selectEvents(db, executionId);
+    assert.deepEqual(
+      events.map((e) => e.type),
+      rows.map((r) => r.type),
+    );
+    for (const [i, e] of events.entries()) assert.equal(e.at, rows[i]?.created_at.toISOString());
+    // The decision path's read (snapshot + events after it) and the API's give the same events.
+    const snapshot = (await selectStateSnapshots(db, [executionId])).get(executionId);
+    assert.deepEqual(snapshot?.events, events);
+    const nodes = await selectEventNodes<{ seq: number; data: unknown }>(db, [executionId], 0);
+    assert.deepEqual(
+      nodes.map((n) => n.data),
+      events,
+    );
+    assert.deepEqual(await verifyExecution(db, env.plans, executionId), []);
+  });
+
+  it(`any event reads back exactly as written (${RUNS} generated batches, seed ${SEED})`, async () => {
+    const { executionId } = await startExecution(db, env, { recipe: recipeName, input: {} });
+    let seq = (await storedRows(executionId)).length;
+    await fc.assert(
+      fc.asyncProperty(fc.array(event, { minLength: 1, maxLength: 4 }), async (batch) => {
+        const firstSeq = seq + 1;
+        await appendEvents(db, [{ executionId, firstSeq, events: batch }]);
+        seq += batch.length;
+        const back = (await selectEvents(db, executionId)).slice(firstSeq - 1);
+        assert.deepEqual(back, JSON.parse(JSON.stringify(batch)));
+        const nodes = await selectEventNodes<{ seq: number; data: unknown }>(db, [executionId], firstSeq - 1);
+        assert.deepEqual(
+          nodes.map((n) => n.data),
+          back,
+        );
+        // created_at is the event's instant, whatever the form of its `at`.
+        const rows = (await storedRows(executionId)).slice(firstSeq - 1);
+        for (const [i, row] of rows.entries()) {
+          assert.equal(row.created_at.getTime(), Date.parse(batch[i]?.at ?? ''));
+          assert.equal(row.type, batch[i]?.type);
+        }
+      }),
+      { numRuns: RUNS, seed: SEED },
+    );
+  });
+
+  it('a row written before (type and at in data as well) reads as it did', async () => {
+    const { executionId } = await startExecution(db, env, { recipe: recipeName, input: {} });
+    const seq = (await storedRows(executionId)).length + 1;
+    const legacy = { type: 'SignalReceived', at: '2026-11-01T10:00:00.123Z', name: 'go', payload: { x: 1 } };
+    await sql`INSERT INTO sous.execution_event (execution_id, seq, type, data, created_at)
+      VALUES (${executionId}, ${seq}, ${legacy.type}, ${JSON.stringify(legacy)}::jsonb, ${legacy.at}::timestamptz)`.execute(
+      db,
+    );
+    const back = (await selectEvents(db, executionId)).at(-1);
+    assert.deepEqual(back, legacy);
+  });
+
+  it('without foreign keys (0020), verify reports a step or attempt row the log does not explain', async () => {
+    const { executionId } = await startExecution(db, env, { recipe: recipeName, input: {} });
+    assert.deepEqual(await verifyExecution(db, env.plans, executionId), []);
+    const orphan = randomUUID();
+    await sql`INSERT INTO sous.step_attempt (id, execution_id, step_key, attempt, capability, status, scheduled_at)
+      VALUES (${orphan}, ${executionId}, 'nowhere', 1, 'events.step', 'scheduled', now())`.execute(db);
+    await sql`INSERT INTO sous.step (execution_id, step_key, step_id, compensation, kind, status, attempts, created_at, updated_at)
+      VALUES (${executionId}, 'ghost', 'ghost', false, 'task', 'pending', 0, now(), now())`.execute(db);
+    const found = await verifyExecution(db, env.plans, executionId);
+    assert.ok(
+      found.some((d) => d.table === 'step_attempt' && d.key === orphan && d.column === '(row)'),
+      JSON.stringify(found),
+    );
+    assert.ok(
+      found.some((d) => d.table === 'step' && d.key === 'ghost' && d.column === '(row)'),
+      JSON.stringify(found),
+    );
+  });
+});
