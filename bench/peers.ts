@@ -1,7 +1,7 @@
 // npm run bench:peers — the best PostgreSQL-only peer (pg-boss 12, "complete job i + send job
 // i+1" in one transaction, batch 10: 1,500–1,700 steps/s in issue 10 and the peers' README) run
 // on the same machine, by default against the same PostgreSQL as sous (the stack's cluster, as
-// its superuser), then its figures beside sous's last `npm run bench` (.cache/bench/results.json).
+// its superuser), then its figures beside sous's latest `npm run bench` of each workload (.cache/bench/latest/).
 //
 // The harness is /work/shared/bench-peers (BENCH_PEERS_DIR); the shared copy is read-only, so
 // it is copied to .cache/bench/peers and its packages installed there (npm ci) once.
@@ -62,27 +62,31 @@ interface Spread {
 const peerResult = JSON.parse(readFileSync(join(dir, 'results', `pgboss-${tag}-latest.json`), 'utf8')) as {
   summary: { throughput?: { stepsPerSec: Spread }; latency?: { p50: Spread; p99: Spread } };
 };
-const oursFile = join(config.root, '.cache', 'bench', 'results.json');
-const ours = existsSync(oursFile)
-  ? (JSON.parse(readFileSync(oursFile, 'utf8')) as {
-      at: string;
-      summary: Record<string, Record<string, Spread> | undefined>;
-    })
-  : undefined;
+/** The latest `npm run bench` figures of one workload (bench/run.ts writes one file per workload). */
+function latestOf(workload: string): { at: string; figures: Record<string, Spread> } | undefined {
+  const file = join(config.root, '.cache', 'bench', 'latest', `${workload}.json`);
+  return existsSync(file)
+    ? (JSON.parse(readFileSync(file, 'utf8')) as { at: string; figures: Record<string, Spread> })
+    : undefined;
+}
+const saturation = latestOf('saturation');
+const low = latestOf('low');
 
 const show = (s: Spread | undefined) =>
   s === undefined ? 'n/a' : `${format(s.median)} (${format(s.min)}–${format(s.max)})`;
 const rows: [string, Spread | undefined, Spread | undefined, 'higher' | 'lower'][] = [
   [
     '10-step saturation, steps/s',
-    ours?.summary.saturation?.stepsPerSecond,
+    saturation?.figures.stepsPerSecond,
     peerResult.summary.throughput?.stepsPerSec,
     'higher',
   ],
-  ['10-step one at a time, e2e p50 ms', ours?.summary.low?.endToEndP50, peerResult.summary.latency?.p50, 'lower'],
-  ['10-step one at a time, e2e p99 ms', ours?.summary.low?.endToEndP99, peerResult.summary.latency?.p99, 'lower'],
+  ['10-step one at a time, e2e p50 ms', low?.figures.endToEndP50, peerResult.summary.latency?.p50, 'lower'],
+  ['10-step one at a time, e2e p99 ms', low?.figures.endToEndP99, peerResult.summary.latency?.p99, 'lower'],
 ];
-console.log(`\nsous (${ours?.at ?? 'no npm run bench results yet'}) vs pg-boss notify-tx batch 10, medians (min–max):`);
+console.log(
+  `\nsous (saturation ${saturation?.at ?? 'not run yet'}, one at a time ${low?.at ?? 'not run yet'}) vs pg-boss notify-tx batch 10, medians (min–max):`,
+);
 for (const [label, s, p, better] of rows) {
   const ratio = s !== undefined && p !== undefined ? s.median / p.median : Number.NaN;
   console.log(

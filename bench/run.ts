@@ -432,4 +432,12 @@ writeFileSync(
   `${JSON.stringify({ at: new Date().toISOString(), cores: cpus().length, settings, controlPlaneSettings, summary, raw, topStatements, walShares }, null, 2)}\n`,
 );
 console.log(`written to ${file}`);
+// Each workload's latest summary also goes to a file of its own, so a run of some workloads
+// (BENCH_WORKLOADS=foreach) does not hide the last figures of the others from bench:peers.
+const latest = join(out, 'latest');
+mkdirSync(latest, { recursive: true });
+const at = new Date().toISOString();
+for (const [workload, figures] of Object.entries(summary)) {
+  writeFileSync(join(latest, `${workload}.json`), `${JSON.stringify({ at, settings, figures }, null, 2)}\n`);
+}
 process.exit(0);
