@@ -2,7 +2,7 @@ import type { StepError } from '../protocol/messages.js';
 import { evaluateInput } from '../recipe/expressions.js';
 import type { RecipePlan } from '../recipe/plan.js';
 import type { ItemSource } from './item-source.js';
-import { compensationKey, parseStepKey, taskStep } from './plan-index.js';
+import { compareStepKeys, compensationKey, parseStepKey, taskStep } from './plan-index.js';
 import { scopeOf } from './scope.js';
 import { type ExecutionState, type StepStatus, TERMINAL_STATUSES } from './state.js';
 
@@ -13,7 +13,7 @@ export function compensableKeys(state: ExecutionState, plan: RecipePlan): string
       const { compensation, stepId } = parseStepKey(key);
       return !compensation && st.status === 'completed' && taskStep(plan, stepId)?.compensate !== undefined;
     })
-    .sort(([, a], [, b]) => (b.completionSeq ?? 0) - (a.completionSeq ?? 0))
+    .sort(([ka, a], [kb, b]) => (b.completionSeq ?? 0) - (a.completionSeq ?? 0) || compareStepKeys(ka, kb))
     .map(([key]) => key);
 }
 

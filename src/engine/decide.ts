@@ -9,7 +9,7 @@ import type { EngineEvent, Finishing, HandlerFailure, TimerPurpose } from './eve
 import { ActionRefusedError } from './action-refused.js';
 import { StateDraft } from './evolve.js';
 import type { ItemSource, OpenedItems } from './item-source.js';
-import { compensationKey, indexPlan, itemKey, parseStepKey, taskStep } from './plan-index.js';
+import { compareStepKeys, compensationKey, indexPlan, itemKey, parseStepKey, taskStep } from './plan-index.js';
 import { type ExecutionState, type StepState, TERMINAL_STATUSES } from './state.js';
 import type { AttemptStart, Trigger } from './triggers.js';
 
@@ -260,12 +260,16 @@ class Decider {
         return;
       case 'signal': {
         this.#emit({ type: 'SignalReceived', at: this.#at, name: trigger.name, payload: trigger.payload });
-        const waiting = Object.entries(this.#s.steps).find(([, st]) => {
-          if (st.status !== 'open') return false;
-          const step = indexPlan(this.#ctx.plan).get(st.stepId)?.step;
-          return step?.type === 'waitForSignal' && step.signal === trigger.name;
-        });
-        if (waiting !== undefined) this.#consumeSignal(waiting[0], trigger.name);
+        // Of several steps waiting for this signal (parallel branches, forEach items), the first in key order.
+        const waiting = Object.keys(this.#s.steps)
+          .filter((k) => {
+            const st = this.#s.steps[k];
+            if (st?.status !== 'open') return false;
+            const step = indexPlan(this.#ctx.plan).get(st.stepId)?.step;
+            return step?.type === 'waitForSignal' && step.signal === trigger.name;
+          })
+          .sort(compareStepKeys)[0];
+        if (waiting !== undefined) this.#consumeSignal(waiting, trigger.name);
         return;
       }
       case 'child.finished': {
@@ -545,9 +549,10 @@ class Decider {
   }
 
   #clearTimers(match: (purpose: TimerPurpose) => boolean): void {
-    for (const [timerId, purpose] of Object.entries(this.#s.timers)) {
-      if (match(purpose)) this.#emit({ type: 'TimerCleared', at: this.#at, timerId });
-    }
+    // In timer id order, not the record's (see compareStepKeys).
+    const cleared: string[] = [];
+    for (const [timerId, purpose] of Object.entries(this.#s.timers)) if (match(purpose)) cleared.push(timerId);
+    for (const timerId of cleared.sort()) this.#emit({ type: 'TimerCleared', at: this.#at, timerId });
   }
 
   #consumeSignal(key: string, name: string): void {
@@ -864,6 +869,7 @@ class Decider {
         const retrying: string[] = [];
         const steps = this.#s.steps;
         for (const k in steps) if (steps[k]?.status === 'retry_ready' && steps[k].stepId === body.id) retrying.push(k);
+        if (retrying.length > 1) retrying.sort(compareStepKeys);
         for (const k of retrying) {
           const st = this.#s.steps[k];
           if (st?.status === 'retry_ready')
@@ -910,7 +916,10 @@ class Decider {
 
   /** The saga unwinds: for a failed step (the first found), or for the deadline (`timedOut`). */
   async #startCompensation(given?: StepError, timedOut = false): Promise<void> {
-    const failed = Object.values(this.#s.steps).find((st) => st.status === 'failed');
+    const failedKey = Object.keys(this.#s.steps)
+      .filter((k) => this.#s.steps[k]?.status === 'failed')
+      .sort(compareStepKeys)[0];
+    const failed = failedKey === undefined ? undefined : this.#s.steps[failedKey];
     const reason = given ?? failed?.error ?? { code: 'step_failed', message: 'a step failed', retryable: false };
     const stepKeys = this.#compensable();
     if (stepKeys.length === 0) {
@@ -952,9 +961,9 @@ class Decider {
       }
       return; // In flight.
     }
-    const failedCompensation = Object.entries(this.#s.steps).find(
-      ([k, st]) => parseStepKey(k).compensation && st.status === 'failed',
-    );
+    const failedCompensation = Object.entries(this.#s.steps)
+      .filter(([k, st]) => parseStepKey(k).compensation && st.status === 'failed')
+      .sort(([a], [b]) => compareStepKeys(a, b))[0];
     if (failedCompensation !== undefined) {
       await this.#conclude({
         outcome,

@@ -56,6 +56,22 @@ export function parseStepKey(key: string): { stepId: string; itemIndex?: number;
   return { stepId: base, compensation };
 }
 
+/**
+ * A total order on step keys: by step id, then item index as a number, the step before
+ * its compensation. Decisions that pick among several steps take them in this order, not
+ * the state record's: a state read back from jsonb has its keys in another order, and
+ * the decision on it must be the same.
+ */
+export function compareStepKeys(a: string, b: string): number {
+  const pa = parseStepKey(a);
+  const pb = parseStepKey(b);
+  if (pa.stepId !== pb.stepId) return pa.stepId < pb.stepId ? -1 : 1;
+  const ia = pa.itemIndex ?? -1;
+  const ib = pb.itemIndex ?? -1;
+  if (ia !== ib) return ia - ib;
+  return Number(pa.compensation) - Number(pb.compensation);
+}
+
 export function taskStep(plan: RecipePlan, stepId: string): TaskStep | undefined {
   const entry = indexPlan(plan).get(stepId);
   return entry?.step.type === 'task' ? entry.step : undefined;
