@@ -33,8 +33,11 @@ const settingsSchema = z.object({
   BENCH_RUNS: z.coerce.number().int().min(1).default(3),
   BENCH_LOW_LOAD: z.coerce.number().int().min(1).default(50),
   BENCH_SATURATION: z.coerce.number().int().min(1).default(2000),
-  // As many steps in flight as the 10-step saturation (2,000 × 10): per-step costs compare.
-  BENCH_LONG: z.coerce.number().int().min(1).default(200),
+  // As many executions at once as the 10-step saturation, so as many steps in flight (one
+  // per execution) and batches of the same size: the per-step costs then differ only by the
+  // recipe's length. (At 200, the old default, batches were a tenth as large and a step cost
+  // a quarter more in every process whatever its recipe.) @default BENCH_SATURATION
+  BENCH_LONG: z.coerce.number().int().min(1).optional(),
   // Executions of an unmeasured 10-step pass before the runs, so the broker's and Connect's
   // JVMs are compiled (a first run on a new stack is slower by a third); 0: none.
   BENCH_WARMUP: z.coerce.number().int().min(0).default(1000),
@@ -62,6 +65,7 @@ if (!parsedSettings.success) {
   process.exit(2);
 }
 const settings = parsedSettings.data;
+const longCount = settings.BENCH_LONG ?? settings.BENCH_SATURATION;
 const workloads = new Set(settings.BENCH_WORKLOADS.split(',').map((w) => w.trim()));
 const forEachConcurrency = settings.BENCH_FOREACH_CONCURRENCY ?? settings.BENCH_WORKER_CONCURRENCY;
 const config = loadStackConfig();
@@ -330,8 +334,8 @@ if (workloads.has('saturation'))
 if (workloads.has('long'))
   plans.push({
     key: 'long',
-    title: `100-step recipe, saturation (${settings.BENCH_LONG} started at once, ${startedBy})`,
-    run: (probe) => sequentialWorkload(probe, 'long', 100, settings.BENCH_LONG, 'at-once'),
+    title: `100-step recipe, saturation (${longCount} started at once, ${startedBy})`,
+    run: (probe) => sequentialWorkload(probe, 'long', 100, longCount, 'at-once'),
   });
 if (workloads.has('foreach'))
   plans.push({

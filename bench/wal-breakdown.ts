@@ -1,4 +1,6 @@
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { StackConfig } from '../src/stack/config.js';
@@ -39,15 +41,17 @@ export async function walBreakdown(
   const { bindir, dataDir } = postgresPaths(config);
   const waldump = join(bindir, 'pg_waldump');
   if (!existsSync(waldump)) return undefined;
-  const run = spawnSync(waldump, ['-p', join(dataDir, 'pg_wal'), '-s', lsnOf(fromBytes), '-e', lsnOf(toBytes)], {
-    encoding: 'utf8',
-    maxBuffer: 1024 * 1024 * 1024,
+  // Streamed line by line: a long workload's window dumps to more than a string can hold.
+  const run = spawn(waldump, ['-p', join(dataDir, 'pg_wal'), '-s', lsnOf(fromBytes), '-e', lsnOf(toBytes)], {
+    stdio: ['ignore', 'pipe', 'ignore'],
   });
-  if (run.status !== 0 && run.stdout.length === 0) return undefined;
+  const exited = once(run, 'close');
   const totals = new Map<string, { bytes: number; records: number; node: string; record: string }>();
-  for (const line of run.stdout.split('\n')) {
+  let lines = 0;
+  for await (const line of createInterface({ input: run.stdout, crlfDelay: Infinity })) {
     const m = RECORD.exec(line);
     if (m === null) continue;
+    lines++;
     const [, recordSize, totalSize, record = '?'] = m;
     const node = RELATION.exec(line)?.[1] ?? '-';
     const add = (kind: string, bytes: number) => {
@@ -64,6 +68,8 @@ export async function walBreakdown(
     const image = Number(totalSize) - Number(recordSize);
     if (image > 0) add('full-page images', image);
   }
+  const [code] = (await exited) as [number | null];
+  if (code !== 0 && lines === 0) return undefined;
   const nodes = [...new Set([...totals.values()].map((t) => t.node).filter((n) => n !== '-'))];
   const names = new Map(
     (

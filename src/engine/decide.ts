@@ -670,7 +670,12 @@ class Decider {
   }
 
   async #sequence(steps: readonly Step[], item: number | undefined): Promise<Progress> {
+    const states = this.#s.steps;
     for (const step of steps) {
+      // Finished steps are passed over without an await: a long recipe walks its whole
+      // finished prefix on every decision.
+      const status = states[item === undefined ? step.id : itemKey(step.id, item)]?.status;
+      if (status === 'completed' || status === 'skipped') continue;
       const result = await this.#step(step, item);
       if (result !== 'done') return result;
     }
@@ -706,8 +711,11 @@ class Decider {
   /** Starts a step not yet begun; returns a result when it finished at once. */
   async #begin(step: Step, key: string, item: number | undefined): Promise<Progress | undefined> {
     try {
-      const scope = await this.#scope(item, step.id);
-      if (step.when !== undefined && !(await evaluateCondition(step.when, scope))) {
+      // Built when an expression needs it (most steps have one at most): a scope holds
+      // every output so far, and reading an item's value may query the database.
+      let built: ExpressionScope | undefined;
+      const scope = async () => (built ??= await this.#scope(item, step.id));
+      if (step.when !== undefined && !(await evaluateCondition(step.when, await scope()))) {
         this.#emit({ type: 'StepSkipped', at: this.#at, stepKey: key, reason: 'condition' });
         return 'done';
       }
@@ -719,7 +727,7 @@ class Decider {
           this.#emit({ type: 'StepOpened', at: this.#at, stepKey: key, stepId: step.id, kind: 'parallel' });
           return undefined;
         case 'forEach': {
-          const items = await evaluate(step.items, scope);
+          const items = await evaluate(step.items, await scope());
           if (!Array.isArray(items))
             throw new Error(
               `forEach ${step.id}: items must be an array, got ${items === undefined ? 'nothing' : typeof items}`,
@@ -738,7 +746,7 @@ class Decider {
         case 'sleep': {
           let fireAt: number;
           if (step.until !== undefined) {
-            const until = await evaluate(step.until, scope);
+            const until = await evaluate(step.until, await scope());
             fireAt = typeof until === 'string' ? Date.parse(until) : Number.NaN;
             if (Number.isNaN(fireAt))
               throw new Error(`sleep ${step.id}: until must give an ISO-8601 timestamp, got ${JSON.stringify(until)}`);
@@ -758,7 +766,7 @@ class Decider {
           if (step.timeoutMs !== undefined) this.#timer(step.timeoutMs, { kind: 'signal-timeout', stepKey: key });
           return 'blocked';
         case 'subRecipe': {
-          const input = await evaluateInput(step.input, scope);
+          const input = await evaluateInput(step.input, await scope());
           const childExecutionId = this.#ctx.newId();
           // The step's own version, else the one fixed when this execution started.
           const version = step.version ?? this.#s.subRecipeVersions?.[step.recipe];
@@ -798,7 +806,7 @@ class Decider {
     const mapping = compensation ? step.compensate?.input : step.input;
     let input: unknown;
     try {
-      input = await evaluateInput(mapping, await this.#scope(item, step.id));
+      input = mapping === undefined ? {} : await evaluateInput(mapping, await this.#scope(item, step.id));
     } catch (error) {
       this.#emit({ type: 'StepFailed', at: this.#at, stepKey: key, error: errorOf(error, key) });
       return;

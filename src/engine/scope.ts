@@ -8,6 +8,27 @@ import type { ExecutionState } from './state.js';
  * step's expressions alike.
  */
 
+/** A step whose output expressions can see: its id, output name and forEach (if a body step). */
+interface OutputEntry {
+  readonly id: string;
+  readonly output: string;
+  readonly forEachKey: string | undefined;
+}
+
+const outputEntries = new WeakMap<RecipePlan, readonly OutputEntry[]>();
+
+/** The plan's steps that have an output name, in plan order, listed once per plan. */
+function outputEntriesOf(plan: RecipePlan): readonly OutputEntry[] {
+  let entries = outputEntries.get(plan);
+  if (entries === undefined) {
+    entries = [...indexPlan(plan)].flatMap(([id, { step, forEach }]) =>
+      'output' in step ? [{ id, output: step.output, forEachKey: forEach?.key }] : [],
+    );
+    outputEntries.set(plan, entries);
+  }
+  return entries;
+}
+
 /** Outputs visible to expressions: completed steps by output name, plus the item's own. */
 export function outputsOf(
   state: ExecutionState,
@@ -16,17 +37,16 @@ export function outputsOf(
   forEachKey?: string,
 ): Record<string, unknown> {
   const outputs: Record<string, unknown> = {};
-  for (const [id, entry] of indexPlan(plan)) {
-    const step = entry.step;
-    if (!('output' in step)) continue;
-    if (entry.forEach !== undefined) {
-      if (item === undefined || entry.forEach.key !== forEachKey) continue;
-      const st = state.steps[itemKey(id, item)];
-      if (st?.status === 'completed') outputs[step.output] = st.output;
+  const steps = state.steps;
+  for (const entry of outputEntriesOf(plan)) {
+    if (entry.forEachKey !== undefined) {
+      if (item === undefined || entry.forEachKey !== forEachKey) continue;
+      const st = steps[itemKey(entry.id, item)];
+      if (st?.status === 'completed') outputs[entry.output] = st.output;
       continue;
     }
-    const st = state.steps[id];
-    if (st?.status === 'completed') outputs[step.output] = st.output;
+    const st = steps[entry.id];
+    if (st?.status === 'completed') outputs[entry.output] = st.output;
   }
   return outputs;
 }

@@ -1,7 +1,7 @@
 // Drives one execution through decide without a database, for the engine's unit tests.
 import assert from 'node:assert/strict';
 import { decide } from '../../src/engine/decide.js';
-import { memoryItemSource } from '../../src/engine/item-source.js';
+import { type ItemSource, memoryItemSource } from '../../src/engine/item-source.js';
 import type { EngineEvent } from '../../src/engine/events.js';
 import { replay } from '../../src/engine/evolve.js';
 import { decisionStepRows, stepRowsOf } from '../../src/engine/projection.js';
@@ -36,6 +36,8 @@ export class Run {
   readonly items = new Map<string, readonly unknown[]>();
   /** Finished item steps as the step rows keep them (output, null when skipped). */
   readonly finished = new Map<string, unknown>();
+  /** Items read from the item source (as the control plane reads sous.foreach_item). */
+  itemReads = 0;
   #ids = 0;
   #clock = T0;
   constructor(readonly plan: RecipePlan) {}
@@ -51,6 +53,17 @@ export class Run {
     return this;
   }
 
+  #itemSource(): ItemSource {
+    const source = memoryItemSource(this.items, this.finished);
+    return {
+      ...source,
+      get: (forEachKey, index) => {
+        this.itemReads++;
+        return source.get(forEachKey, index);
+      },
+    };
+  }
+
   async send(trigger: Trigger): Promise<EngineEvent[]> {
     // A decision never changes the state it is given: frozen, a write would throw.
     const before = this.state === undefined ? undefined : deepFreeze(this.state);
@@ -59,7 +72,7 @@ export class Run {
       now: new Date(this.#clock),
       newId: () => `00000000-0000-4000-8000-${String(++this.#ids).padStart(12, '0')}`,
       random: () => 0.5,
-      items: memoryItemSource(this.items, this.finished),
+      items: this.#itemSource(),
     });
     if (decision.state !== undefined) {
       // The rows a decision writes, read off its result, are the rows its events fold to.

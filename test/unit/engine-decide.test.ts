@@ -160,6 +160,29 @@ describe('decide: forEach', () => {
     run.assertReplays();
   });
 
+  it('reads an item only for a step whose expressions need it, once per step', async () => {
+    const run = new Run(
+      plan([
+        {
+          id: 'each',
+          type: 'forEach',
+          items: 'input.parts',
+          concurrency: 1,
+          output: 'each',
+          steps: [task('plain', 'x.plain'), task('mapped', 'x.mapped', { input: { fields: { part: 'item' } } })],
+        },
+      ]),
+    );
+    await run.start({ parts: ['p0', 'p1'] });
+    assert.equal(run.itemReads, 0, 'the decision that opened the items has them at hand');
+    const events = await run.complete('plain[0]', 'x');
+    assert.deepEqual(scheduled(events), ['plain[1]:x.plain#1', 'mapped[0]:x.mapped#1']);
+    assert.deepEqual(inputOf(events, 'mapped[0]'), { part: 'p0' });
+    assert.deepEqual(inputOf(events, 'plain[1]'), {});
+    assert.equal(run.itemReads, 1, 'item 0 for mapped[0]; nothing for plain[1], which maps no input');
+    run.assertReplays();
+  });
+
   it('keeps the state small over a long list: finished items leave it, their step rows keep them', async () => {
     const body = [task('work', 'x.work', { input: { fields: { n: 'item' } } })];
     const run = new Run(
