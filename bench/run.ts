@@ -52,7 +52,9 @@ const settingsSchema = z.object({
   BENCH_WORKER_CONCURRENCY: z.coerce.number().int().min(1).default(100),
   // The forEach's own concurrency: items in flight at once. @default BENCH_WORKER_CONCURRENCY
   BENCH_FOREACH_CONCURRENCY: z.coerce.number().int().min(1).optional(),
-  BENCH_WORKLOADS: z.string().default('low,saturation,long,foreach'),
+  // Issue 11's forEach: the same list with 200 items in flight (the worker's concurrency stays).
+  BENCH_FOREACH_WIDE_CONCURRENCY: z.coerce.number().int().min(1).default(200),
+  BENCH_WORKLOADS: z.string().default('low,saturation,long,foreach,foreach-wide'),
   // The reporting workload (not in the default list: it writes 1,000,000 events).
   BENCH_REPORTING_EVENTS: z.coerce.number().int().min(10).default(1_000_000),
   BENCH_REPORTING_DAYS: z.coerce.number().int().min(1).default(7),
@@ -221,19 +223,25 @@ async function sequentialWorkload(
   return { ...figures, ...(await latencies(probe, ids, steps, times)) };
 }
 
-/** One execution: a forEach over `items` items whose one step takes `slowMs`. */
-async function forEachWorkload(probe: Probe, items: number, slowMs: number): Promise<Figures> {
+/** One execution: a forEach over `items` items whose one step takes `slowMs`, `concurrency` in flight. */
+async function forEachWorkload(
+  probe: Probe,
+  key: 'foreach' | 'foreach-wide',
+  items: number,
+  slowMs: number,
+  concurrency: number,
+): Promise<Figures> {
   let times: WorkerTimes;
   let stopped = false;
   const rig = await startRig({
     config,
-    name: 'foreach',
+    name: key,
     slowMs,
     workerConcurrency: settings.BENCH_WORKER_CONCURRENCY,
   });
   try {
     const plan = recipe(`bench-foreach-${rig.tag}`)
-      .forEach('each', { items: `[1..${items}]`, concurrency: forEachConcurrency }, (body) =>
+      .forEach('each', { items: `[1..${items}]`, concurrency }, (body) =>
         body.task('slow', rig.capability, { input: { n: 'item' } }),
       )
       .build();
@@ -255,11 +263,11 @@ async function forEachWorkload(probe: Probe, items: number, slowMs: number): Pro
     // Where the WAL went (the last run's), as for the saturation workloads.
     const to = window.marks.walBytes + (figures.walBytesPerStep ?? 0) * items;
     const shares = await walBreakdown(config, probe, window.marks.walBytes, to, items);
-    if (shares !== undefined) walShares.foreach = shares;
+    if (shares !== undefined) walShares[key] = shares;
     const [row] = await probe.query<{ status: string }>(`SELECT status FROM sous.execution WHERE id = $1`, [
       executionId,
     ]);
-    topStatements.foreach = await probe.topStatements(config.pgUser, 15);
+    topStatements[key] = await probe.topStatements(config.pgUser, 15);
     const { stepsPerSecond, ...rest } = figures;
     const peakMiB = Math.max(memoryOf(rig.controlPlanePid).peakMiB, peakRss);
     const endMiB = memoryOf(rig.controlPlanePid).rssMiB;
@@ -341,7 +349,21 @@ if (workloads.has('foreach'))
   plans.push({
     key: 'foreach',
     title: `forEach over ${settings.BENCH_FOREACH_ITEMS} items, concurrency ${forEachConcurrency}, step of ${settings.BENCH_SLOW_MS} ms`,
-    run: (probe) => forEachWorkload(probe, settings.BENCH_FOREACH_ITEMS, settings.BENCH_SLOW_MS),
+    run: (probe) =>
+      forEachWorkload(probe, 'foreach', settings.BENCH_FOREACH_ITEMS, settings.BENCH_SLOW_MS, forEachConcurrency),
+  });
+if (workloads.has('foreach-wide'))
+  plans.push({
+    key: 'foreach-wide',
+    title: `forEach over ${settings.BENCH_FOREACH_ITEMS} items, concurrency ${settings.BENCH_FOREACH_WIDE_CONCURRENCY}, step of ${settings.BENCH_SLOW_MS} ms`,
+    run: (probe) =>
+      forEachWorkload(
+        probe,
+        'foreach-wide',
+        settings.BENCH_FOREACH_ITEMS,
+        settings.BENCH_SLOW_MS,
+        settings.BENCH_FOREACH_WIDE_CONCURRENCY,
+      ),
   });
 
 if (workloads.has('reporting'))

@@ -56,6 +56,22 @@ export const TARGETS: readonly Target[] = [
   },
   // Issue 11: state written once.
   {
+    workload: 'foreach-wide',
+    figure: 'itemsPerSecond',
+    label: '(11) forEach items/s (10,000, c 200, 20 ms)',
+    op: '>=',
+    value: 2000,
+    unit: 'items/s',
+  },
+  {
+    workload: 'foreach-wide',
+    figure: 'controlPlanePeakMiB',
+    label: '(11) forEach (c 200) control-plane peak memory',
+    op: '<=',
+    value: 300,
+    unit: 'MiB',
+  },
+  {
     workload: 'saturation',
     figure: 'stepsPerSecond',
     label: '(11) 10-step saturation',
