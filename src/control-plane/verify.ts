@@ -5,7 +5,7 @@ import { replay } from '../engine/evolve.js';
 import { attemptRowsOf, executionRow, stepRowsOf } from '../engine/projection.js';
 import { selectProjectionForShare } from '../store/consistency.js';
 import { selectEvents } from '../store/events.js';
-import { selectStateSnapshots } from '../store/executions.js';
+import { selectStateSnapshotOnly } from '../store/executions.js';
 import { ExecutionNotFoundError } from './errors.js';
 import type { PlanCache } from './plan-cache.js';
 
@@ -84,7 +84,7 @@ export async function verifyExecution(
     const events = await selectEvents(trx, executionId);
     // The stored state is a snapshot: the replay of the log up to its seq (sous.execution_snapshot,
     // or the row's own state when written before 0017). Seq 0: none yet, and none stored.
-    const snapshotRow = (await selectStateSnapshots(trx, [executionId])).get(executionId);
+    const snapshotRow = await selectStateSnapshotOnly(trx, executionId);
     const stateSeq = snapshotRow?.state_seq ?? 0;
     const headSeq = typeof row.state_seq === 'number' ? row.state_seq : events.length;
     const snapshotSeqValid =

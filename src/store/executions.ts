@@ -1,4 +1,4 @@
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type RawBuilder } from 'kysely';
 import type { Database } from '../db/schema.js';
 import type { ExecutionRow } from '../engine/projection.js';
 import type { EngineEvent } from '../engine/events.js';
@@ -81,21 +81,38 @@ export async function selectStateSnapshots(
   executionIds: readonly string[],
 ): Promise<Map<string, StateSnapshot>> {
   if (executionIds.length === 0) return new Map();
-  // The snapshot is the sous.execution_snapshot row (0017) when there is one; else the state
-  // a row written before 0017 carries (at state_seq, or at last_seq before 0010); else none
-  // (seq 0: the whole log is replayed).
   const { rows } = await sql<StateSnapshot>`/* sous:selectStateSnapshots */
     SELECT e.id, e.recipe_name, e.recipe_version, b.state, b.state_seq, e.last_seq, e.written_by,
       coalesce((SELECT jsonb_agg(${eventJson('v')} ORDER BY v.seq) FROM sous.execution_event v
         WHERE v.execution_id = e.id AND v.seq > b.state_seq AND v.seq <= e.last_seq), '[]') AS events
-    FROM sous.execution e
+    ${snapshotSource(executionIds)}`.execute(db);
+  return new Map(rows.map((r) => [r.id, r]));
+}
+
+/** An execution's stored snapshot alone, without the events after it (verifyExecution reads the whole log anyway). */
+export async function selectStateSnapshotOnly(
+  db: Kysely<Database>,
+  executionId: string,
+): Promise<Pick<StateSnapshot, 'state' | 'state_seq'> | undefined> {
+  const { rows } = await sql<Pick<StateSnapshot, 'state' | 'state_seq'>>`/* sous:selectStateSnapshotOnly */
+    SELECT b.state, b.state_seq ${snapshotSource([executionId])}`.execute(db);
+  return rows[0];
+}
+
+/**
+ * FROM the executions and their snapshots (alias e, and b for state and state_seq). The
+ * snapshot is the sous.execution_snapshot row (0017) when there is one; else the state a
+ * row written before 0017 carries (at state_seq, or at last_seq before 0010); else none
+ * (seq 0: the whole log is replayed).
+ */
+function snapshotSource(executionIds: readonly string[]): RawBuilder<unknown> {
+  return sql`FROM sous.execution e
     LEFT JOIN sous.execution_snapshot s ON s.execution_id = e.id
     CROSS JOIN LATERAL (SELECT
       CASE WHEN s.execution_id IS NOT NULL THEN s.state ELSE e.state END AS state,
       CASE WHEN s.execution_id IS NOT NULL THEN s.seq WHEN e.state IS NULL THEN 0
         ELSE coalesce(e.state_seq, e.last_seq) END AS state_seq) AS b
-    WHERE e.id = ANY(${[...executionIds]}::uuid[])`.execute(db);
-  return new Map(rows.map((r) => [r.id, r]));
+    WHERE e.id = ANY(${[...executionIds]}::uuid[])`;
 }
 
 /** JSON text of a value for a jsonb column; absent values are JSON null, as they always were. */
