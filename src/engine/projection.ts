@@ -153,13 +153,18 @@ function touchedStepKey(e: EngineEvent): string | undefined {
   return 'stepKey' in e && e.type !== 'ChildExecutionRequested' && e.type !== 'SignalConsumed' ? e.stepKey : undefined;
 }
 
+/**
+ * A sous.step_attempt row. Its input is not stored: the attempt's StepScheduled event holds
+ * it, and the API reads it from there. (wal_level = logical logs every row version in full,
+ * so an input on the row was written to the WAL twice more: at the insert and again at the
+ * update that finishes the attempt.)
+ */
 export interface AttemptRow {
   readonly id: string;
   readonly execution_id: string;
   readonly step_key: string;
   readonly attempt: number;
   readonly capability: string;
-  readonly input: unknown;
   readonly region: string | null;
   /**
    * dead_lettered: parked in a dead-letter topic, neither in flight nor finished;
@@ -176,7 +181,7 @@ export interface AttemptRow {
 
 /** A change to an existing attempt row: the given columns take the given values. */
 export type AttemptUpdate = { readonly id: string } & Partial<
-  Omit<AttemptRow, 'id' | 'execution_id' | 'step_key' | 'attempt' | 'capability' | 'input' | 'region' | 'scheduled_at'>
+  Omit<AttemptRow, 'id' | 'execution_id' | 'step_key' | 'attempt' | 'capability' | 'region' | 'scheduled_at'>
 >;
 
 export interface AttemptChanges {
@@ -197,7 +202,6 @@ export function attemptChanges(executionId: string, events: readonly EngineEvent
           step_key: e.stepKey,
           attempt: e.attempt,
           capability: e.capability,
-          input: e.input,
           region: e.region ?? null,
           status: 'scheduled',
           worker_id: null,

@@ -2,16 +2,16 @@ import { sql, type Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
 import type { AttemptRow, AttemptUpdate } from '../engine/projection.js';
 
-/** New attempt rows of any number of executions, in one statement. */
+/** New attempt rows of any number of executions, in one statement (input stays NULL: see AttemptRow). */
 export async function insertAttempts(trx: Kysely<Database>, rows: readonly AttemptRow[]): Promise<void> {
   if (rows.length === 0) return;
   await sql`/* sous:insertAttempts */
-    INSERT INTO sous.step_attempt (id, execution_id, step_key, attempt, capability, input, region, status, worker_id, error,
+    INSERT INTO sous.step_attempt (id, execution_id, step_key, attempt, capability, region, status, worker_id, error,
       scheduled_at, started_at, finished_at, last_heartbeat_at)
-    SELECT id, execution_id, step_key, attempt, capability, input, region, status, worker_id, error, scheduled_at,
+    SELECT id, execution_id, step_key, attempt, capability, region, status, worker_id, error, scheduled_at,
       started_at, finished_at, last_heartbeat_at
     FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS r(id uuid, execution_id uuid, step_key text, attempt int,
-      capability text, input jsonb, region text, status text, worker_id text, error jsonb, scheduled_at timestamptz,
+      capability text, region text, status text, worker_id text, error jsonb, scheduled_at timestamptz,
       started_at timestamptz, finished_at timestamptz, last_heartbeat_at timestamptz)`.execute(trx);
 }
 

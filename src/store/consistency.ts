@@ -60,10 +60,10 @@ export async function replaceProjection(
   }
   if (attempts.length > 0) {
     await sql`
-      INSERT INTO sous.step_attempt (id, execution_id, step_key, attempt, capability, input, region, status, worker_id,
+      INSERT INTO sous.step_attempt (id, execution_id, step_key, attempt, capability, region, status, worker_id,
         error, scheduled_at, started_at, finished_at, last_heartbeat_at)
       SELECT * FROM jsonb_to_recordset(${JSON.stringify(attempts)}::jsonb) AS r(id uuid,
-        execution_id uuid, step_key text, attempt int, capability text, input jsonb, region text, status text,
+        execution_id uuid, step_key text, attempt int, capability text, region text, status text,
         worker_id text, error jsonb, scheduled_at timestamptz, started_at timestamptz, finished_at timestamptz,
         last_heartbeat_at timestamptz)`.execute(trx);
   }

@@ -65,14 +65,24 @@ export async function selectStepNodes<Row>(db: Kysely<Database>, executionIds: r
   return rows;
 }
 
-/** Attempt rows of these executions, oldest first. */
+/**
+ * Attempt rows of these executions, oldest first, each with its input from its
+ * StepScheduled event (rows written by earlier releases carry it themselves).
+ */
 export async function selectAttemptNodes<Row>(db: Kysely<Database>, executionIds: readonly string[]): Promise<Row[]> {
+  const ids = [...executionIds];
   const { rows } = await sql<Row>`
-    SELECT id, execution_id AS "executionId", step_key AS "stepKey", attempt, capability, input, region, status,
-      worker_id AS "workerId", error, scheduled_at AS "scheduledAt", started_at AS "startedAt",
-      finished_at AS "finishedAt", last_heartbeat_at AS "lastHeartbeatAt"
-    FROM sous.step_attempt WHERE execution_id = ANY(${[...executionIds]}::uuid[])
-    ORDER BY scheduled_at, attempt`.execute(db);
+    SELECT a.id, a.execution_id AS "executionId", a.step_key AS "stepKey", a.attempt, a.capability,
+      coalesce(a.input, s.input) AS input, a.region, a.status, a.worker_id AS "workerId", a.error,
+      a.scheduled_at AS "scheduledAt", a.started_at AS "startedAt", a.finished_at AS "finishedAt",
+      a.last_heartbeat_at AS "lastHeartbeatAt"
+    FROM sous.step_attempt a
+    LEFT JOIN (
+      SELECT ev.execution_id, ev.data->>'stepExecutionId' AS attempt_id, ev.data->'input' AS input
+      FROM sous.execution_event ev WHERE ev.execution_id = ANY(${ids}::uuid[]) AND ev.type = 'StepScheduled'
+    ) s ON s.execution_id = a.execution_id AND s.attempt_id = a.id::text
+    WHERE a.execution_id = ANY(${ids}::uuid[])
+    ORDER BY a.scheduled_at, a.attempt`.execute(db);
   return rows;
 }
 

@@ -270,13 +270,13 @@ steps:
       execution: {
         status: string;
         output: unknown;
-        steps: { key: string; attempts: { capability: string }[] }[];
+        steps: { key: string; attempts: { capability: string; input: unknown }[] }[];
         events: { seq: number; type: string }[];
         buckets: { stepKey: string; items: number; done: number; notStarted: number }[];
       };
     }>(
       tokens.viewer,
-      `query($id: ID!) { execution(id: $id) { status output steps { key attempts { capability } }
+      `query($id: ID!) { execution(id: $id) { status output steps { key attempts { capability input } }
          events { seq type at } buckets { stepKey items done notStarted ready inFlight } } }`,
       { id },
     );
@@ -285,6 +285,11 @@ steps:
     assert.deepEqual(e.output, { each: [1, 2, 3] });
     assert.deepEqual(e.steps.map((s) => s.key).sort(), ['each', 'item[0]', 'item[1]', 'item[2]']);
     assert.equal(e.steps.find((s) => s.key === 'item[1]')?.attempts[0]?.capability, cap('echo'));
+    // Each attempt's input as the step received it (read from its StepScheduled event).
+    assert.deepEqual(
+      ['item[0]', 'item[1]', 'item[2]'].map((k) => e.steps.find((s) => s.key === k)?.attempts[0]?.input),
+      [1, 2, 3],
+    );
     assert.equal(e.events[0]?.type, 'ExecutionStarted');
     assert.deepEqual(
       e.events.map((ev) => ev.seq),

@@ -16,7 +16,7 @@ import { recipe } from '../../src/recipe/index.js';
 import { databaseUrl } from '../../src/stack/config.js';
 import { appendEvents, selectEvents } from '../../src/store/events.js';
 import { selectStateSnapshots } from '../../src/store/executions.js';
-import { selectEventNodes } from '../../src/store/read-model.js';
+import { selectAttemptNodes, selectEventNodes } from '../../src/store/read-model.js';
 import { stackConfig, uniqueName } from '../helpers/stack.js';
 
 /*
@@ -154,6 +154,36 @@ describe('the event log stores type and at once', () => {
     );
     const back = (await selectEvents(db, executionId)).at(-1);
     assert.deepEqual(back, legacy);
+  });
+
+  it("an attempt row holds no input: the API reads it from the attempt's StepScheduled event", async () => {
+    const mapped = `${recipeName}-mapped`;
+    await registerRecipe(
+      db,
+      recipe(mapped)
+        .task('a', 'events.step', { input: { n: 'input.n' } })
+        .build(),
+    );
+    const { executionId } = await startExecution(db, env, { recipe: mapped, input: { n: 7 } });
+    const { rows } = await sql<{ id: string; input: unknown }>`
+      SELECT id, input FROM sous.step_attempt WHERE execution_id = ${executionId}`.execute(db);
+    assert.deepEqual(
+      rows.map((r) => r.input),
+      [null],
+    );
+    type Node = { id: string; stepKey: string; input: unknown };
+    const [node] = await selectAttemptNodes<Node>(db, [executionId]);
+    assert.deepEqual(
+      { id: node?.id, stepKey: node?.stepKey, input: node?.input },
+      {
+        id: rows[0]?.id,
+        stepKey: 'a',
+        input: { n: 7 },
+      },
+    );
+    // A row written by an earlier release keeps its own input, which wins.
+    await sql`UPDATE sous.step_attempt SET input = '{"n": 8}'::jsonb WHERE execution_id = ${executionId}`.execute(db);
+    assert.deepEqual((await selectAttemptNodes<Node>(db, [executionId]))[0]?.input, { n: 8 });
   });
 
   it('without foreign keys (0020), verify reports a step or attempt row the log does not explain', async () => {
