@@ -139,7 +139,7 @@ export interface ControlPlaneOptions {
   /**
    * Replies of one partition decided together in one transaction (1: one transaction per
    * reply). Fewer commits, so fewer WAL flushes, under load. A full batch still takes the
-   * replies that follow to executions already in it, up to `HOT_EXECUTION_BATCH` times as
+   * replies that follow to executions already in it, up to ten times as
    * many (one lock and one state write per execution: a large forEach's replies are cheap
    * to decide together, dear to cut into many transactions). @default 50
    */

@@ -35,7 +35,7 @@ import { ExecutionStates } from './execution-states.js';
 import { startJobRunner, type JobRunner } from './job-runner.js';
 import { PlanCache } from './plan-cache.js';
 import { runRegionInbox } from './region-inbox.js';
-import { createReplyIntake, HOT_EXECUTION_BATCH } from './reply-intake.js';
+import { createReplyIntake } from './reply-intake.js';
 import { defaultDecisionEnvironment, type DecisionEnvironment } from './run-decision.js';
 import { ShardRegistry, type ShardListener } from './shard-registry.js';
 import { WaitingCommandReleaser } from './waiting-commands.js';
@@ -223,13 +223,7 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
       partitionsConsumedConcurrently: config.partitionsConsumedConcurrently,
       onUndecodable: intake.deadLetter,
       handle: intake.handleOne,
-      ...(config.replyBatchSize > 1
-        ? {
-            handleBatch: intake.handleBatch,
-            maxBatch: config.replyBatchSize,
-            maxBatchSameKey: config.replyBatchSize * HOT_EXECUTION_BATCH,
-          }
-        : {}),
+      ...intake.batching,
     });
     if (config.region !== undefined) {
       // Steps other regions send to run here: routed by this region's registry.

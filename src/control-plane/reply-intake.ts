@@ -22,7 +22,15 @@ import { ExecutionNotFoundError, ReplyInvalidError, ReplyNotStorableError } from
  * How many times `replyBatchSize` replies one batch may hold when the replies past the
  * first `replyBatchSize` go to executions already in it (a hot execution: a forEach).
  */
-export const HOT_EXECUTION_BATCH = 10;
+const HOT_EXECUTION_BATCH = 10;
+
+/** How the reply consumer hands records over in batches (runJsonConsumer's batch options). */
+export interface ReplyBatching {
+  /** The records of one partition, decided together (one commit, shared with other partitions'). */
+  readonly handleBatch: (records: readonly { value: unknown; origin: RecordOrigin }[]) => Promise<void>;
+  readonly maxBatch: number;
+  readonly maxBatchSameKey: number;
+}
 
 /** A reply taken from Kafka, with its CONSUMER span's context (its decision's parent). */
 interface ReceivedReply {
@@ -49,8 +57,8 @@ export interface ReplyIntakeDeps {
 export interface ReplyIntake {
   /** One record, one transaction. */
   readonly handleOne: (value: unknown, origin: RecordOrigin) => Promise<void>;
-  /** The records of one partition, decided together (one commit, shared with other partitions'). */
-  readonly handleBatch: (records: readonly { value: unknown; origin: RecordOrigin }[]) => Promise<void>;
+  /** Batches to decide together; undefined when `replyBatchSize` is 1 (every reply alone). */
+  readonly batching: ReplyBatching | undefined;
   /** Sends a record that can never apply to the reply topic's DLT. */
   readonly deadLetter: (error: Error & { code?: string }, origin: RecordOrigin) => Promise<void>;
 }
@@ -255,7 +263,11 @@ export function createReplyIntake({
     }
   };
 
-  return { handleOne, handleBatch, deadLetter };
+  const batching =
+    config.replyBatchSize > 1
+      ? { handleBatch, maxBatch: config.replyBatchSize, maxBatchSameKey: config.replyBatchSize * HOT_EXECUTION_BATCH }
+      : undefined;
+  return { handleOne, batching, deadLetter };
 }
 
 /**
