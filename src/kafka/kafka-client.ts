@@ -1,6 +1,7 @@
 import { Kafka, logLevel, type KafkaConfig, type LogEntry, type logCreator } from 'kafkajs';
 import { logger as rootLogger, type Logger } from '../logger.js';
 import type { KafkaSecurityOptions } from '../security/config.js';
+import { applyRequestQueueIdleFix } from './request-queue-idle-fix.js';
 
 /*
  * Every kafkajs call of sous lives under src/kafka/, so a maintained client can replace
@@ -82,6 +83,7 @@ function pinoLogCreator(log: Logger): logCreator {
 }
 
 export function createKafka(options: KafkaClientOptions): Kafka {
+  applyRequestQueueIdleFix();
   return new Kafka({
     clientId: options.clientId ?? 'sous',
     brokers: [...options.brokers],

@@ -96,7 +96,9 @@ describe('timer jobs of dead control planes', () => {
       const job = await lockedJob(pool, 60);
       jobs.push(job);
       // The session holding the lock ends, as in a restart: the lock is gone for a moment.
-      await sql`SELECT pg_terminate_backend(l.pid) FROM pg_locks l
+      // Waited for (the timeout argument): the backend lists its lock until it has exited,
+      // and a presence seen before that would be the old session's.
+      await sql`SELECT pg_terminate_backend(l.pid, 10000) FROM pg_locks l
         WHERE l.locktype = 'advisory' AND l.granted
           AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended(${`sous.job-pool:${pool}`}, 0)`.execute(
         db,
