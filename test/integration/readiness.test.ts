@@ -38,8 +38,9 @@ const config: StackConfig = loadStackConfig({
 const log = (line: string) => process.stderr.write(`[readiness stack] ${line}\n`);
 const artifacts = resolveArtifacts(config, log);
 
-let controlPlane: ControlPlane;
-let worker: Worker;
+// Undefined when `before` failed before making them: `after` still stops the stack.
+let controlPlane: ControlPlane | undefined;
+let worker: Worker | undefined;
 let cpUrl: string;
 let workerUrl: string;
 
@@ -106,8 +107,8 @@ before(async () => {
 });
 
 after(async () => {
-  await worker.stop().catch(() => undefined);
-  await controlPlane.stop().catch(() => undefined);
+  await worker?.stop().catch(() => undefined);
+  await controlPlane?.stop().catch(() => undefined);
   await stopKafka(config).catch(() => undefined);
   try {
     stopPostgres(config, { immediate: true });
