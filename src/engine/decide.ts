@@ -670,11 +670,11 @@ class Decider {
   }
 
   async #sequence(steps: readonly Step[], item: number | undefined): Promise<Progress> {
-    const states = this.#s.steps;
     for (const step of steps) {
       // Finished steps are passed over without an await: a long recipe walks its whole
-      // finished prefix on every decision.
-      const status = states[item === undefined ? step.id : itemKey(step.id, item)]?.status;
+      // finished prefix on every decision. (The live record each time: a step's decision
+      // may replace it.)
+      const status = this.#s.steps[item === undefined ? step.id : itemKey(step.id, item)]?.status;
       if (status === 'completed' || status === 'skipped') continue;
       const result = await this.#step(step, item);
       if (result !== 'done') return result;
