@@ -1,10 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
-import type { Admin } from 'kafkajs';
 import { logger as rootLogger, type Logger } from '../logger.js';
 import type { Kafka } from './kafka-client.js';
 import { runSupervisedConsumer } from './supervised-consumer.js';
-import { ensureTopics } from './topics.js';
+import { ensureTopics, topicEnds } from './topics.js';
 
 /** One record of a keyed topic: a tombstone has a null value. */
 export interface KeyedRecord {
@@ -93,33 +91,6 @@ export async function readCompactedTopic(options: CompactedTopicReaderOptions): 
 }
 
 /** A compacted topic of one partition (one order for all keys), made when missing. */
-/** Errors of a partition whose leader is still being settled: a topic created a moment ago. */
-const LEADER_SETTLING = new Set(['NOT_LEADER_FOR_PARTITION', 'LEADER_NOT_AVAILABLE']);
-
-/**
- * Each partition's end offset. A topic just created can have a leader in the metadata
- * before that broker answers as its leader (NOT_LEADER_FOR_PARTITION), and kafkajs's
- * admin gives that error back at once: asked again, with a growing pause, for up to
- * `timeoutMs`.
- */
-export async function topicEnds(
-  admin: Pick<Admin, 'fetchTopicOffsets'>,
-  topic: string,
-  timeoutMs = 30_000,
-): Promise<Map<number, bigint>> {
-  const deadline = Date.now() + timeoutMs;
-  for (let pauseMs = 50; ; pauseMs = Math.min(pauseMs * 2, 1_000)) {
-    try {
-      const offsets = await admin.fetchTopicOffsets(topic);
-      return new Map(offsets.map((o) => [o.partition, BigInt(o.high)]));
-    } catch (error) {
-      const type = (error as { type?: unknown }).type;
-      if (typeof type !== 'string' || !LEADER_SETTLING.has(type) || Date.now() + pauseMs > deadline) throw error;
-      await sleep(pauseMs);
-    }
-  }
-}
-
 export async function ensureCompactedTopic(kafka: Kafka, topic: string): Promise<void> {
   await ensureTopics(kafka, [topic], {
     partitions: 1,

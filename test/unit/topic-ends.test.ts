@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Admin } from 'kafkajs';
-import { topicEnds } from '../../src/kafka/compacted-topic-reader.js';
+import { topicEnds } from '../../src/kafka/topics.js';
 
 type Offsets = Awaited<ReturnType<Admin['fetchTopicOffsets']>>;
 
