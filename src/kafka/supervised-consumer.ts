@@ -10,7 +10,7 @@ export interface SupervisedConsumer {
    * stop (readiness reports it; a consumer between a crash and its restart is not joined).
    */
   joined(): boolean;
-  /** Leaves the group; no restart follows. */
+  /** Leaves the group (waiting at most 10 s for the broker to answer); no restart follows. */
   stop(): Promise<void>;
   /**
    * Commits these positions (the next offset to read, per partition) for the group.
@@ -25,6 +25,9 @@ export interface SupervisedConsumerHooks {
   /** The member joined the group (first time or after a rebalance) and owns these partitions. */
   readonly onGroupJoin?: (assignment: Readonly<Record<string, readonly number[]>>) => void;
 }
+
+/** How long a stop waits for the member to leave its group (a broker outage holds it far longer). */
+const STOP_WAIT_MS = 10_000;
 
 /**
  * A kafkajs consumer that comes back after any crash. kafkajs restarts a crashed
@@ -58,7 +61,19 @@ export async function runSupervisedConsumer(
   // Read through a function: stop() changes it while start() awaits.
   const isStopped = () => stopped;
   const start = async (): Promise<void> => {
-    const consumer = kafka.consumer(config);
+    const consumer = kafka.consumer({
+      ...config,
+      retry: {
+        ...config.retry,
+        // kafkajs restarts a consumer that crashed on a retriable error on a timer of its own,
+        // also after stop(): while the broker is down each restart crashes again, so a stopped
+        // consumer would dial the broker for ever and keep the process alive.
+        restartOnFailure: async (error) => {
+          if (isStopped()) return false;
+          return config.retry?.restartOnFailure === undefined ? true : await config.retry.restartOnFailure(error);
+        },
+      },
+    });
     current = consumer;
     consumer.on(consumer.events.GROUP_JOIN, (event) => {
       // The same for a restart kafkajs began before stop() and that joined after it.
@@ -132,7 +147,23 @@ export async function runSupervisedConsumer(
     async stop() {
       stopped = true;
       if (timer !== undefined) clearTimeout(timer);
-      await current?.disconnect();
+      const leaving = current?.disconnect();
+      if (leaving === undefined) return;
+      // While the broker is down kafkajs keeps the member's leave (and a restart it began)
+      // retrying for a minute or more: the stop does not wait for that. What it began
+      // ends with its retries (restartOnFailure above starts nothing new), and the group
+      // drops the member after its session timeout.
+      let waitTimer: NodeJS.Timeout | undefined;
+      const gaveUp = new Promise<'gave up'>((resolve) => {
+        waitTimer = setTimeout(() => resolve('gave up'), STOP_WAIT_MS);
+      });
+      const outcome = await Promise.race([leaving.then(() => 'left' as const), gaveUp]).finally(() =>
+        clearTimeout(waitTimer),
+      );
+      if (outcome === 'gave up') {
+        leaving.catch(() => undefined);
+        log.warn({ waitedMs: STOP_WAIT_MS }, 'consumer stopped without leaving its group (the broker did not answer)');
+      }
     },
     async commitOffsets(offsets) {
       if (current === undefined) throw new Error('the consumer is not running');

@@ -8,7 +8,7 @@ import { createCoalescingProducer } from '../kafka/coalescing-producer.js';
 import { runConcurrentConsumer, type ConcurrentConsumer } from '../kafka/concurrent-consumer.js';
 import { publishDeadLetter } from '../kafka/dead-letter.js';
 import { kafkaConnectionFailure } from '../kafka/connection-errors.js';
-import { createKafka } from '../kafka/kafka-client.js';
+import { createKafka, type KafkaClientOptions } from '../kafka/kafka-client.js';
 import { decodeOutboxRecord } from '../kafka/outbox-record.js';
 import { createRecordProducer, type RecordProducer } from '../kafka/producer.js';
 import { ensureTopics } from '../kafka/topics.js';
@@ -75,6 +75,9 @@ export interface Worker {
   health(): ShardHealth;
 }
 
+/** Retries of a registry announcement (and of connecting for it): a second or two of trying while the broker is down. */
+const PRESENCE_SEND_RETRIES = 2;
+
 /**
  * A worker pulling step commands for its capabilities from Kafka. Options are checked
  * once here; a bad option throws WorkerConfigError naming it.
@@ -90,18 +93,24 @@ export function createWorker(options: WorkerOptions): Worker {
   const names = options.capabilities.map((c) => c.name);
   const workerId = config.workerId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
   const groupId = config.groupId ?? `sous-worker.${[...names].sort().join('+')}`;
-  const kafka =
-    options.kafka ??
-    createKafka({
-      brokers: options.brokers ?? [],
-      clientId: workerId,
-      ...(options.kafkaSecurity === undefined ? {} : { security: options.kafkaSecurity }),
-    });
+  const clientOptions: KafkaClientOptions = {
+    brokers: options.brokers ?? [],
+    clientId: workerId,
+    ...(options.kafkaSecurity === undefined ? {} : { security: options.kafkaSecurity }),
+  };
+  const kafka = options.kafka ?? createKafka(clientOptions);
   const log = (options.logger ?? rootLogger).child({ component: 'worker', workerId });
   const region = config.region ?? null;
   const topics = options.capabilities.flatMap((c) => shardCommandTopics(c.name, c.version, region));
   const incarnation = randomBytes(8).toString('hex');
   const producer: RecordProducer = createCoalescingProducer(createRecordProducer(kafka));
+  // The shard's announcements go on a client of their own that gives up soon: a heartbeat
+  // lost in a broker outage is replaced by the next, and a stopping worker does not wait
+  // minutes on its goodbye (the control planes drop a silent shard after its timeout).
+  // A client passed in as `kafka` is used as it is.
+  const presenceProducer = createRecordProducer(
+    options.kafka ?? createKafka({ ...clientOptions, retries: PRESENCE_SEND_RETRIES }),
+  );
   const inFlight = new Set<AbortController>();
   const metrics = new WorkerMetrics({ processMetrics: config.processMetrics, inFlight: () => inFlight.size });
   const admin = new AdminHandle(kafka);
@@ -157,7 +166,7 @@ export function createWorker(options: WorkerOptions): Worker {
       capabilities: options.capabilities.map((c) => ({ name: c.name, version: c.version })),
       concurrency: config.concurrency,
     },
-    producer,
+    presenceProducer,
     config.heartbeatIntervalMs,
     () => inFlight.size,
     log,
@@ -379,6 +388,7 @@ export function createWorker(options: WorkerOptions): Worker {
           log.warn({ reason: error instanceof Error ? error.message : String(error) }, 'goodbye not sent');
         });
         await producer.disconnect();
+        await presenceProducer.disconnect();
         await admin.close();
         await probeServer?.close();
         log.info('worker stopped');

@@ -8,7 +8,11 @@ import { WorkerConfigError } from './errors.js';
 import type { PayloadStore } from './payload-store.js';
 
 export interface WorkerOptions {
-  /** A kafkajs client, or `brokers` to make one. */
+  /**
+   * A kafkajs client, or `brokers` to make one. A client passed here also carries the
+   * shard's registry announcements, with its own retries (the client made from `brokers`
+   * gives them up after a second or two of a broker outage, so a stop never waits on them).
+   */
   readonly kafka?: Kafka;
   /** host:port of the brokers, when `kafka` is not given. */
   readonly brokers?: readonly string[];

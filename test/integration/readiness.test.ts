@@ -1,9 +1,13 @@
 // Readiness through dependency outages: a control plane and a worker report not ready
 // while PostgreSQL, then the broker, is down, and ready again once each is back, while
-// liveness answers throughout. The outages hit a small stack of this test's own (its own
-// ports and folder, no Kafka Connect: readiness does not need it), never the shared one.
+// liveness answers throughout; and both stop while the broker is down, leaving nothing that
+// dials it. The outages hit a small stack of this test's own (its own ports and folder, no
+// Kafka Connect: readiness does not need it), never the shared one. Its ports lie below
+// Linux's ephemeral range (32768–60999): a port in it can be taken as the source port of
+// any outgoing connection, and the broker then cannot come back on it.
 import assert from 'node:assert/strict';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -28,10 +32,10 @@ chmodSync(stackDir, 0o755);
 const config: StackConfig = loadStackConfig({
   SOUS_STACK_PROFILE: 'test',
   SOUS_STACK_DIR: stackDir,
-  SOUS_PG_PORT: process.env.SOUS_READINESS_PG_PORT ?? '35432',
-  SOUS_KAFKA_PORT: process.env.SOUS_READINESS_KAFKA_PORT ?? '39092',
-  SOUS_KAFKA_CONTROLLER_PORT: process.env.SOUS_READINESS_KAFKA_CONTROLLER_PORT ?? '39093',
-  SOUS_CONNECT_PORT: process.env.SOUS_READINESS_CONNECT_PORT ?? '38083',
+  SOUS_PG_PORT: process.env.SOUS_READINESS_PG_PORT ?? '21432',
+  SOUS_KAFKA_PORT: process.env.SOUS_READINESS_KAFKA_PORT ?? '21092',
+  SOUS_KAFKA_CONTROLLER_PORT: process.env.SOUS_READINESS_KAFKA_CONTROLLER_PORT ?? '21093',
+  SOUS_CONNECT_PORT: process.env.SOUS_READINESS_CONNECT_PORT ?? '21083',
   ...(process.env.SOUS_JAR_CACHE === undefined ? {} : { SOUS_JAR_CACHE: process.env.SOUS_JAR_CACHE }),
   ...(process.env.SOUS_PG_BINDIR === undefined ? {} : { SOUS_PG_BINDIR: process.env.SOUS_PG_BINDIR }),
 });
@@ -50,7 +54,8 @@ interface ReadyBody {
 }
 
 async function readyz(base: string): Promise<{ status: number; body: ReadyBody }> {
-  const response = await fetch(`${base}/readyz`);
+  // Bounded: a probe that hangs must fail the test, not hold it for ever.
+  const response = await fetch(`${base}/readyz`, { signal: AbortSignal.timeout(10_000) });
   return { status: response.status, body: (await response.json()) as ReadyBody };
 }
 
@@ -74,49 +79,73 @@ async function until(base: string, ready: boolean, failing?: string, timeoutMs =
 }
 
 async function live(base: string): Promise<number> {
-  return (await fetch(`${base}/healthz`)).status;
+  return (await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(10_000) })).status;
 }
 
-before(async () => {
-  await startPostgres(config, log);
-  await migrateStack(config);
-  await startKafka(config, artifacts, log);
-  controlPlane = createControlPlane({
-    databaseUrl: databaseUrl(config),
-    brokers: kafkaBrokers(config),
-    ingestDeadLetters: false,
-    sampleGauges: false,
-    processMetrics: false,
-    metricsPort: 0,
-    checkTimeoutMs: 1500,
+/** Resolves with how long `stop` took; rejects when it takes longer than `limitMs`. */
+async function timedStop(what: string, stop: () => Promise<void>, limitMs: number): Promise<number> {
+  const started = Date.now();
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not stop within ${limitMs} ms`)), limitMs);
   });
-  await controlPlane.start();
-  cpUrl = controlPlaneInternals(controlPlane).observability.probesUrl ?? '';
-  worker = createWorker({
-    brokers: kafkaBrokers(config),
-    handleSignals: false,
-    metricsPort: 0,
-    processMetrics: false,
-    checkTimeoutMs: 1500,
-    capabilities: [
-      defineCapability({ name: 'readiness.echo', input: z.unknown(), output: z.unknown(), handler: async (i) => i }),
-    ],
-  });
-  await worker.start();
-  workerUrl = worker.probesUrl ?? '';
-});
-
-after(async () => {
-  await worker?.stop().catch(() => undefined);
-  await controlPlane?.stop().catch(() => undefined);
-  await stopKafka(config).catch(() => undefined);
   try {
-    stopPostgres(config, { immediate: true });
-  } catch {
-    // Already down.
+    await Promise.race([stop(), limit]);
+  } finally {
+    clearTimeout(timer);
   }
-  rmSync(stackDir, { recursive: true, force: true });
-});
+  return Date.now() - started;
+}
+
+before(
+  async () => {
+    await startPostgres(config, log);
+    await migrateStack(config);
+    await startKafka(config, artifacts, log);
+    controlPlane = createControlPlane({
+      databaseUrl: databaseUrl(config),
+      brokers: kafkaBrokers(config),
+      ingestDeadLetters: false,
+      sampleGauges: false,
+      processMetrics: false,
+      metricsPort: 0,
+      checkTimeoutMs: 1500,
+    });
+    await controlPlane.start();
+    cpUrl = controlPlaneInternals(controlPlane).observability.probesUrl ?? '';
+    worker = createWorker({
+      brokers: kafkaBrokers(config),
+      handleSignals: false,
+      metricsPort: 0,
+      processMetrics: false,
+      checkTimeoutMs: 1500,
+      capabilities: [
+        defineCapability({ name: 'readiness.echo', input: z.unknown(), output: z.unknown(), handler: async (i) => i }),
+      ],
+    });
+    await worker.start();
+    workerUrl = worker.probesUrl ?? '';
+  },
+  { timeout: 300_000 },
+);
+
+after(
+  async () => {
+    // Bounded: a stop that hangs must not keep the stack (and CI) waiting.
+    const w = worker;
+    const cp = controlPlane;
+    if (w !== undefined) await timedStop('the worker', () => w.stop(), 60_000).catch(() => undefined);
+    if (cp !== undefined) await timedStop('the control plane', () => cp.stop(), 60_000).catch(() => undefined);
+    await stopKafka(config).catch(() => undefined);
+    try {
+      stopPostgres(config, { immediate: true });
+    } catch {
+      // Already down.
+    }
+    rmSync(stackDir, { recursive: true, force: true });
+  },
+  { timeout: 240_000 },
+);
 
 describe('readiness', () => {
   it('is ready with every dependency up', async () => {
@@ -150,5 +179,51 @@ describe('readiness', () => {
     assert.equal(back.checks.consumers?.ok, true);
     const workerBack = await until(workerUrl, true, undefined, 180_000);
     assert.equal(workerBack.checks.consumer?.ok, true);
+  });
+
+  it('stops while the broker is down, and leaves nothing that dials it', async () => {
+    const w = worker;
+    const cp = controlPlane;
+    assert.ok(w !== undefined && cp !== undefined);
+    await stopKafka(config);
+    await until(cpUrl, false, 'kafka', 60_000);
+    await until(workerUrl, false, 'kafka', 60_000);
+    // Long enough for the consumers to crash on the refused connections and be restarted.
+    await sleep(5_000);
+    // Within the worker's drain timeout (30 s), as an orchestrator's grace period expects;
+    // its announcements and goodbye give up instead of retrying for minutes.
+    const workerMs = await timedStop('the worker', () => w.stop(), 30_000);
+    worker = undefined;
+    const cpMs = await timedStop('the control plane', () => cp.stop(), 30_000);
+    controlPlane = undefined;
+    // What a stop began while the broker was down ends with its retries; anything left
+    // running for good (kafkajs restarting a stopped consumer, every 30 s at most) keeps
+    // dialing the broker, and keeps the process alive. Wait for 45 s without a dial.
+    let lastDial = Date.now();
+    let dials = 0;
+    const listener = createServer((socket) => {
+      dials += 1;
+      lastDial = Date.now();
+      socket.destroy();
+    });
+    await new Promise<void>((resolve, reject) => {
+      listener.once('error', reject);
+      listener.listen(config.kafkaPort, '127.0.0.1', resolve);
+    });
+    const deadline = Date.now() + 180_000;
+    try {
+      while (Date.now() - lastDial < 45_000) {
+        assert.ok(
+          Date.now() < deadline,
+          `a stopped worker or control plane still dials the broker (${dials} dial(s), the last ${Date.now() - lastDial} ms ago)`,
+        );
+        await sleep(1_000);
+      }
+    } finally {
+      await new Promise<void>((resolve) => listener.close(() => resolve()));
+    }
+    process.stderr.write(
+      `[readiness] stopped while the broker was down: worker ${workerMs} ms, control plane ${cpMs} ms; ${dials} dial(s) after\n`,
+    );
   });
 });

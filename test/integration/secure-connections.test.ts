@@ -30,15 +30,15 @@ const pki = join(dir, 'pki');
 const config: StackConfig = loadStackConfig({
   SOUS_STACK_PROFILE: 'test',
   SOUS_STACK_DIR: join(dir, 'stack'),
-  SOUS_PG_PORT: process.env.SOUS_SECURE_PG_PORT ?? '48432',
-  SOUS_KAFKA_PORT: process.env.SOUS_SECURE_KAFKA_PORT ?? '48092',
-  SOUS_KAFKA_CONTROLLER_PORT: process.env.SOUS_SECURE_KAFKA_CONTROLLER_PORT ?? '48093',
-  SOUS_CONNECT_PORT: process.env.SOUS_SECURE_CONNECT_PORT ?? '48083',
+  SOUS_PG_PORT: process.env.SOUS_SECURE_PG_PORT ?? '22432',
+  SOUS_KAFKA_PORT: process.env.SOUS_SECURE_KAFKA_PORT ?? '22092',
+  SOUS_KAFKA_CONTROLLER_PORT: process.env.SOUS_SECURE_KAFKA_CONTROLLER_PORT ?? '22093',
+  SOUS_CONNECT_PORT: process.env.SOUS_SECURE_CONNECT_PORT ?? '22083',
   SOUS_JVM_HEAP: '384m',
   ...(process.env.SOUS_JAR_CACHE === undefined ? {} : { SOUS_JAR_CACHE: process.env.SOUS_JAR_CACHE }),
   ...(process.env.SOUS_PG_BINDIR === undefined ? {} : { SOUS_PG_BINDIR: process.env.SOUS_PG_BINDIR }),
 });
-const apiPort = process.env.SOUS_SECURE_API_PORT ?? '48400';
+const apiPort = process.env.SOUS_SECURE_API_PORT ?? '22400';
 const withConnect = process.env.SOUS_SECURE_TEST_CONNECT !== 'false';
 const log = (line: string) => process.stderr.write(`[secure stack] ${line}\n`);
 
