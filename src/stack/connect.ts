@@ -139,7 +139,10 @@ export async function registerOutboxConnector(
       return true;
     },
     {
-      timeoutMs: 60_000,
+      // A worker started again after a SIGKILL may find its dead predecessor still in the
+      // group: the rebalance then waits for it up to the group's rebalance timeout (60 s),
+      // answering 409 until it ends. So this waits well past that.
+      timeoutMs: 150_000,
       intervalMs: 500,
       failure: () => new StackError('SOUS_STACK_CONNECTOR_REJECTED', `could not register ${OUTBOX_CONNECTOR}`),
     },
