@@ -1,5 +1,7 @@
 import type { Consumer, ConsumerConfig, ConsumerRunConfig, ConsumerSubscribeTopics } from 'kafkajs';
 import { logger as rootLogger, type Logger } from '../logger.js';
+import { CheckTimeoutError } from '../observability/errors.js';
+import { withTimeout } from '../observability/with-timeout.js';
 import type { Kafka } from './kafka-client.js';
 
 export interface SupervisedConsumer {
@@ -153,15 +155,10 @@ export async function runSupervisedConsumer(
       // retrying for a minute or more: the stop does not wait for that. What it began
       // ends with its retries (restartOnFailure above starts nothing new), and the group
       // drops the member after its session timeout.
-      let waitTimer: NodeJS.Timeout | undefined;
-      const gaveUp = new Promise<'gave up'>((resolve) => {
-        waitTimer = setTimeout(() => resolve('gave up'), STOP_WAIT_MS);
-      });
-      const outcome = await Promise.race([leaving.then(() => 'left' as const), gaveUp]).finally(() =>
-        clearTimeout(waitTimer),
-      );
-      if (outcome === 'gave up') {
-        leaving.catch(() => undefined);
+      try {
+        await withTimeout(leaving, STOP_WAIT_MS, 'leaving the group');
+      } catch (error) {
+        if (!(error instanceof CheckTimeoutError)) throw error;
         log.warn({ waitedMs: STOP_WAIT_MS }, 'consumer stopped without leaving its group (the broker did not answer)');
       }
     },

@@ -14,6 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { controlPlaneInternals, createControlPlane, type ControlPlane } from '../../src/control-plane/control-plane.js';
+import { withTimeout } from '../../src/observability/with-timeout.js';
 import { databaseUrl, kafkaBrokers, loadStackConfig, type StackConfig } from '../../src/stack/config.js';
 import {
   migrateStack,
@@ -85,15 +86,7 @@ async function live(base: string): Promise<number> {
 /** Resolves with how long `stop` took; rejects when it takes longer than `limitMs`. */
 async function timedStop(what: string, stop: () => Promise<void>, limitMs: number): Promise<number> {
   const started = Date.now();
-  let timer: NodeJS.Timeout | undefined;
-  const limit = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not stop within ${limitMs} ms`)), limitMs);
-  });
-  try {
-    await Promise.race([stop(), limit]);
-  } finally {
-    clearTimeout(timer);
-  }
+  await withTimeout(stop(), limitMs, `stopping ${what}`);
   return Date.now() - started;
 }
 
