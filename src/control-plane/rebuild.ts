@@ -10,7 +10,7 @@ import type { PlanCache } from './plan-cache.js';
 
 /**
  * Rebuilds an execution's row, its steps and attempts from its event log alone (the
- * tables are projections). Runs under the execution's row lock, so no decision
+ * tables are projections). Runs under the execution's lock, so no decision
  * interleaves.
  */
 export async function rebuildExecution(db: Kysely<Database>, plans: PlanCache, executionId: string): Promise<void> {

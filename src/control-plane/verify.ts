@@ -69,7 +69,7 @@ function compareRows(
  * Compares an execution's rows in sous.execution, sous.step and sous.step_attempt with
  * what its event log alone gives (the same projection rebuildExecution writes; the state
  * snapshot against the log up to its seq); an empty
- * list means they agree. Reads under the execution's row lock, so no decision interleaves.
+ * list means they agree. Reads under the execution's lock (shared), so no decision interleaves.
  */
 export async function verifyExecution(
   db: Kysely<Database>,

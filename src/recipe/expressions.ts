@@ -10,7 +10,7 @@ export class ExpressionError extends SousError {
 
 /**
  * Bounds of every evaluation. An expression runs inside its execution's decision, with
- * the execution's row locked, so one that loops or recurses must stop with an error (the
+ * the execution locked, so one that loops or recurses must stop with an error (the
  * step fails, naming it) instead of holding the lock: JSONata's own guardrails bound its
  * time, recursion depth and the sequences it builds; the result's JSON size is checked
  * after.

@@ -5,10 +5,11 @@ import { upsertSnapshots } from './executions.js';
 
 /*
  * The projection tables of one execution as a whole: read for verification, replaced
- * when rebuilt from the event log. Both run under the execution's row lock.
+ * when rebuilt from the event log. Both run under the execution's advisory lock
+ * (sous.execution_lock_key, 0021): shared to read, exclusive to replace.
  */
 
-/** An execution's stored rows as they are, every column, under a share lock (no decision interleaves). */
+/** An execution's stored rows as they are, every column, under a shared lock (no decision interleaves). */
 export interface StoredProjection {
   readonly execution: (Record<string, unknown> & { recipe_name: string; recipe_version: number }) | undefined;
   readonly steps: (Record<string, unknown> & { step_key: string })[];
@@ -16,8 +17,12 @@ export interface StoredProjection {
 }
 
 export async function selectProjectionForShare(trx: Kysely<Database>, executionId: string): Promise<StoredProjection> {
+  // The advisory lock's shared mode: decisions take it exclusively. Its own statement, so
+  // the reads below see what the last decision before it committed.
+  await sql`/* sous:lockExecutionShared */
+    SELECT pg_advisory_xact_lock_shared(sous.execution_lock_key(${executionId}::uuid))`.execute(trx);
   const head = await sql<Record<string, unknown> & { recipe_name: string; recipe_version: number }>`
-    SELECT * FROM sous.execution WHERE id = ${executionId} FOR SHARE`.execute(trx);
+    SELECT * FROM sous.execution WHERE id = ${executionId}`.execute(trx);
   const execution = head.rows[0];
   if (execution === undefined) return { execution, steps: [], attempts: [] };
   const steps = await sql<Record<string, unknown> & { step_key: string }>`
@@ -29,7 +34,7 @@ export async function selectProjectionForShare(trx: Kysely<Database>, executionI
 
 /**
  * Replaces an execution's row, steps and attempts with rows rebuilt from its log (the
- * caller holds the execution's row lock). The state becomes a snapshot at last_seq, and
+ * caller holds the execution's lock: lockExecutionHeads). The state becomes a snapshot at last_seq, and
  * written_by is cleared, so no control plane trusts a state it cached before.
  */
 export async function replaceProjection(

@@ -44,7 +44,7 @@ export function storedEvent(event: EngineEvent): StoredEvent {
 export function eventJson(alias: 'v' | 'e'): RawBuilder<unknown> {
   const column = (name: string) => sql.ref(`${alias}.${name}`);
   return sql`(jsonb_build_object('type', ${column('type')}, 'at',
-    to_char(${column('created_at')} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')) || ${column('data')})`;
+    to_char(${column('created_at')} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')) || ${column('data')}::jsonb)`;
 }
 
 /** Appends the events of any number of executions in one statement. */

@@ -39,11 +39,16 @@ export interface ExecutionChange extends ExecutionRow {
 }
 
 /**
- * Locks executions for a decision, in id order in one statement: two transactions
- * locking overlapping sets take the locks in the same order, so they queue instead of
- * deadlocking, and one execution is decided by one transaction at a time whichever
- * process runs it. Executions that do not exist are absent from the map. The state is
- * not read here: the caller has it cached, or reads the snapshot and the events after it.
+ * Locks executions for a decision and reads their heads, in one round trip
+ * (sous.lock_execution_heads, 0021). The lock is the execution's advisory lock
+ * (sous.execution_lock_key), not a row lock: a row lock writes a WAL record and dirties
+ * the row's page on every decision, an advisory lock writes nothing. The keys are taken in
+ * key order: two transactions locking overlapping sets queue instead of deadlocking, and
+ * one execution is decided by one transaction at a time whichever process runs it. The
+ * heads are read after the locks are held, by a statement of their own (so with a fresh
+ * snapshot): they show what the lock's previous holder committed. Executions that do not
+ * exist are absent from the map. The state is not read here: the caller has it cached, or
+ * reads the snapshot and the events after it.
  */
 export async function lockExecutionHeads(
   trx: Kysely<Database>,
@@ -51,9 +56,7 @@ export async function lockExecutionHeads(
 ): Promise<Map<string, LockedHead>> {
   if (executionIds.length === 0) return new Map();
   const { rows } = await sql<LockedHead>`/* sous:lockExecutionHeads */
-    SELECT id, status, recipe_name, recipe_version, last_seq, coalesce(state_seq, last_seq) AS state_seq, written_by,
-      traceparent, reply_topic
-    FROM sous.execution WHERE id = ANY(${[...executionIds]}::uuid[]) ORDER BY id FOR UPDATE`.execute(trx);
+    SELECT * FROM sous.lock_execution_heads(${[...executionIds]}::uuid[])`.execute(trx);
   return new Map(rows.map((r) => [r.id, r]));
 }
 

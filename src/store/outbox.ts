@@ -28,7 +28,7 @@ export async function insertOutboxRows<DB>(trx: Kysely<DB>, rows: readonly Outbo
       (id, aggregate_type, aggregate_id, event_type, topic, payload, headers, traceparent, correlation_id, idempotency_key)
     SELECT * FROM unnest(
       ${column('id')}::uuid[], ${column('aggregateType')}::text[], ${column('key')}::text[], ${column('eventType')}::text[],
-      ${column('topic')}::text[], ${column('payload')}::jsonb[], ${column('headers')}::jsonb[],
+      ${column('topic')}::text[], ${column('payload')}::json[], ${column('headers')}::jsonb[],
       ${column('traceparent')}::text[], ${column('correlationId')}::text[], ${column('idempotencyKey')}::text[]
     )
     RETURNING ctid::text AS ctid`.execute(trx);

@@ -78,7 +78,7 @@ export async function selectAttemptNodes<Row>(db: Kysely<Database>, executionIds
       a.last_heartbeat_at AS "lastHeartbeatAt"
     FROM sous.step_attempt a
     LEFT JOIN (
-      SELECT ev.execution_id, ev.data->>'stepExecutionId' AS attempt_id, ev.data->'input' AS input
+      SELECT ev.execution_id, ev.data->>'stepExecutionId' AS attempt_id, (ev.data->'input')::jsonb AS input
       FROM sous.execution_event ev WHERE ev.execution_id = ANY(${ids}::uuid[]) AND ev.type = 'StepScheduled'
     ) s ON s.execution_id = a.execution_id AND s.attempt_id = a.id::text
     WHERE a.execution_id = ANY(${ids}::uuid[])

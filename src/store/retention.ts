@@ -54,9 +54,10 @@ const FINISHED = ['completed', 'failed', 'cancelled', 'timed_out'];
  * returns them all. In no particular order: every one found is due, and without an ORDER
  * BY the scan of the execution_retention index stops at the limit, where sorting would
  * read (and check) every expired root first: millions, when retention is first enabled. A root with a descendant not finished is left
- * out: its tree is purged once the whole of it has finished. Roots another transaction
- * holds are skipped (SKIP LOCKED), so control planes purging at once take different
- * batches and never wait on a decision.
+ * out: its tree is purged once the whole of it has finished. The locks are the
+ * executions' advisory locks (sous.execution_lock_key, 0021), which decisions take:
+ * a root another transaction holds is skipped (a try-lock), so control planes purging at
+ * once take different batches and never wait on a decision.
  */
 export async function lockExpiredExecutionTrees(
   trx: Kysely<Database>,
@@ -92,8 +93,10 @@ export async function lockExpiredExecutionTrees(
             SELECT FROM below WHERE below.status <> ALL(${FINISHED}::text[])
           )
         )
+        -- Last, so it is tried on a root the conditions above chose (a root it locks and
+        -- then leaves out stays locked until the batch commits: harmless).
+        AND pg_try_advisory_xact_lock(sous.execution_lock_key(e.id))
       LIMIT ${limit}
-      FOR UPDATE SKIP LOCKED
     ),
     below AS (
       SELECT r.id AS root_id, c.id FROM roots AS r JOIN sous.execution AS c ON c.parent_execution_id = r.id
@@ -105,7 +108,7 @@ export async function lockExpiredExecutionTrees(
     locked_below AS (
       SELECT b.root_id, e.id, e.last_seq, e.created_at, e.finished_at
       FROM below AS b JOIN sous.execution AS e ON e.id = b.id
-      FOR UPDATE OF e
+      CROSS JOIN LATERAL (SELECT pg_advisory_xact_lock(sous.execution_lock_key(e.id))) AS locked
     )
     SELECT r.id AS root_id, r.id, r.last_seq, r.created_at, r.finished_at FROM roots AS r
     UNION ALL

@@ -46,7 +46,7 @@ export async function deleteForgottenSteps(trx: Kysely<Database>, forgotten: rea
  * Inserts or updates step rows of any number of executions (one row per key): an UPDATE
  * of the rows that exist, then an INSERT of the others. Not INSERT ... ON CONFLICT: that
  * locks each existing row before updating it and confirms each new one, two more WAL
- * records per step (about 100 bytes). The caller holds the executions' row locks, so no
+ * records per step (about 100 bytes). The caller holds the executions' locks, so no
  * other transaction writes these steps between the two statements.
  */
 export async function upsertSteps(trx: Kysely<Database>, rows: readonly StepRow[]): Promise<void> {

@@ -253,7 +253,8 @@ describe('retention purge', () => {
     await holder.connect();
     try {
       await holder.query('BEGIN');
-      await holder.query('SELECT 1 FROM sous.execution WHERE id = $1 FOR UPDATE', [held]);
+      // The lock a decision holds (sous.lock_execution_heads).
+      await holder.query('SELECT pg_advisory_xact_lock(sous.execution_lock_key($1))', [held]);
       const [a, b] = await Promise.all([purge([r], { batchSize: 1 }), purge([r], { batchSize: 1 })]);
       assert.equal(a.executions + b.executions, rest.length);
       assert.equal((await rowsOf([held])).executions, 1, 'the held one is left for a later run');

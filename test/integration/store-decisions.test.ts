@@ -182,14 +182,52 @@ describe('decisions written as sets', () => {
     const ids = await tenSteps(4);
     const attempts = await inFlight(ids);
     const batch = attempts.map((a) => reply('step.completed', a));
-    // Two control-plane processes handed the same batch (a rebalance): the row locks
-    // queue them, and the second finds every attempt already finished.
+    // Two control-plane processes handed the same batch (a rebalance): the executions'
+    // locks queue them, and the second finds every attempt already finished.
     const [a, b] = await Promise.all([applyReplies(db, env, batch), applyReplies(db, env, [...batch].reverse())]);
     assert.equal(a.applied + b.applied, batch.length);
     assert.equal(a.duplicates + b.duplicates, batch.length);
     for (const id of ids) assert.deepEqual(await verifyExecution(db, env.plans, id), []);
     const next = await inFlight(ids);
     assert.equal(next.length, ids.length, 'each execution moved exactly one step on');
+  });
+
+  it("a decision waiting for an execution's lock reads what the holder committed", async () => {
+    const [id] = await tenSteps(1);
+    assert.ok(id !== undefined);
+    const holder = new pg.Client({ connectionString: databaseUrl(stackConfig) });
+    const waiter = new pg.Client({ connectionString: databaseUrl(stackConfig) });
+    await holder.connect();
+    await waiter.connect();
+    try {
+      await holder.query('BEGIN');
+      const held = await holder.query<{ last_seq: number }>('SELECT * FROM sous.lock_execution_heads($1::uuid[])', [
+        [id],
+      ]);
+      const before = held.rows[0]?.last_seq;
+      assert.ok(before !== undefined);
+      await holder.query('UPDATE sous.execution SET last_seq = last_seq + 1 WHERE id = $1', [id]);
+      await waiter.query('BEGIN');
+      const waiterPid = (await waiter.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid;
+      const waiting = waiter.query<{ last_seq: number }>('SELECT * FROM sous.lock_execution_heads($1::uuid[])', [[id]]);
+      // The second one waits on the advisory lock, not on a row.
+      for (let i = 0; ; i++) {
+        const { rows } = await holder.query<{ n: string }>(
+          `SELECT count(*) AS n FROM pg_locks WHERE pid = $1 AND locktype = 'advisory' AND NOT granted`,
+          [waiterPid],
+        );
+        if (rows[0]?.n === '1') break;
+        assert.ok(i < 100, "the second transaction should wait for the execution's lock");
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      await holder.query('COMMIT');
+      const seen = await waiting;
+      assert.equal(seen.rows[0]?.last_seq, before + 1, 'the head read after the lock shows the committed change');
+      await waiter.query('ROLLBACK');
+    } finally {
+      await holder.end();
+      await waiter.end();
+    }
   });
 
   it('announces the executions a batch changed in one notification, delivered on commit', async () => {
