@@ -83,18 +83,14 @@ async function seedTimeAndPurge(
          '{}', ${created} + s * interval '4 seconds'
        FROM generate_series(1, ${executions}) AS i CROSS JOIN generate_series(1, ${EVENTS_PER_EXECUTION}) AS s`,
     );
+    // Each step with its one attempt on its row, as the control plane writes it (0022).
     await probe.query(
       `INSERT INTO sous.step (execution_id, step_key, step_id, compensation, kind, status, attempts, created_at,
-         updated_at, finished_at)
-       SELECT ${id}, 's' || s, 's' || s, false, 'task', 'completed', 1, ${created}, ${created}, ${created}
-       FROM generate_series(1, ${executions}) AS i CROSS JOIN generate_series(1, ${STEPS_PER_EXECUTION}) AS s`,
-    );
-    await probe.query(
-      `INSERT INTO sous.step_attempt (id, execution_id, step_key, attempt, capability, status, scheduled_at,
-         started_at, finished_at)
-       SELECT gen_random_uuid(), ${id}, 's' || s, 1, 'bench.reporting' || s, 'completed',
-         ${created} + s * interval '8 seconds', ${created} + s * interval '8 seconds' + interval '15 ms',
-         ${created} + s * interval '8 seconds' + interval '40 ms'
+         updated_at, finished_at, attempt_id, capability, attempt_status, scheduled_at, started_at,
+         attempt_finished_at)
+       SELECT ${id}, 's' || s, 's' || s, false, 'task', 'completed', 1, ${created}, ${created}, ${created},
+         gen_random_uuid(), 'bench.reporting' || s, 'completed', ${created} + s * interval '8 seconds',
+         ${created} + s * interval '8 seconds' + interval '15 ms', ${created} + s * interval '8 seconds' + interval '40 ms'
        FROM generate_series(1, ${executions}) AS i CROSS JOIN generate_series(1, ${STEPS_PER_EXECUTION}) AS s`,
     );
     await probe.query('COMMIT');
@@ -105,13 +101,13 @@ async function seedTimeAndPurge(
   // What autovacuum does in a while on its own (statistics, BRIN summaries of new ranges).
   for (const index of [
     'execution_event_created_brin',
-    'step_attempt_scheduled_brin',
+    'step_scheduled_brin',
     'execution_created_brin',
     'processed_message_processed_brin',
   ]) {
     await probe.query(`SELECT brin_summarize_new_values($1::regclass)`, [`sous.${index}`]);
   }
-  await probe.query('ANALYZE sous.execution, sous.execution_event, sous.step, sous.step_attempt');
+  await probe.query('ANALYZE sous.execution, sous.execution_event, sous.step, sous.superseded_attempt');
   figures.seededEvents = executions * EVENTS_PER_EXECUTION;
   figures.seedSeconds = (performance.now() - seeding) / 1000;
   const [total] = (await probe.query<{ n: string }>('SELECT count(*) AS n FROM sous.execution_event')).rows;
@@ -149,7 +145,7 @@ async function seedTimeAndPurge(
   // Whatever the purge left (executions finished under a minute ago: none when seeded days back).
   await probe.query('BEGIN');
   await probe.query('SET LOCAL session_replication_role = replica');
-  for (const table of ['execution_event', 'step_attempt', 'step']) {
+  for (const table of ['execution_event', 'superseded_attempt', 'step']) {
     await probe.query(
       `DELETE FROM sous.${table} WHERE execution_id IN (SELECT id FROM sous.execution WHERE recipe_name = $1)`,
       [recipeName],

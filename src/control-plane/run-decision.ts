@@ -269,6 +269,7 @@ class DecisionBatch {
           ...p.attemptUpdates.get(update.id),
           ...definedColumns(update),
           id: update.id,
+          step_key: update.step_key,
         });
       }
     }

@@ -88,9 +88,23 @@ export interface StepTable {
   created_at: Timestamp;
   updated_at: Timestamp;
   finished_at: Timestamp | null;
+  /** The current attempt (0022): its id and columns as sous.step_attempt shows them. */
+  attempt_id: string | null;
+  capability: string | null;
+  region: string | null;
+  attempt_status: string | null;
+  worker_id: string | null;
+  attempt_error: Json | null;
+  scheduled_at: Timestamp | null;
+  started_at: Timestamp | null;
+  attempt_finished_at: Timestamp | null;
+  last_heartbeat_at: Timestamp | null;
 }
 
-/** sous.step_attempt (0002_engine.sql). */
+/**
+ * sous.step_attempt: since 0022 a view of every attempt (sous.superseded_attempt and the
+ * current attempt on each sous.step row); sous.superseded_attempt has the same columns.
+ */
 export interface StepAttemptTable {
   id: string;
   execution_id: string;
@@ -287,6 +301,7 @@ export interface Database {
   'sous.execution_event': ExecutionEventTable;
   'sous.step': StepTable;
   'sous.step_attempt': StepAttemptTable;
+  'sous.superseded_attempt': StepAttemptTable;
   'sous.processed_message': ProcessedMessageTable;
   'sous_payload.payload': PayloadTable;
   'sous.foreach_item': ForeachItemTable;

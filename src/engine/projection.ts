@@ -179,8 +179,8 @@ export interface AttemptRow {
   readonly last_heartbeat_at: string | null;
 }
 
-/** A change to an existing attempt row: the given columns take the given values. */
-export type AttemptUpdate = { readonly id: string } & Partial<
+/** A change to an existing attempt row: the given columns take the given values (its step names where the row is). */
+export type AttemptUpdate = { readonly id: string; readonly step_key: string } & Partial<
   Omit<AttemptRow, 'id' | 'execution_id' | 'step_key' | 'attempt' | 'capability' | 'region' | 'scheduled_at'>
 >;
 
@@ -215,6 +215,7 @@ export function attemptChanges(executionId: string, events: readonly EngineEvent
       case 'StepStarted':
         updates.push({
           id: e.stepExecutionId,
+          step_key: e.stepKey,
           status: 'running',
           worker_id: e.workerId,
           started_at: e.startedAt ?? e.at,
@@ -222,32 +223,59 @@ export function attemptChanges(executionId: string, events: readonly EngineEvent
         });
         break;
       case 'StepHeartbeat':
-        updates.push({ id: e.stepExecutionId, status: 'running', last_heartbeat_at: e.at });
+        updates.push({ id: e.stepExecutionId, step_key: e.stepKey, status: 'running', last_heartbeat_at: e.at });
         break;
       case 'StepCompleted':
         if (e.stepExecutionId !== undefined)
-          updates.push({ id: e.stepExecutionId, status: 'completed', ...startOf(e), finished_at: e.at });
-        if (e.abandonedStepExecutionId !== undefined) updates.push(abandoned(e.abandonedStepExecutionId, e.at));
+          updates.push({
+            id: e.stepExecutionId,
+            step_key: e.stepKey,
+            status: 'completed',
+            ...startOf(e),
+            finished_at: e.at,
+          });
+        if (e.abandonedStepExecutionId !== undefined)
+          updates.push(abandoned(e.abandonedStepExecutionId, e.stepKey, e.at));
         break;
       case 'StepFailed':
         if (e.stepExecutionId !== undefined)
-          updates.push({ id: e.stepExecutionId, status: 'failed', error: e.error, ...startOf(e), finished_at: e.at });
+          updates.push({
+            id: e.stepExecutionId,
+            step_key: e.stepKey,
+            status: 'failed',
+            error: e.error,
+            ...startOf(e),
+            finished_at: e.at,
+          });
         break;
       case 'StepDeadLettered':
         // Not finished (no finished_at): the command waits in a dead-letter topic and may
         // be reprocessed (StepRequeued makes it scheduled again). Not in flight either: no
         // worker holds it, so it is not left `running`.
-        updates.push({ id: e.stepExecutionId, status: 'dead_lettered', error: e.error, ...startOf(e) });
+        updates.push({
+          id: e.stepExecutionId,
+          step_key: e.stepKey,
+          status: 'dead_lettered',
+          error: e.error,
+          ...startOf(e),
+        });
         break;
       case 'StepCancelled':
         if (e.stepExecutionId !== undefined)
-          updates.push({ id: e.stepExecutionId, status: 'cancelled', error: e.reason, finished_at: e.at });
+          updates.push({
+            id: e.stepExecutionId,
+            step_key: e.stepKey,
+            status: 'cancelled',
+            error: e.reason,
+            finished_at: e.at,
+          });
         break;
       case 'StepRequeued':
-        updates.push({ id: e.stepExecutionId, status: 'scheduled' });
+        updates.push({ id: e.stepExecutionId, step_key: e.stepKey, status: 'scheduled' });
         break;
       case 'StepRetryReady':
-        if (e.abandonedStepExecutionId !== undefined) updates.push(abandoned(e.abandonedStepExecutionId, e.at));
+        if (e.abandonedStepExecutionId !== undefined)
+          updates.push(abandoned(e.abandonedStepExecutionId, e.stepKey, e.at));
         break;
       default:
         break;
@@ -266,9 +294,10 @@ function startOf(e: {
 }
 
 /** An attempt an operator gave up on (retry or skip): failed, with the reason. */
-function abandoned(id: string, at: string): AttemptUpdate {
+function abandoned(id: string, stepKey: string, at: string): AttemptUpdate {
   return {
     id,
+    step_key: stepKey,
     status: 'failed',
     error: { code: 'abandoned_by_operator', message: 'an operator retried or skipped the step', retryable: false },
     finished_at: at,

@@ -1,7 +1,9 @@
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
 import type { AttemptRow, ExecutionRow, StepRow } from '../engine/projection.js';
+import { insertSupersededAttempts, placeAttempts } from './attempts.js';
 import { upsertSnapshots } from './executions.js';
+import { upsertSteps } from './steps.js';
 
 /*
  * The projection tables of one execution as a whole: read for verification, replaced
@@ -43,7 +45,7 @@ export async function replaceProjection(
   steps: readonly StepRow[],
   attempts: readonly AttemptRow[],
 ): Promise<void> {
-  await sql`DELETE FROM sous.step_attempt WHERE execution_id = ${row.id}`.execute(trx);
+  await sql`DELETE FROM sous.superseded_attempt WHERE execution_id = ${row.id}`.execute(trx);
   await sql`DELETE FROM sous.step WHERE execution_id = ${row.id}`.execute(trx);
   await sql`
     UPDATE sous.execution SET status = ${row.status}, input = ${JSON.stringify(row.input)}::jsonb,
@@ -53,23 +55,8 @@ export async function replaceProjection(
       updated_at = ${row.updated_at}, finished_at = ${row.finished_at}
     WHERE id = ${row.id}`.execute(trx);
   await upsertSnapshots(trx, [{ execution_id: row.id, seq: row.last_seq, state: row.state }]);
-  if (steps.length > 0) {
-    await sql`
-      INSERT INTO sous.step (execution_id, step_key, step_id, item_index, compensation, kind, status, attempts, output,
-        error, child_execution_id, created_at, updated_at, finished_at)
-      SELECT * FROM jsonb_to_recordset(${JSON.stringify(steps)}::jsonb) AS r(execution_id uuid, step_key text,
-        step_id text, item_index int, compensation boolean, kind text, status text, attempts int, output jsonb,
-        error jsonb, child_execution_id uuid, created_at timestamptz, updated_at timestamptz, finished_at timestamptz)`.execute(
-      trx,
-    );
-  }
-  if (attempts.length > 0) {
-    await sql`
-      INSERT INTO sous.step_attempt (id, execution_id, step_key, attempt, capability, region, status, worker_id,
-        error, scheduled_at, started_at, finished_at, last_heartbeat_at)
-      SELECT * FROM jsonb_to_recordset(${JSON.stringify(attempts)}::jsonb) AS r(id uuid,
-        execution_id uuid, step_key text, attempt int, capability text, region text, status text,
-        worker_id text, error jsonb, scheduled_at timestamptz, started_at timestamptz, finished_at timestamptz,
-        last_heartbeat_at timestamptz)`.execute(trx);
-  }
+  // Each step's latest attempt on its row, the others superseded, as decisions leave them (0022).
+  const placed = placeAttempts(steps, attempts, []);
+  await upsertSteps(trx, placed.steps);
+  await insertSupersededAttempts(trx, placed.replacedNew);
 }

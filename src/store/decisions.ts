@@ -1,7 +1,13 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
 import type { AttemptRow, StepRow } from '../engine/projection.js';
-import { insertAttempts, updateAttempts, type AttemptUpdateRow } from './attempts.js';
+import {
+  insertSupersededAttempts,
+  placeAttempts,
+  supersedeStoredAttempts,
+  updateStoredAttempts,
+  type AttemptUpdateRow,
+} from './attempts.js';
 import { appendEvents, type EventAppend } from './events.js';
 import {
   insertExecutions,
@@ -48,9 +54,10 @@ export interface DecisionWrites {
  * Writes a batch of decisions, in the caller's transaction (which holds the locks of
  * the changed executions): one set-based statement per table, whatever the number of
  * executions and replies, in the order the rows depend on each other (executions before
- * their events, steps and items; steps before their attempts; forgotten rows before the
- * rows that replace them). The hot-path tables have no foreign keys (0020): this order,
- * under the executions' locks, is what keeps them whole, and verifyExecution checks it.
+ * their events, steps and items; a replaced attempt copied before its step row takes the
+ * new one; forgotten rows before the rows that replace them). The hot-path tables have no
+ * foreign keys (0020): this order, under the executions' locks, is what keeps them whole,
+ * and verifyExecution checks it.
  */
 export async function commitDecision(trx: Kysely<Database>, writes: DecisionWrites, timerTask: string): Promise<void> {
   await insertExecutions(trx, writes.newExecutions);
@@ -59,9 +66,13 @@ export async function commitDecision(trx: Kysely<Database>, writes: DecisionWrit
   await appendEvents(trx, writes.events);
   await deleteForgottenSteps(trx, writes.forgotten);
   await insertForeachItems(trx, writes.items);
-  await upsertSteps(trx, writes.steps);
-  await insertAttempts(trx, writes.attemptInserts);
-  await updateAttempts(trx, writes.attemptUpdates);
+  // A step's current attempt is on its row (0022): what a new attempt replaces is copied
+  // to superseded_attempt before the row takes the new one.
+  const attempts = placeAttempts(writes.steps, writes.attemptInserts, writes.attemptUpdates);
+  await supersedeStoredAttempts(trx, attempts.replacedStored, attempts.replacedUpdates);
+  await insertSupersededAttempts(trx, attempts.replacedNew);
+  await updateStoredAttempts(trx, attempts.strayUpdates);
+  await upsertSteps(trx, attempts.steps);
   await insertPayloads(trx, writes.payloads);
   await insertOutboxRows(trx, writes.outbox);
   await insertWaitingCommands(trx, writes.waiting);

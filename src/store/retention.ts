@@ -158,8 +158,9 @@ export async function deleteExecutions(
   }>`/* sous:deleteExecutions */
     WITH
       ev AS (DELETE FROM sous.execution_event WHERE execution_id = ANY(${[...ids]}::uuid[]) RETURNING 1),
-      at AS (DELETE FROM sous.step_attempt WHERE execution_id = ANY(${[...ids]}::uuid[]) RETURNING 1),
-      st AS (DELETE FROM sous.step WHERE execution_id = ANY(${[...ids]}::uuid[]) RETURNING 1),
+      at AS (DELETE FROM sous.superseded_attempt WHERE execution_id = ANY(${[...ids]}::uuid[]) RETURNING 1),
+      -- A step row holds its current attempt (0022): counted as an attempt too.
+      st AS (DELETE FROM sous.step WHERE execution_id = ANY(${[...ids]}::uuid[]) RETURNING attempt_id),
       fi AS (DELETE FROM sous.foreach_item WHERE execution_id = ANY(${[...ids]}::uuid[]) RETURNING 1),
       -- Run though not counted: a data-modifying WITH runs whether or not it is read.
       sn AS (DELETE FROM sous.execution_snapshot WHERE execution_id = ANY(${[...ids]}::uuid[]) RETURNING 1),
@@ -175,7 +176,7 @@ export async function deleteExecutions(
       (SELECT count(*) FROM ex) AS executions,
       (SELECT count(*) FROM ev) AS events,
       (SELECT count(*) FROM st) AS steps,
-      (SELECT count(*) FROM at) AS attempts,
+      (SELECT count(*) FROM at) + (SELECT count(attempt_id) FROM st) AS attempts,
       (SELECT count(*) FROM fi) AS foreach_items,
       (SELECT count(*) FROM pl) AS payloads,
       (SELECT count(*) FROM pm) AS processed_messages`.execute(trx);

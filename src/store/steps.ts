@@ -1,6 +1,6 @@
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type RawBuilder } from 'kysely';
 import type { Database } from '../db/schema.js';
-import type { StepRow } from '../engine/projection.js';
+import type { StepWrite } from './attempts.js';
 
 /** Steps a rerun forgot, per execution: their rows, attempts and items go. */
 export interface ForgottenSteps {
@@ -22,14 +22,14 @@ function pairs(forgotten: readonly ForgottenSteps[]): { ids: string[]; keys: str
 }
 
 /**
- * Deletes the rows of forgotten steps: attempts, steps and forEach items, one statement
- * per table (the event log keeps their history).
+ * Deletes the rows of forgotten steps: superseded attempts, steps (with their current
+ * attempts) and forEach items, one statement per table (the event log keeps their history).
  */
 export async function deleteForgottenSteps(trx: Kysely<Database>, forgotten: readonly ForgottenSteps[]): Promise<void> {
   const { ids, keys } = pairs(forgotten);
   if (ids.length === 0) return;
   await sql`
-    DELETE FROM sous.step_attempt WHERE (execution_id, step_key) IN (SELECT * FROM unnest(${ids}::uuid[], ${keys}::text[]))`.execute(
+    DELETE FROM sous.superseded_attempt WHERE (execution_id, step_key) IN (SELECT * FROM unnest(${ids}::uuid[], ${keys}::text[]))`.execute(
     trx,
   );
   await sql`
@@ -42,20 +42,45 @@ export async function deleteForgottenSteps(trx: Kysely<Database>, forgotten: rea
   );
 }
 
+/** Step writes as a row source (alias r) for the statements below. */
+function stepWriteRecordset(rows: readonly StepWrite[]): RawBuilder<unknown> {
+  return sql`jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS r(execution_id uuid, step_key text, step_id text,
+    item_index int, compensation boolean, kind text, status text, attempts int, output jsonb, error jsonb,
+    child_execution_id uuid, created_at timestamptz, updated_at timestamptz, finished_at timestamptz,
+    new_attempt boolean, attempt_id uuid, capability text, region text, attempt_status text, worker_id text,
+    attempt_error jsonb, scheduled_at timestamptz, started_at timestamptz, attempt_finished_at timestamptz,
+    last_heartbeat_at timestamptz)`;
+}
+
 /**
  * Inserts or updates step rows of any number of executions (one row per key): an UPDATE
  * of the rows that exist, then an INSERT of the others. Not INSERT ... ON CONFLICT: that
  * locks each existing row before updating it and confirms each new one, two more WAL
  * records per step (about 100 bytes). The caller holds the executions' locks, so no
  * other transaction writes these steps between the two statements.
+ *
+ * A row's current attempt (0022) changes with it: a new attempt replaces every attempt
+ * column; a change to the stored one sets the columns it names, and only while the row's
+ * attempt is the one it names. The attempt it replaces was copied to superseded_attempt
+ * first (supersedeStoredAttempts).
  */
-export async function upsertSteps(trx: Kysely<Database>, rows: readonly StepRow[]): Promise<void> {
+export async function upsertSteps(trx: Kysely<Database>, rows: readonly StepWrite[]): Promise<void> {
   if (rows.length === 0) return;
+  // The current attempt's columns: replaced by a new attempt, changed where the change
+  // names the row's attempt and sets them, else kept.
+  const changed = (column: string) =>
+    sql.raw(`CASE WHEN r.new_attempt THEN r.${column} WHEN r.attempt_id = s.attempt_id
+      THEN coalesce(r.${column}, s.${column}) ELSE s.${column} END`);
+  const replaced = (column: string) => sql.raw(`CASE WHEN r.new_attempt THEN r.${column} ELSE s.${column} END`);
   const { rows: updated } = await sql<{ execution_id: string; step_key: string }>`/* sous:updateSteps */
     UPDATE sous.step s SET status = r.status, attempts = r.attempts, output = r.output, error = r.error,
-      child_execution_id = r.child_execution_id, updated_at = r.updated_at, finished_at = r.finished_at
-    FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS r(execution_id uuid, step_key text, status text,
-      attempts int, output jsonb, error jsonb, child_execution_id uuid, updated_at timestamptz, finished_at timestamptz)
+      child_execution_id = r.child_execution_id, updated_at = r.updated_at, finished_at = r.finished_at,
+      attempt_id = ${replaced('attempt_id')}, capability = ${replaced('capability')}, region = ${replaced('region')},
+      scheduled_at = ${replaced('scheduled_at')}, attempt_status = ${changed('attempt_status')},
+      worker_id = ${changed('worker_id')}, attempt_error = ${changed('attempt_error')},
+      started_at = ${changed('started_at')}, attempt_finished_at = ${changed('attempt_finished_at')},
+      last_heartbeat_at = ${changed('last_heartbeat_at')}
+    FROM ${stepWriteRecordset(rows)}
     WHERE s.execution_id = r.execution_id AND s.step_key = r.step_key
     RETURNING s.execution_id, s.step_key`.execute(trx);
   const existing = new Set(updated.map((r) => `${r.execution_id}\u0000${r.step_key}`));
@@ -63,12 +88,12 @@ export async function upsertSteps(trx: Kysely<Database>, rows: readonly StepRow[
   if (fresh.length === 0) return;
   await sql`/* sous:insertSteps */
     INSERT INTO sous.step (execution_id, step_key, step_id, item_index, compensation, kind, status, attempts, output, error,
-      child_execution_id, created_at, updated_at, finished_at)
+      child_execution_id, created_at, updated_at, finished_at, attempt_id, capability, region, attempt_status,
+      worker_id, attempt_error, scheduled_at, started_at, attempt_finished_at, last_heartbeat_at)
     SELECT execution_id, step_key, step_id, item_index, compensation, kind, status, attempts, output, error,
-      child_execution_id, created_at, updated_at, finished_at
-    FROM jsonb_to_recordset(${JSON.stringify(fresh)}::jsonb) AS r(execution_id uuid, step_key text, step_id text,
-      item_index int, compensation boolean, kind text, status text, attempts int, output jsonb, error jsonb,
-      child_execution_id uuid, created_at timestamptz, updated_at timestamptz, finished_at timestamptz)`.execute(trx);
+      child_execution_id, created_at, updated_at, finished_at, attempt_id, capability, region, attempt_status,
+      worker_id, attempt_error, scheduled_at, started_at, attempt_finished_at, last_heartbeat_at
+    FROM ${stepWriteRecordset(fresh)}`.execute(trx);
 }
 
 /**

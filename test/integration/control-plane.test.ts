@@ -352,9 +352,16 @@ describe('control plane', () => {
       cp.db,
     );
     const found = await verifyExecution(cp.db, cp.environment.plans, executionId);
+    // The step's count of attempts is its current attempt's number too (0022: one column on
+    // the step row), so the attempt shows the change as well.
+    const { rows: current } = await sql<{ attempt_id: string }>`SELECT attempt_id FROM sous.step
+      WHERE execution_id = ${executionId} AND step_key = 'reserve'`.execute(cp.db);
     assert.deepEqual(
       found.map((d) => [d.table, d.key, d.column, d.inTable]),
-      [['step', 'reserve', 'attempts', 99]],
+      [
+        ['step', 'reserve', 'attempts', 99],
+        ['step_attempt', current[0]?.attempt_id, 'attempt', 99],
+      ],
     );
     await rebuildExecution(cp.db, cp.environment.plans, executionId);
     assert.deepEqual(await verifyExecution(cp.db, cp.environment.plans, executionId), []);

@@ -181,8 +181,13 @@ describe('the event log stores type and at once', () => {
         input: { n: 7 },
       },
     );
-    // A row written by an earlier release keeps its own input, which wins.
-    await sql`UPDATE sous.step_attempt SET input = '{"n": 8}'::jsonb WHERE execution_id = ${executionId}`.execute(db);
+    // A row written by an earlier release keeps its own input, which wins (such rows are
+    // superseded attempts since 0022: the migration moved only the columns a step row has).
+    await sql`INSERT INTO sous.superseded_attempt (id, execution_id, step_key, attempt, capability, input, status,
+        scheduled_at)
+      SELECT id, execution_id, step_key, attempt, capability, '{"n": 8}'::jsonb, status, scheduled_at
+      FROM sous.step_attempt WHERE execution_id = ${executionId}`.execute(db);
+    await sql`UPDATE sous.step SET attempt_id = NULL WHERE execution_id = ${executionId}`.execute(db);
     assert.deepEqual((await selectAttemptNodes<Node>(db, [executionId]))[0]?.input, { n: 8 });
   });
 
@@ -190,7 +195,7 @@ describe('the event log stores type and at once', () => {
     const { executionId } = await startExecution(db, env, { recipe: recipeName, input: {} });
     assert.deepEqual(await verifyExecution(db, env.plans, executionId), []);
     const orphan = randomUUID();
-    await sql`INSERT INTO sous.step_attempt (id, execution_id, step_key, attempt, capability, status, scheduled_at)
+    await sql`INSERT INTO sous.superseded_attempt (id, execution_id, step_key, attempt, capability, status, scheduled_at)
       VALUES (${orphan}, ${executionId}, 'nowhere', 1, 'events.step', 'scheduled', now())`.execute(db);
     await sql`INSERT INTO sous.step (execution_id, step_key, step_id, compensation, kind, status, attempts, created_at, updated_at)
       VALUES (${executionId}, 'ghost', 'ghost', false, 'task', 'pending', 0, now(), now())`.execute(db);

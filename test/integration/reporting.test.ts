@@ -202,7 +202,8 @@ async function insertWorkload(db: pg.Client): Promise<void> {
     const started = startedMs === null ? null : at(startedMs / 1000);
     const finished = startedMs === null || runMs === null ? null : at((startedMs + runMs) / 1000);
     await db.query(
-      `INSERT INTO sous.step_attempt
+      // Every attempt as a superseded one: sous.step_attempt shows them as it shows a step's current one.
+      `INSERT INTO sous.superseded_attempt
          (id, execution_id, step_key, attempt, capability, status, scheduled_at, started_at, finished_at)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
       [randomUUID(), ids[key], stepKey, attempt, capability, status, at(scheduled), started, finished],
