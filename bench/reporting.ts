@@ -75,13 +75,15 @@ async function seedTimeAndPurge(
        FROM generate_series(1, ${executions}) AS i`,
       [recipeName],
     );
+    // Two events a row, as a decision appends them (0023): a step completed and the next scheduled.
     await probe.query(
-      `INSERT INTO sous.execution_event (execution_id, seq, type, data, created_at)
-       SELECT ${id}, s,
-         CASE WHEN s = 1 THEN 'ExecutionStarted' WHEN s = ${EVENTS_PER_EXECUTION} THEN 'ExecutionCompleted'
-           WHEN s % 2 = 0 THEN 'StepScheduled' ELSE 'StepCompleted' END,
-         '{}', ${created} + s * interval '4 seconds'
-       FROM generate_series(1, ${executions}) AS i CROSS JOIN generate_series(1, ${EVENTS_PER_EXECUTION}) AS s`,
+      `INSERT INTO sous.execution_event_batch (execution_id, first_seq, last_seq, created_at, events)
+       SELECT ${id}, f, least(f + 1, ${EVENTS_PER_EXECUTION}), ${created} + f * interval '4 seconds',
+         (SELECT json_agg(json_build_object('type',
+            CASE WHEN s = 1 THEN 'ExecutionStarted' WHEN s = ${EVENTS_PER_EXECUTION} THEN 'ExecutionCompleted'
+              WHEN s % 2 = 0 THEN 'StepScheduled' ELSE 'StepCompleted' END) ORDER BY s)
+          FROM generate_series(f, least(f + 1, ${EVENTS_PER_EXECUTION})) AS s)
+       FROM generate_series(1, ${executions}) AS i CROSS JOIN generate_series(1, ${EVENTS_PER_EXECUTION}, 2) AS f`,
     );
     // Each step with its one attempt on its row, as the control plane writes it (0022).
     await probe.query(
@@ -100,14 +102,14 @@ async function seedTimeAndPurge(
   }
   // What autovacuum does in a while on its own (statistics, BRIN summaries of new ranges).
   for (const index of [
-    'execution_event_created_brin',
+    'execution_event_batch_created_brin',
     'step_scheduled_brin',
     'execution_created_brin',
     'processed_message_processed_brin',
   ]) {
     await probe.query(`SELECT brin_summarize_new_values($1::regclass)`, [`sous.${index}`]);
   }
-  await probe.query('ANALYZE sous.execution, sous.execution_event, sous.step, sous.superseded_attempt');
+  await probe.query('ANALYZE sous.execution, sous.execution_event_batch, sous.step, sous.superseded_attempt');
   figures.seededEvents = executions * EVENTS_PER_EXECUTION;
   figures.seedSeconds = (performance.now() - seeding) / 1000;
   const [total] = (await probe.query<{ n: string }>('SELECT count(*) AS n FROM sous.execution_event')).rows;
@@ -145,7 +147,7 @@ async function seedTimeAndPurge(
   // Whatever the purge left (executions finished under a minute ago: none when seeded days back).
   await probe.query('BEGIN');
   await probe.query('SET LOCAL session_replication_role = replica');
-  for (const table of ['execution_event', 'superseded_attempt', 'step']) {
+  for (const table of ['execution_event_batch', 'superseded_attempt', 'step']) {
     await probe.query(
       `DELETE FROM sous.${table} WHERE execution_id IN (SELECT id FROM sous.execution WHERE recipe_name = $1)`,
       [recipeName],

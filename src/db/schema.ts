@@ -63,13 +63,25 @@ export interface ExecutionTable {
   finished_at: Timestamp | null;
 }
 
-/** sous.execution_event (0002_engine.sql): append-only. */
+/**
+ * sous.execution_event: since 0023 a view, a row per event, of sous.execution_event_row
+ * (events written before 0023, one per row, with these columns) and the batches.
+ */
 export interface ExecutionEventTable {
   execution_id: string;
   seq: number;
   type: string;
   data: Json;
   created_at: Timestamp;
+}
+
+/** sous.execution_event_batch (0023): the events one batch of decisions appended to one execution. */
+export interface ExecutionEventBatchTable {
+  execution_id: string;
+  first_seq: number;
+  last_seq: number;
+  created_at: Timestamp;
+  events: Json;
 }
 
 /** sous.step (0002_engine.sql). */
@@ -299,6 +311,8 @@ export interface Database {
   'sous.recipe': RecipeTable;
   'sous.execution': ExecutionTable;
   'sous.execution_event': ExecutionEventTable;
+  'sous.execution_event_row': ExecutionEventTable;
+  'sous.execution_event_batch': ExecutionEventBatchTable;
   'sous.step': StepTable;
   'sous.step_attempt': StepAttemptTable;
   'sous.superseded_attempt': StepAttemptTable;

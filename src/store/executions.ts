@@ -86,8 +86,8 @@ export async function selectStateSnapshots(
   if (executionIds.length === 0) return new Map();
   const { rows } = await sql<StateSnapshot>`/* sous:selectStateSnapshots */
     SELECT e.id, e.recipe_name, e.recipe_version, b.state, b.state_seq, e.last_seq, e.written_by,
-      coalesce((SELECT jsonb_agg(${eventJson('v')} ORDER BY v.seq) FROM sous.execution_event v
-        WHERE v.execution_id = e.id AND v.seq > b.state_seq AND v.seq <= e.last_seq), '[]') AS events
+      coalesce((SELECT jsonb_agg(${eventJson('v')} ORDER BY v.seq)
+        FROM sous.execution_events(e.id, b.state_seq, e.last_seq) v), '[]') AS events
     ${snapshotSource(executionIds)}`.execute(db);
   return new Map(rows.map((r) => [r.id, r]));
 }

@@ -1,6 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
-import { eventJson } from './events.js';
+import { eventJson, LAST_SEQ } from './events.js';
 
 /*
  * The API's read queries, one statement per list, shaped as the API shows them (column
@@ -78,8 +78,9 @@ export async function selectAttemptNodes<Row>(db: Kysely<Database>, executionIds
       a.last_heartbeat_at AS "lastHeartbeatAt"
     FROM sous.step_attempt a
     LEFT JOIN (
-      SELECT ev.execution_id, ev.data->>'stepExecutionId' AS attempt_id, (ev.data->'input')::jsonb AS input
-      FROM sous.execution_event ev WHERE ev.execution_id = ANY(${ids}::uuid[]) AND ev.type = 'StepScheduled'
+      SELECT x.id AS execution_id, ev.data->>'stepExecutionId' AS attempt_id, (ev.data->'input')::jsonb AS input
+      FROM unnest(${ids}::uuid[]) AS x(id) CROSS JOIN LATERAL sous.execution_events(x.id, 0, ${LAST_SEQ}) ev
+      WHERE ev.type = 'StepScheduled'
     ) s ON s.execution_id = a.execution_id AND s.attempt_id = a.id::text
     WHERE a.execution_id = ANY(${ids}::uuid[])
     ORDER BY a.scheduled_at, a.attempt`.execute(db);
@@ -93,9 +94,10 @@ export async function selectEventNodes<Row>(
   afterSeq: number,
 ): Promise<Row[]> {
   const { rows } = await sql<Row>`
-    SELECT e.execution_id AS "executionId", e.seq, e.type, e.created_at AS at, ${eventJson('e')} AS data
-    FROM sous.execution_event e WHERE e.execution_id = ANY(${[...executionIds]}::uuid[]) AND e.seq > ${afterSeq}
-    ORDER BY e.execution_id, e.seq`.execute(db);
+    SELECT x.id AS "executionId", e.seq, e.type, e.created_at AS at, ${eventJson('e')} AS data
+    FROM unnest(${[...executionIds]}::uuid[]) AS x(id)
+    CROSS JOIN LATERAL sous.execution_events(x.id, ${afterSeq}, ${LAST_SEQ}) e
+    ORDER BY x.id, e.seq`.execute(db);
   return rows;
 }
 
@@ -108,11 +110,10 @@ export async function selectHandlerFailures(
   executionIds: readonly string[],
 ): Promise<Map<string, unknown>> {
   const { rows } = await sql<{ id: string; failures: unknown }>`
-    SELECT ids.id, last.data->'handlerFailures' AS failures
-    FROM unnest(${[...executionIds]}::uuid[]) AS ids(id)
-    CROSS JOIN LATERAL (
-      SELECT data FROM sous.execution_event e WHERE e.execution_id = ids.id ORDER BY e.seq DESC LIMIT 1
-    ) AS last`.execute(db);
+    SELECT x.id, last.data->'handlerFailures' AS failures
+    FROM sous.execution x
+    CROSS JOIN LATERAL sous.execution_events(x.id, x.last_seq - 1, x.last_seq) AS last
+    WHERE x.id = ANY(${[...executionIds]}::uuid[])`.execute(db);
   return new Map(rows.map((r) => [r.id, r.failures]));
 }
 

@@ -157,7 +157,12 @@ export async function deleteExecutions(
     processed_messages: string;
   }>`/* sous:deleteExecutions */
     WITH
-      ev AS (DELETE FROM sous.execution_event WHERE execution_id = ANY(${[...ids]}::uuid[]) RETURNING 1),
+      -- The event log: rows from before 0023, and batches of events since.
+      ev AS (DELETE FROM sous.execution_event_row WHERE execution_id = ANY(${[...ids]}::uuid[]) RETURNING 1),
+      eb AS (
+        DELETE FROM sous.execution_event_batch WHERE execution_id = ANY(${[...ids]}::uuid[])
+        RETURNING last_seq - first_seq + 1 AS events
+      ),
       at AS (DELETE FROM sous.superseded_attempt WHERE execution_id = ANY(${[...ids]}::uuid[]) RETURNING 1),
       -- A step row holds its current attempt (0022): counted as an attempt too.
       st AS (DELETE FROM sous.step WHERE execution_id = ANY(${[...ids]}::uuid[]) RETURNING attempt_id),
@@ -174,7 +179,7 @@ export async function deleteExecutions(
       ex AS (DELETE FROM sous.execution WHERE id = ANY(${[...ids]}::uuid[]) RETURNING 1)
     SELECT
       (SELECT count(*) FROM ex) AS executions,
-      (SELECT count(*) FROM ev) AS events,
+      (SELECT count(*) FROM ev) + (SELECT coalesce(sum(events), 0) FROM eb) AS events,
       (SELECT count(*) FROM st) AS steps,
       (SELECT count(*) FROM at) + (SELECT count(attempt_id) FROM st) AS attempts,
       (SELECT count(*) FROM fi) AS foreach_items,

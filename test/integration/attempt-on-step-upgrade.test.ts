@@ -1,6 +1,6 @@
-// 0022 moves each step's current attempt onto its step row. An execution written by the
-// schema before it (0021), with a step in flight, completes after the upgrade, and its
-// rows agree with its event log.
+// 0022 moves each step's current attempt onto its step row; 0023 appends events in
+// batches. An execution written by the schema before both (0021), with a step in flight,
+// completes after the upgrade, and its rows agree with its event log, which spans both.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { copyFileSync, mkdtempSync, readdirSync } from 'node:fs';
@@ -123,7 +123,8 @@ describe("0022: a step's current attempt on its row, across the upgrade", () => 
           now() - interval '9 seconds', NULL)`.execute(legacy);
     const retriedBefore = await attemptsOf(legacy, [retried]);
 
-    assert.deepEqual(await migrate(legacy), ['0022_attempt_on_step_row']);
+    // 0022 and every migration after it (0023 moves new events to batches).
+    assert.deepEqual((await migrate(legacy)).slice(0, 2), ['0022_attempt_on_step_row', '0023_event_batches']);
 
     // Every attempt reads as it did; each step's latest is on its row, the earlier superseded.
     assert.deepEqual(await attemptsOf(legacy, [executionId]), attemptsBefore);
@@ -152,6 +153,15 @@ describe("0022: a step's current attempt on its row, across the upgrade", () => 
     );
     assert.equal(status.rows[0]?.status, 'completed');
     assert.deepEqual(await verifyExecution(legacy, legacyEnv.plans, executionId), []);
+    // Its log spans the upgrade: the events from before one per row, those after in batches (0023).
+    const log = await sql<{ rows: number; batches: number; events: number; last_seq: number }>`SELECT
+        (SELECT count(*)::int FROM sous.execution_event_row WHERE execution_id = ${executionId}) AS rows,
+        (SELECT count(*)::int FROM sous.execution_event_batch WHERE execution_id = ${executionId}) AS batches,
+        (SELECT count(*)::int FROM sous.execution_event WHERE execution_id = ${executionId}) AS events,
+        (SELECT last_seq FROM sous.execution WHERE id = ${executionId}) AS last_seq`.execute(legacy);
+    const spans = log.rows[0];
+    assert.ok(spans !== undefined && spans.rows > 0 && spans.batches === 2, JSON.stringify(spans));
+    assert.equal(spans.events, spans.last_seq, 'every seq once');
     const attempts = await attemptsOf(legacy, [executionId]);
     assert.deepEqual(
       attempts.map((a) => [a.step_key, a.status]),

@@ -133,12 +133,20 @@ describe('the event log stores type and at once', () => {
           nodes.map((n) => n.data),
           back,
         );
-        // created_at is the event's instant, whatever the form of its `at`.
+        // One row for the batch (0023), at the first event's instant, whatever the form of its
+        // `at`; the view shows a row per event, each with its type.
+        const stored = await sql<{ first_seq: number; last_seq: number; created_at: Date }>`
+          SELECT first_seq, last_seq, created_at FROM sous.execution_event_batch
+          WHERE execution_id = ${executionId} AND last_seq = ${seq}`.execute(db);
+        assert.deepEqual(
+          stored.rows.map((r) => [r.first_seq, r.last_seq, r.created_at.getTime()]),
+          [[firstSeq, seq, Date.parse(batch[0]?.at ?? '')]],
+        );
         const rows = (await storedRows(executionId)).slice(firstSeq - 1);
-        for (const [i, row] of rows.entries()) {
-          assert.equal(row.created_at.getTime(), Date.parse(batch[i]?.at ?? ''));
-          assert.equal(row.type, batch[i]?.type);
-        }
+        assert.deepEqual(
+          rows.map((r) => [r.seq, r.type]),
+          batch.map((e, i) => [firstSeq + i, e.type]),
+        );
       }),
       { numRuns: RUNS, seed: SEED },
     );
@@ -148,12 +156,64 @@ describe('the event log stores type and at once', () => {
     const { executionId } = await startExecution(db, env, { recipe: recipeName, input: {} });
     const seq = (await storedRows(executionId)).length + 1;
     const legacy = { type: 'SignalReceived', at: '2026-11-01T10:00:00.123Z', name: 'go', payload: { x: 1 } };
-    await sql`INSERT INTO sous.execution_event (execution_id, seq, type, data, created_at)
+    await sql`INSERT INTO sous.execution_event_row (execution_id, seq, type, data, created_at)
       VALUES (${executionId}, ${seq}, ${legacy.type}, ${JSON.stringify(legacy)}::jsonb, ${legacy.at}::timestamptz)`.execute(
       db,
     );
     const back = (await selectEvents(db, executionId)).at(-1);
     assert.deepEqual(back, legacy);
+  });
+
+  it('a log that spans the upgrade (rows before 0023, batches after) reads in seq order by every reader', async () => {
+    const executionId = randomUUID();
+    const at = (s: number) => new Date(Date.UTC(2026, 10, 1, 10, 0, s)).toISOString();
+    // Seqs 1-2 one per row, as releases before 0023 wrote them (type and at in columns only).
+    for (const seq of [1, 2])
+      await sql`INSERT INTO sous.execution_event_row (execution_id, seq, type, data, created_at)
+        VALUES (${executionId}, ${seq}, 'SignalReceived', ${JSON.stringify({ name: `s${seq}` })}::json, ${at(seq)})`.execute(
+        db,
+      );
+    const later = [3, 4, 5].map((seq) => ({ type: 'SignalReceived', at: at(seq < 5 ? 3 : 5), name: `s${seq}` }));
+    await appendEvents(db, [{ executionId, firstSeq: 3, events: later.slice(0, 2) as unknown as EngineEvent[] }]);
+    await appendEvents(db, [{ executionId, firstSeq: 5, events: later.slice(2) as unknown as EngineEvent[] }]);
+    const all = [1, 2].map((seq) => ({ type: 'SignalReceived', at: at(seq), name: `s${seq}` })).concat(later);
+    assert.deepEqual(await selectEvents(db, executionId), all);
+    const nodes = await selectEventNodes<{ seq: number; data: unknown }>(db, [executionId], 1);
+    assert.deepEqual(
+      nodes.map((n) => [n.seq, n.data]),
+      all.slice(1).map((e, i) => [i + 2, e]),
+    );
+    // A window inside a batch gives that window only.
+    const { rows } = await sql<{ seq: number }>`SELECT seq FROM sous.execution_events(${executionId}, 3, 4)`.execute(
+      db,
+    );
+    assert.deepEqual(
+      rows.map((r) => r.seq),
+      [4],
+    );
+    assert.deepEqual(
+      (await storedRows(executionId)).map((r) => [r.seq, r.data]),
+      all.map((e, i) => [i + 1, { name: e.name }]),
+    );
+  });
+
+  it('finds the batches that hold a window through the primary key, not by unnesting the history', async () => {
+    const executionId = randomUUID();
+    const signal = { type: 'SignalReceived', at: new Date().toISOString(), name: 'x' } as unknown as EngineEvent;
+    for (let firstSeq = 1; firstSeq <= 400; firstSeq += 2)
+      await appendEvents(db, [{ executionId, firstSeq, events: [signal, signal] }]);
+    await sql`ANALYZE sous.execution_event_batch`.execute(db);
+    const { rows } = await sql<{ 'QUERY PLAN': unknown }>`EXPLAIN (ANALYZE, FORMAT JSON, COSTS OFF, TIMING OFF)
+      SELECT * FROM sous.execution_events(${executionId}, 396, 400)`.execute(db);
+    const plan = JSON.stringify(rows[0]?.['QUERY PLAN']);
+    assert.match(plan, /execution_event_batch_pkey/);
+    assert.match(plan, /last_seq > 396/);
+    // Of 200 batches, the two that hold seqs 397-400 are read.
+    const scans = [...plan.matchAll(/"Relation Name":"execution_event_batch"[^}]*?"Actual Rows":(\d+)/g)];
+    assert.deepEqual(
+      scans.map((m) => Number(m[1])),
+      [2],
+    );
   });
 
   it("an attempt row holds no input: the API reads it from the attempt's StepScheduled event", async () => {

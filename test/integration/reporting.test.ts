@@ -213,8 +213,13 @@ async function insertWorkload(db: pg.Client): Promise<void> {
   for (const [key, type, seconds, extra] of events) {
     const next = (seq.get(key) ?? 0) + 1;
     seq.set(key, next);
+    // An execution's first event as releases before 0023 wrote it (a row per event), the
+    // rest in batches of one: the reports read both.
     await db.query(
-      `INSERT INTO sous.execution_event (execution_id, seq, type, data, created_at) VALUES ($1, $2, $3, $4, $5)`,
+      next === 1
+        ? `INSERT INTO sous.execution_event_row (execution_id, seq, type, data, created_at) VALUES ($1, $2, $3, $4, $5)`
+        : `INSERT INTO sous.execution_event_batch (execution_id, first_seq, last_seq, created_at, events)
+           VALUES ($1, $2, $2, $5, json_build_array(jsonb_build_object('type', $3::text) || $4::jsonb))`,
       [ids[key], next, type, JSON.stringify({ type, at: at(seconds), ...extra }), at(seconds)],
     );
   }

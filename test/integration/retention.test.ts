@@ -112,9 +112,12 @@ async function rowsOf(ids: readonly string[]) {
 const purge = (recipeNames: readonly string[], options: Partial<PurgeOptions> = {}) =>
   purgeExpiredExecutions(db, { retention: 30 * DAY, batchSize: 500, recipeNames, ...options });
 
-/** Adds a forEach item, a claim-check payload and a state snapshot to an execution (rows the purge must find too). */
+/** Adds a forEach item, a claim-check payload, a state snapshot and an event row from before 0023 to an execution (rows the purge must find too). */
 async function extras(id: string): Promise<void> {
   await sql`INSERT INTO sous.execution_snapshot (execution_id, seq, state) VALUES (${id}, 1, '{}')`.execute(db);
+  // An event as releases before 0023 wrote them, one per row.
+  await sql`INSERT INTO sous.execution_event_row (execution_id, seq, type, data, created_at)
+    VALUES (${id}, 999, 'SignalReceived', '{}', now())`.execute(db);
   await sql`INSERT INTO sous.foreach_item (execution_id, step_key, item_index, data) VALUES (${id}, 'loop', 0, '{}')`.execute(
     db,
   );
@@ -160,14 +163,20 @@ describe('retention purge', () => {
     });
     assert.deepEqual(await rowsOf([oldRunning, youngDone]), kept, 'nothing of the others is touched');
     assert.equal((await purge([r])).executions, 0, 'a second run finds nothing');
-    // Outside a purge the log stays append-only.
+    // Outside a purge the log stays append-only: the batches (0023) and the rows from before.
     await assert.rejects(
-      sql`DELETE FROM sous.execution_event WHERE execution_id = ${youngDone}`.execute(db),
-      /sous\.execution_event is append-only \(DELETE refused\)/,
+      sql`DELETE FROM sous.execution_event_batch WHERE execution_id = ${youngDone}`.execute(db),
+      /sous\.execution_event_batch is append-only \(DELETE refused\)/,
     );
     await assert.rejects(
-      sql`UPDATE sous.execution_event SET type = 'x' WHERE execution_id = ${youngDone}`.execute(db),
+      sql`UPDATE sous.execution_event_batch SET first_seq = 1 WHERE execution_id = ${youngDone}`.execute(db),
       /append-only \(UPDATE refused\)/,
+    );
+    await sql`INSERT INTO sous.execution_event_row (execution_id, seq, type, data, created_at)
+      VALUES (${youngDone}, 1000, 'SignalReceived', '{}', now())`.execute(db);
+    await assert.rejects(
+      sql`DELETE FROM sous.execution_event_row WHERE execution_id = ${youngDone}`.execute(db),
+      /sous\.execution_event_row is append-only \(DELETE refused\)/,
     );
   });
 
@@ -275,8 +284,8 @@ describe('retention purge', () => {
           now() - interval '50 days',
           CASE WHEN ${finishedDaysAgo}::int IS NULL THEN NULL ELSE now() - make_interval(days => ${finishedDaysAgo}::int) END,
           ${parent ?? null}, ${parent === undefined ? null : 'child'})`.execute(db);
-      await sql`INSERT INTO sous.execution_event (execution_id, seq, type, data, created_at)
-        VALUES (${id}, 1, 'ExecutionStarted', '{}', now() - interval '50 days')`.execute(db);
+      await sql`INSERT INTO sous.execution_event_batch (execution_id, first_seq, last_seq, created_at, events)
+        VALUES (${id}, 1, 1, now() - interval '50 days', '[{"type":"ExecutionStarted"}]')`.execute(db);
       return id;
     }
 
