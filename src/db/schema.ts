@@ -24,7 +24,6 @@ export interface OutboxTable {
   correlation_id: string | null;
   idempotency_key: string | null;
   headers: Generated<Json>;
-  created_at: Generated<Date>;
 }
 
 /** sous.recipe (0002_engine.sql): registered versions, immutable. */

@@ -135,8 +135,9 @@ function withoutState<T extends { readonly state: unknown }>(row: T): Omit<T, 's
  */
 export async function insertExecutions(trx: Kysely<Database>, rows: readonly ExecutionWrite[]): Promise<void> {
   if (rows.length === 0) return;
-  // jsonb_to_recordset reads a JSON null as SQL NULL: output and error stay JSON null, as
-  // single-row writes always stored them.
+  // json_to_recordset reads a JSON null as SQL NULL: output and error stay JSON null, as
+  // single-row writes always stored them. json, not jsonb: output and error (json columns
+  // since 0024) are stored as the text written here.
   await sql`/* sous:insertExecutions */
     INSERT INTO sous.execution
       (id, recipe_name, recipe_version, status, input, output, error, idempotency_key, parent_execution_id,
@@ -145,8 +146,8 @@ export async function insertExecutions(trx: Kysely<Database>, rows: readonly Exe
     SELECT id, recipe_name, recipe_version, status, coalesce(input, 'null'), coalesce(output, 'null'),
       coalesce(error, 'null'), idempotency_key, parent_execution_id, parent_step_key, traceparent, reply_topic, NULL,
       last_seq, 0, written_by, created_at, updated_at, finished_at
-    FROM jsonb_to_recordset(${JSON.stringify(rows.map(withoutState))}::jsonb) AS r(id uuid, recipe_name text,
-      recipe_version int, status text, input jsonb, output jsonb, error jsonb, idempotency_key text,
+    FROM json_to_recordset(${JSON.stringify(rows.map(withoutState))}::json) AS r(id uuid, recipe_name text,
+      recipe_version int, status text, input jsonb, output json, error json, idempotency_key text,
       parent_execution_id uuid, parent_step_key text, traceparent text, reply_topic text, last_seq int,
       written_by uuid, created_at timestamptz, updated_at timestamptz, finished_at timestamptz)`.execute(trx);
 }
@@ -176,7 +177,7 @@ export async function updateExecutions(trx: Kysely<Database>, rows: readonly Exe
       state = CASE WHEN u.snapshot THEN NULL ELSE e.state END,
       state_seq = CASE WHEN u.snapshot THEN u.last_seq ELSE coalesce(e.state_seq, e.last_seq) END,
       last_seq = u.last_seq, written_by = u.written_by, updated_at = u.updated_at, finished_at = u.finished_at
-    FROM jsonb_to_recordset(${JSON.stringify(changes)}::jsonb) AS u(id uuid, status text, output jsonb, error jsonb,
+    FROM json_to_recordset(${JSON.stringify(changes)}::json) AS u(id uuid, status text, output json, error json,
       snapshot boolean, last_seq int, written_by uuid, updated_at timestamptz, finished_at timestamptz)
     WHERE e.id = u.id`.execute(trx);
 }

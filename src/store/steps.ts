@@ -42,10 +42,13 @@ export async function deleteForgottenSteps(trx: Kysely<Database>, forgotten: rea
   );
 }
 
-/** Step writes as a row source (alias r) for the statements below. */
+/**
+ * Step writes as a row source (alias r) for the statements below. json_to_recordset, not
+ * jsonb_: the output (a json column since 0024) is stored as the text written here.
+ */
 function stepWriteRecordset(rows: readonly StepWrite[]): RawBuilder<unknown> {
-  return sql`jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS r(execution_id uuid, step_key text, step_id text,
-    item_index int, compensation boolean, kind text, status text, attempts int, output jsonb, error jsonb,
+  return sql`json_to_recordset(${JSON.stringify(rows)}::json) AS r(execution_id uuid, step_key text, step_id text,
+    item_index int, compensation boolean, kind text, status text, attempts int, output json, error jsonb,
     child_execution_id uuid, created_at timestamptz, updated_at timestamptz, finished_at timestamptz,
     new_attempt boolean, attempt_id uuid, capability text, region text, attempt_status text, worker_id text,
     attempt_error jsonb, scheduled_at timestamptz, started_at timestamptz, attempt_finished_at timestamptz,

@@ -20,6 +20,7 @@ import { MIGRATIONS_FOLDER, migrate, migrateAll } from '../../src/db/migrate.js'
 import type { Database } from '../../src/db/schema.js';
 import { recipe } from '../../src/recipe/index.js';
 import { databaseUrl } from '../../src/stack/config.js';
+import { completedReply, scheduledAttempts } from '../helpers/replies.js';
 import { stackConfig, uniqueName } from '../helpers/stack.js';
 
 const legacyName = uniqueName('sous_test_upgrade_0022').replaceAll('-', '_');
@@ -60,19 +61,8 @@ describe("0022: a step's current attempt on its row, across the upgrade", () => 
     await admin.end();
   });
 
-  const reply = (db: Kysely<Database>, executionId: string) => async (): Promise<ReplyTopicMessage[]> => {
-    const { rows } = await sql<{ id: string }>`SELECT id FROM sous.step_attempt
-      WHERE execution_id = ${executionId} AND status = 'scheduled'`.execute(db);
-    return rows.map((a) => ({
-      kind: 'step.completed',
-      messageId: randomUUID(),
-      executionId,
-      stepExecutionId: a.id,
-      workerId: 'w',
-      at: new Date().toISOString(),
-      output: { done: a.id },
-    }));
-  };
+  const reply = (db: Kysely<Database>, executionId: string) => async (): Promise<ReplyTopicMessage[]> =>
+    (await scheduledAttempts(db, [executionId])).map((a) => completedReply(a, { done: a.id }));
 
   it("moves each step's latest attempt onto its row, and an execution in flight completes after it", async () => {
     const env = defaultDecisionEnvironment(new PlanCache(), { replyTopic: uniqueName('test.replies') });

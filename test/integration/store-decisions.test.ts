@@ -16,6 +16,7 @@ import { migrateAll } from '../../src/db/migrate.js';
 import type { Database } from '../../src/db/schema.js';
 import { recipe } from '../../src/recipe/index.js';
 import { databaseUrl } from '../../src/stack/config.js';
+import { completedReply, scheduledAttempts } from '../helpers/replies.js';
 import { stackConfig, uniqueName } from '../helpers/stack.js';
 
 /*
@@ -75,15 +76,7 @@ describe('decisions written as sets', () => {
           workerId: 'w',
           at: new Date().toISOString(),
         }
-      : {
-          kind,
-          messageId: randomUUID(),
-          executionId: attempt.execution_id,
-          stepExecutionId: attempt.id,
-          workerId: 'w',
-          at: new Date().toISOString(),
-          output: { done: attempt.id },
-        };
+      : completedReply(attempt, { done: attempt.id });
 
   /** Drives every execution to its end, one batch of replies per step; statements of each batch. */
   async function drive(ids: readonly string[], kinds: readonly ('step.started' | 'step.completed')[]) {
@@ -98,6 +91,27 @@ describe('decisions written as sets', () => {
       assert.deepEqual(outcome, { applied: batch.length, duplicates: 0, unknown: [] });
     }
   }
+
+  it('stores outputs and errors as the text the control plane wrote (json, 0024), and reads them back', async () => {
+    const plan = recipe(uniqueName('store-json').toLowerCase()).task('a', 'store.step').build();
+    await registerRecipe(db, plan);
+    const { executionId } = await startExecution(db, env, { recipe: plan.name, input: {} });
+    // Keys in an order jsonb would change (it sorts them), and a number it would print again.
+    const output = { zeta: 1, b: [1.5, 'x', null], a: { y: true } };
+    const [attempt] = await scheduledAttempts(db, [executionId]);
+    assert.ok(attempt !== undefined);
+    const { rows: running } = await sql<{ output: string; error: string }>`
+      SELECT output::text AS output, error::text AS error FROM sous.execution WHERE id = ${executionId}`.execute(db);
+    assert.deepEqual(running, [{ output: 'null', error: 'null' }]);
+    await applyReplies(db, env, [completedReply(attempt, output)]);
+    const { rows } = await sql<{ step: string; execution: string; status: string }>`
+      SELECT s.output::text AS step, e.output::text AS execution, e.status FROM sous.step s
+      JOIN sous.execution e ON e.id = s.execution_id WHERE s.execution_id = ${executionId}`.execute(db);
+    assert.deepEqual(rows, [
+      { step: JSON.stringify(output), execution: JSON.stringify({ a: output }), status: 'completed' },
+    ]);
+    assert.deepEqual(await verifyExecution(db, env.plans, executionId), []);
+  });
 
   it('costs the same statements for a batch of one execution as for a batch of twelve', async () => {
     const one = await drive(await tenSteps(1), ['step.completed']);

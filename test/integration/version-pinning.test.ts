@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { sql, type Kysely } from 'kysely';
 import { applyReplies, parseReply } from '../../src/control-plane/apply-reply.js';
@@ -14,6 +13,7 @@ import { migrateAll } from '../../src/db/migrate.js';
 import type { Database } from '../../src/db/schema.js';
 import { recipe } from '../../src/recipe/index.js';
 import { databaseUrl } from '../../src/stack/config.js';
+import { completedReply, scheduledAttempts } from '../helpers/replies.js';
 import { stackConfig, uniqueName } from '../helpers/stack.js';
 
 /*
@@ -40,23 +40,13 @@ describe('version pinning', () => {
   }
 
   async function completeScheduled(executionId: string, output: unknown): Promise<string[]> {
-    const { rows } = await sql<{ id: string; step_key: string }>`
-      SELECT id, step_key FROM sous.step_attempt WHERE execution_id = ${executionId} AND status = 'scheduled'`.execute(
+    const attempts = await scheduledAttempts(db, [executionId]);
+    await applyReplies(
       db,
+      env,
+      attempts.map((a) => completedReply(a, output)),
     );
-    const replies = rows.map((a) =>
-      parseReply({
-        kind: 'step.completed',
-        messageId: randomUUID(),
-        executionId,
-        stepExecutionId: a.id,
-        workerId: 'w',
-        at: new Date().toISOString(),
-        output,
-      }),
-    );
-    await applyReplies(db, env, replies);
-    return rows.map((r) => r.step_key);
+    return attempts.map((a) => a.step_key);
   }
 
   it('runs the sub-recipe version of when the parent started, and the parent on its own version', async () => {
