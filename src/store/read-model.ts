@@ -94,7 +94,9 @@ export async function selectEventNodes<Row>(
   afterSeq: number,
 ): Promise<Row[]> {
   const { rows } = await sql<Row>`
-    SELECT x.id AS "executionId", e.seq, e.type, e.created_at AS at, ${eventJson('e')} AS data
+    SELECT x.id AS "executionId", e.seq, e.type,
+      -- The event's own time: an event of a batch (0023) keeps its own when it is not the batch's.
+      coalesce((e.data->>'at')::timestamptz, e.created_at) AS at, ${eventJson('e')} AS data
     FROM unnest(${[...executionIds]}::uuid[]) AS x(id)
     CROSS JOIN LATERAL sous.execution_events(x.id, ${afterSeq}, ${LAST_SEQ}) e
     ORDER BY x.id, e.seq`.execute(db);
