@@ -179,10 +179,13 @@ export interface AttemptRow {
   readonly last_heartbeat_at: string | null;
 }
 
-/** A change to an existing attempt row: the given columns take the given values (its step names where the row is). */
-export type AttemptUpdate = { readonly id: string; readonly step_key: string } & Partial<
+/** The columns of an attempt that change after it is scheduled. */
+export type AttemptColumns = Partial<
   Omit<AttemptRow, 'id' | 'execution_id' | 'step_key' | 'attempt' | 'capability' | 'region' | 'scheduled_at'>
 >;
+
+/** A change to an existing attempt row: the given columns take the given values (its step names where the row is). */
+export type AttemptUpdate = { readonly id: string; readonly step_key: string } & AttemptColumns;
 
 export interface AttemptChanges {
   readonly inserts: AttemptRow[];
@@ -193,6 +196,9 @@ export interface AttemptChanges {
 export function attemptChanges(executionId: string, events: readonly EngineEvent[]): AttemptChanges {
   const inserts: AttemptRow[] = [];
   const updates: AttemptUpdate[] = [];
+  /** The attempt `id` of the step `stepKey` takes these columns. */
+  const change = (id: string, stepKey: string, columns: AttemptColumns) =>
+    updates.push({ id, step_key: stepKey, ...columns });
   for (const e of events) {
     switch (e.type) {
       case 'StepScheduled':
@@ -213,9 +219,7 @@ export function attemptChanges(executionId: string, events: readonly EngineEvent
         });
         break;
       case 'StepStarted':
-        updates.push({
-          id: e.stepExecutionId,
-          step_key: e.stepKey,
+        change(e.stepExecutionId, e.stepKey, {
           status: 'running',
           worker_id: e.workerId,
           started_at: e.startedAt ?? e.at,
@@ -223,59 +227,32 @@ export function attemptChanges(executionId: string, events: readonly EngineEvent
         });
         break;
       case 'StepHeartbeat':
-        updates.push({ id: e.stepExecutionId, step_key: e.stepKey, status: 'running', last_heartbeat_at: e.at });
+        change(e.stepExecutionId, e.stepKey, { status: 'running', last_heartbeat_at: e.at });
         break;
       case 'StepCompleted':
         if (e.stepExecutionId !== undefined)
-          updates.push({
-            id: e.stepExecutionId,
-            step_key: e.stepKey,
-            status: 'completed',
-            ...startOf(e),
-            finished_at: e.at,
-          });
-        if (e.abandonedStepExecutionId !== undefined)
-          updates.push(abandoned(e.abandonedStepExecutionId, e.stepKey, e.at));
+          change(e.stepExecutionId, e.stepKey, { status: 'completed', ...startOf(e), finished_at: e.at });
+        if (e.abandonedStepExecutionId !== undefined) change(e.abandonedStepExecutionId, e.stepKey, abandoned(e.at));
         break;
       case 'StepFailed':
         if (e.stepExecutionId !== undefined)
-          updates.push({
-            id: e.stepExecutionId,
-            step_key: e.stepKey,
-            status: 'failed',
-            error: e.error,
-            ...startOf(e),
-            finished_at: e.at,
-          });
+          change(e.stepExecutionId, e.stepKey, { status: 'failed', error: e.error, ...startOf(e), finished_at: e.at });
         break;
       case 'StepDeadLettered':
         // Not finished (no finished_at): the command waits in a dead-letter topic and may
         // be reprocessed (StepRequeued makes it scheduled again). Not in flight either: no
         // worker holds it, so it is not left `running`.
-        updates.push({
-          id: e.stepExecutionId,
-          step_key: e.stepKey,
-          status: 'dead_lettered',
-          error: e.error,
-          ...startOf(e),
-        });
+        change(e.stepExecutionId, e.stepKey, { status: 'dead_lettered', error: e.error, ...startOf(e) });
         break;
       case 'StepCancelled':
         if (e.stepExecutionId !== undefined)
-          updates.push({
-            id: e.stepExecutionId,
-            step_key: e.stepKey,
-            status: 'cancelled',
-            error: e.reason,
-            finished_at: e.at,
-          });
+          change(e.stepExecutionId, e.stepKey, { status: 'cancelled', error: e.reason, finished_at: e.at });
         break;
       case 'StepRequeued':
-        updates.push({ id: e.stepExecutionId, step_key: e.stepKey, status: 'scheduled' });
+        change(e.stepExecutionId, e.stepKey, { status: 'scheduled' });
         break;
       case 'StepRetryReady':
-        if (e.abandonedStepExecutionId !== undefined)
-          updates.push(abandoned(e.abandonedStepExecutionId, e.stepKey, e.at));
+        if (e.abandonedStepExecutionId !== undefined) change(e.abandonedStepExecutionId, e.stepKey, abandoned(e.at));
         break;
       default:
         break;
@@ -294,10 +271,8 @@ function startOf(e: {
 }
 
 /** An attempt an operator gave up on (retry or skip): failed, with the reason. */
-function abandoned(id: string, stepKey: string, at: string): AttemptUpdate {
+function abandoned(at: string): AttemptColumns {
   return {
-    id,
-    step_key: stepKey,
     status: 'failed',
     error: { code: 'abandoned_by_operator', message: 'an operator retried or skipped the step', retryable: false },
     finished_at: at,
