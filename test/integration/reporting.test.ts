@@ -710,6 +710,16 @@ describe('reporting_v2: history reports over a time window', () => {
     );
   });
 
+  it('windowed reports plan without parallel workers (0025): their start-up cost more than a window scan', async () => {
+    for (const [report] of windowed) {
+      const { rows: config } = await db.query<{ config: string[] | null }>(
+        `SELECT proconfig AS config FROM pg_proc WHERE oid = $1::regprocedure`,
+        [`reporting_v2.${report}(timestamptz, timestamptz)`],
+      );
+      assert.ok(config[0]?.config?.includes('max_parallel_workers_per_gather=0'), report);
+    }
+  });
+
   it('point-in-time reports are the version 1 views under the version 2 names', async () => {
     for (const [view, order] of [
       ['stuck_executions', 'execution_id'],
