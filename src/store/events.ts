@@ -30,18 +30,19 @@ export function eventJson(alias: 'v' | 'e'): RawBuilder<unknown> {
     to_char(${column('created_at')} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')) || ${column('data')}::jsonb)`;
 }
 
-/**
- * A batch's events as one sous.execution_event_batch row stores them (0023): the time of
- * the first in `created_at`, and each event whole but its `at` when that is the first's
- * (in toISOString's form, the only one `eventJson` gives back exactly from the column).
- * One row per decision instead of one per event: a row header and a key entry fewer per
- * event after the first.
- */
+/** A batch's events as one sous.execution_event_batch row stores them (0023). */
 export interface StoredBatch {
+  /** The first event's time: the row's created_at. */
   readonly at: string;
   readonly events: readonly Record<string, unknown>[];
 }
 
+/**
+ * How a batch is stored: the time of the first event in `created_at`, and each event whole
+ * but its `at` when that is the first's (in toISOString's form, the only one `eventJson`
+ * gives back exactly from the column). One row per decision instead of one per event: a
+ * row header and a key entry fewer per event after the first.
+ */
 export function storedBatch(events: readonly EngineEvent[]): StoredBatch {
   const first = events[0];
   if (first === undefined) throw new RangeError('an event batch holds one event or more');
